@@ -1,0 +1,286 @@
+"""RDEnv: a task as a Gymnasium environment, and the registration of every shipped task.
+
+Construction is cheap; `reset()` starts a sandbox and lays out the workspace; `step()` runs one
+tool call. `submit` ends the episode (terminated), a budget running out ends it (truncated);
+either way the workspace is graded in a fresh sandbox and the final reward is the normalized
+score. A malformed action or a failing tool is an observation, never an exception.
+"""
+
+from __future__ import annotations
+
+import string
+import time
+import uuid
+from typing import Any, SupportsFloat
+
+import gymnasium as gym
+import structlog
+from gymnasium import spaces
+
+from rdbench.grading import Grade, GradingError, SandboxFactory, default_factory, grade_archive
+from rdbench.resources import environments_dir
+from rdbench.sandbox.base import AGENT_HOME, Sandbox, SandboxError
+from rdbench.task import Budget, TaskSpec, get_task
+from rdbench.tools import (
+    TOOL_SPECS,
+    ActionError,
+    ToolCall,
+    parse_action,
+    run_tool,
+    tool_definitions,
+)
+from rdbench.transcript import Transcript
+
+log = structlog.get_logger()
+
+MAX_OBSERVATION_CHARS = 30_000
+MAX_ACTION_CHARS = 1_000_000
+
+
+class AnyText(spaces.Text):
+    """A Text space that holds any string up to `max_length` characters.
+
+    Gymnasium's Text checks every character against a fixed charset; tool output can hold any
+    character, so membership here only bounds the length. Samples use printable ASCII.
+    """
+
+    def __init__(self, max_length: int, seed: int | None = None):
+        super().__init__(max_length=max_length, min_length=0, charset=string.printable, seed=seed)
+
+    def contains(self, x: Any) -> bool:
+        """True for any str of at most `max_length` characters."""
+        return isinstance(x, str) and len(x) <= self.max_length
+
+
+def truncate_text(text: str, limit: int) -> str:
+    """`text` cut to `limit` characters, keeping its head and tail and saying what was cut."""
+    if len(text) <= limit:
+        return text
+    note = f"\n[... {len(text) - limit} characters cut ...]\n"
+    keep = max(limit - len(note), 0)
+    head = keep // 2
+    return text[:head] + note + text[len(text) - (keep - head) :]
+
+
+class RDEnv(gym.Env[str, Any]):
+    """One rdbench task as a Gymnasium environment.
+
+    Actions are tool calls, `{"tool": "bash", "input": {"command": "ls"}}`, as a dict or as its
+    JSON text. Observations are text.
+    """
+
+    metadata: dict[str, Any] = {"render_modes": ["ansi"]}  # noqa: RUF012 (Gymnasium's API)
+
+    def __init__(
+        self,
+        task: str | TaskSpec,
+        *,
+        sandbox: str | SandboxFactory = "docker",
+        sandbox_options: dict[str, Any] | None = None,
+        tools: list[str] | None = None,
+        budget: dict[str, Any] | None = None,
+        transcript: Transcript | None = None,
+        labels: dict[str, str] | None = None,
+        max_observation_chars: int = MAX_OBSERVATION_CHARS,
+        render_mode: str | None = None,
+    ):
+        self.task = task if isinstance(task, TaskSpec) else get_task(task)
+        if max_observation_chars <= 0:
+            raise ValueError(f"Expected max_observation_chars > 0, got {max_observation_chars}")
+        self.sandbox_name = sandbox if isinstance(sandbox, str) else "custom"
+        self._factory = (
+            default_factory(sandbox, **(sandbox_options or {}))
+            if isinstance(sandbox, str)
+            else sandbox
+        )
+        self.tools = self._choose_tools(tools)
+        self.budget = Budget.model_validate({**self.task.budget.model_dump(), **(budget or {})})
+        self.transcript = transcript
+        self.labels = dict(labels or {})
+        self.render_mode = render_mode
+        self.max_observation_chars = max_observation_chars
+        self.observation_space = AnyText(max_observation_chars)
+        self.action_space = AnyText(MAX_ACTION_CHARS)
+        self.sandbox: Sandbox | None = None
+        self.final_archive: bytes | None = None
+        self.final_grade: Grade | None = None
+        self.grading_error: str | None = None
+        self.limit_hit: str | None = None
+        self.steps = 0
+        self._started = 0.0
+        self._done = True
+        self._last_observation = ""
+
+    def _choose_tools(self, tools: list[str] | None) -> list[str]:
+        chosen = list(tools or TOOL_SPECS)
+        if not self.task.agent.score_tool and tools is None:
+            chosen.remove("score")
+        unknown = [name for name in chosen if name not in TOOL_SPECS]
+        if unknown:
+            raise ValueError(f"Unknown tools {unknown}; available: {', '.join(TOOL_SPECS)}")
+        if "submit" not in chosen:
+            chosen.append("submit")
+        return chosen
+
+    @property
+    def elapsed_s(self) -> float:
+        """Working time since reset."""
+        return time.monotonic() - self._started if self._started else 0.0
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[str, dict[str, Any]]:
+        """Start a fresh sandbox holding the task's workspace; observe the instructions."""
+        super().reset(seed=seed)
+        self._close_sandbox()
+        self.labels.setdefault("rdbench.episode", uuid.uuid4().hex[:12])
+        config = self.task.sandbox_config(labels={"rdbench.role": "agent", **self.labels})
+        self.sandbox = self._factory(config)
+        self.sandbox.put_dir(str(self.task.workspace_dir), AGENT_HOME)
+        self.steps = 0
+        self._started = time.monotonic()
+        self._done = False
+        self.final_archive = self.final_grade = self.grading_error = self.limit_hit = None
+        observation = self._observe(self._briefing())
+        self._record("reset", task_id=self.task.id, seed=seed, tools=self.tools)
+        info = {
+            "task_id": self.task.id,
+            "tools": tool_definitions(self.tools),
+            "budget": self.budget.model_dump(),
+        }
+        return observation, info
+
+    def _briefing(self) -> str:
+        budget = self.budget
+        return (
+            f"{self.task.instructions.strip()}\n\n"
+            f"Tools: {', '.join(self.tools)}. Budget: {budget.steps} steps, "
+            f"{budget.time_s:.0f} s of working time. Call submit when you are done."
+        )
+
+    def step(self, action: Any) -> tuple[str, SupportsFloat, bool, bool, dict[str, Any]]:
+        """Run one tool call; the final step's reward is the normalized score."""
+        if self._done or self.sandbox is None:
+            raise RuntimeError("The episode is over or not started; call reset() first")
+        self.steps += 1
+        info: dict[str, Any] = {"step": self.steps}
+        try:
+            call = parse_action(action, self.tools)
+        except ActionError as error:
+            self._record("action", raw=str(action)[:2000])
+            return self._after_step(f"Error: {error}", info | {"error": str(error)})
+        self._record("action", tool=call.tool, input=call.input)
+        if call.tool == "submit":
+            self._record("submit")
+            return self._finish(terminated=True, info=info)
+        try:
+            text = self._run(call, info)
+        except ActionError as error:
+            text = f"Error: {error}"
+            info["error"] = str(error)
+        except SandboxError as error:
+            text = f"Error: the sandbox failed: {error}"
+            info["error"] = str(error)
+            self._record("error", message=str(error))
+        return self._after_step(text, info)
+
+    def _run(self, call: ToolCall, info: dict[str, Any]) -> str:
+        assert self.sandbox is not None
+        info["tool"] = call.tool
+        if call.tool == "score":
+            grade = self._grade("validation")
+            self._record("score", raw_score=grade.raw_score, valid=grade.valid,
+                         message=grade.message, elapsed_working_s=round(self.elapsed_s, 3))
+            return f"Validation score: {grade.raw_score} ({grade.message})"
+        return run_tool(self.sandbox, call, default_timeout=self.task.sandbox.exec_timeout_s)
+
+    def _after_step(
+        self, text: str, info: dict[str, Any]
+    ) -> tuple[str, SupportsFloat, bool, bool, dict[str, Any]]:
+        observation = self._observe(text)
+        self._record("observation", text=observation)
+        limit = self._limit_reached()
+        if limit:
+            self.limit_hit = limit
+            return self._finish(terminated=False, info=info, observation=observation)
+        return observation, 0.0, False, False, info
+
+    def _limit_reached(self) -> str | None:
+        if self.steps >= self.budget.steps:
+            return "steps"
+        if self.elapsed_s >= self.budget.time_s:
+            return "time"
+        return None
+
+    def _grade(self, split: str) -> Grade:
+        assert self.sandbox is not None
+        archive = self.sandbox.get_dir(AGENT_HOME)
+        if split == "test":
+            self.final_archive = archive
+        return grade_archive(
+            self.task, archive, split=split, factory=self._factory,  # type: ignore[arg-type]
+            labels={k: v for k, v in self.labels.items() if k != "rdbench.role"},
+        )
+
+    def _finish(
+        self, *, terminated: bool, info: dict[str, Any], observation: str | None = None
+    ) -> tuple[str, SupportsFloat, bool, bool, dict[str, Any]]:
+        self._done = True
+        reward = 0.0
+        try:
+            grade = self._grade("test")
+            self.final_grade = grade
+            reward = grade.normalized_score
+            text = f"Episode over. Final score: {grade.normalized_score:.3f} ({grade.message})"
+            info.update(raw_score=grade.raw_score, normalized_score=grade.normalized_score,
+                        valid=grade.valid, message=grade.message)
+            self._record("grade", **grade.to_dict())
+        except (GradingError, SandboxError) as error:
+            self.grading_error = str(error)
+            text = f"Episode over. Grading failed (not scored): {error}"
+            info.update(raw_score=None, normalized_score=None, valid=False,
+                        grading_error=str(error))
+            self._record("error", message=str(error), infrastructure=True)
+        finally:
+            self._close_sandbox()
+        info.update(limit_hit=self.limit_hit, steps=self.steps)
+        final = self._observe(text if observation is None else f"{observation}\n\n{text}")
+        return final, reward, terminated, not terminated, info
+
+    def _observe(self, text: str) -> str:
+        self._last_observation = truncate_text(text, self.max_observation_chars)
+        return self._last_observation
+
+    def _record(self, event: str, **fields: Any) -> None:
+        if self.transcript is not None:
+            self.transcript.write(event, self.steps, **fields)  # type: ignore[arg-type]
+
+    def render(self) -> str | None:  # type: ignore[override]
+        """The last observation (render_mode "ansi")."""
+        return self._last_observation if self.render_mode == "ansi" else None
+
+    def _close_sandbox(self) -> None:
+        if self.sandbox is not None:
+            self.sandbox.close()
+            self.sandbox = None
+
+    def close(self) -> None:
+        """Remove the sandbox; safe to call more than once."""
+        self._close_sandbox()
+        super().close()
+
+
+def register_tasks() -> list[str]:
+    """Register every shipped task with Gymnasium as `rdbench/<task-id>-v0`; return the ids.
+
+    Only folder names are read here (a task's id is its folder's name), so importing rdbench
+    stays cheap and a malformed task fails when it is made, with its own error.
+    """
+    ids = []
+    for toml_path in sorted(environments_dir().glob("*/task.toml")):
+        task_id = toml_path.parent.name
+        env_id = f"rdbench/{task_id}-v0"
+        if env_id not in gym.registry:
+            gym.register(id=env_id, entry_point="rdbench.env:RDEnv", kwargs={"task": task_id})
+        ids.append(env_id)
+    return ids

@@ -1,0 +1,157 @@
+"""Grading: a workspace scored by the task's grader in a fresh sandbox, then normalized.
+
+The grading sandbox holds only the workspace (in the agent's home, owned by the agent user)
+and the grader's files (root-only). The grader runs as root and prints one JSON verdict.
+An invalid or crashed submission is a valid grading with `valid: false` (normalized 0);
+a failure of the machinery itself raises GradingError and is never the agent's 0.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import structlog
+
+from rdbench.sandbox.archive import extract_tar_gz
+from rdbench.sandbox.base import (
+    AGENT_HOME,
+    GRADER_DIR,
+    Sandbox,
+    SandboxConfig,
+    SandboxError,
+    make_sandbox,
+)
+from rdbench.task import Scoring, TaskSpec
+
+log = structlog.get_logger()
+
+GRADING_KIT = Path(__file__).with_name("grading_kit.py")
+Split = Literal["validation", "test"]
+SandboxFactory = Callable[[SandboxConfig], Sandbox]
+
+
+class GradingError(RuntimeError):
+    """The grading machinery failed (sandbox died, grader crashed): not the agent's fault."""
+
+
+@dataclass(frozen=True)
+class Grade:
+    """The verdict on one workspace: the grader's raw score and its place on the task's scale."""
+
+    raw_score: float | None
+    valid: bool
+    message: str
+    normalized_score: float
+    split: Split
+    elapsed_s: float
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return asdict(self)
+
+
+def normalize(raw_score: float | None, scoring: Scoring) -> float:
+    """Put `raw_score` on the task's scale: start 0, reference 1, below 0 clipped to 0.
+
+    Holds for lower-is-better metrics too: numerator and denominator change sign together.
+    """
+    if raw_score is None or not math.isfinite(raw_score):
+        return 0.0
+    span = scoring.reference - scoring.start
+    return max(0.0, (raw_score - scoring.start) / span)
+
+
+def parse_verdict(stdout: str) -> dict[str, Any]:
+    """The grader's JSON verdict: the last line of stdout that is a JSON object."""
+    for line in reversed(stdout.strip().splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                verdict = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(verdict, dict) and {"raw_score", "valid", "message"} <= set(verdict):
+                return verdict
+    raise GradingError(f"The grader printed no JSON verdict; its output ended: {stdout[-500:]!r}")
+
+
+def default_factory(backend: str = "docker", **options: Any) -> SandboxFactory:
+    """A factory starting sandboxes of `backend` (with backend `options`)."""
+    return lambda config: make_sandbox(backend, config, **options)
+
+
+def grade_workspace(
+    task: TaskSpec,
+    workspace: Path,
+    *,
+    split: Split = "test",
+    factory: SandboxFactory | None = None,
+    labels: dict[str, str] | None = None,
+) -> Grade:
+    """Grade the host folder `workspace` with `task`'s grader in a fresh sandbox."""
+    factory = factory or default_factory()
+    config = task.sandbox_config(grading=True, labels={"rdbench.role": "grading", **(labels or {})})
+    started = time.monotonic()
+    log.info("grade.start", task=task.id, split=split)
+    try:
+        sandbox = factory(config)
+    except SandboxError as error:
+        raise GradingError(f"Could not start a grading sandbox: {error}") from error
+    try:
+        sandbox.put_dir(str(workspace), AGENT_HOME)
+        sandbox.put_dir(str(task.grader_dir), GRADER_DIR, owner="root")
+        sandbox.write_file(
+            f"{GRADER_DIR}/rdbench_grading.py",
+            GRADING_KIT.read_bytes(),
+            owner="root",
+        )
+        result = sandbox.exec(
+            ["python3", f"{GRADER_DIR}/score.py", "--split", split, "--workspace", AGENT_HOME],
+            user="root",
+            cwd=GRADER_DIR,
+            timeout=task.scoring.timeout_s,
+        )
+    except SandboxError as error:
+        raise GradingError(f"The grading sandbox failed: {error}") from error
+    finally:
+        sandbox.close()
+    if result.timed_out:
+        raise GradingError(f"The grader ran past [scoring] timeout_s={task.scoring.timeout_s}")
+    if result.returncode != 0:
+        raise GradingError(f"The grader crashed (exit {result.returncode}): {result.stderr[-800:]}")
+    verdict = parse_verdict(result.stdout)
+    raw = verdict["raw_score"]
+    valid = bool(verdict["valid"]) and raw is not None
+    grade = Grade(
+        raw_score=float(raw) if raw is not None else None,
+        valid=valid,
+        message=str(verdict["message"]),
+        normalized_score=normalize(raw, task.scoring) if valid else 0.0,
+        split=split,
+        elapsed_s=round(time.monotonic() - started, 3),
+        details=verdict.get("details") or {},
+    )
+    log.info("grade.done", task=task.id, split=split, raw=grade.raw_score, valid=valid)
+    return grade
+
+
+def grade_archive(
+    task: TaskSpec,
+    archive: bytes,
+    *,
+    split: Split = "test",
+    factory: SandboxFactory | None = None,
+    labels: dict[str, str] | None = None,
+) -> Grade:
+    """Grade a workspace given as a gzip tar (as `Sandbox.get_dir` returns it)."""
+    with tempfile.TemporaryDirectory(prefix="rdbench-grade-") as folder:
+        extract_tar_gz(archive, folder)
+        return grade_workspace(task, Path(folder), split=split, factory=factory, labels=labels)

@@ -1,0 +1,161 @@
+"""Helpers for a task's grader, copied into the grading sandbox as `rdbench_grading.py`.
+
+A task's `grader/score.py` runs as root inside a fresh grading sandbox, with the agent's
+final workspace at `/home/agent` and the grader's own files in a root-only directory.
+It imports this module (standard library only; it must run on the image's Python) to run the
+agent's code as the unprivileged user and to print its verdict in the grading contract:
+
+```python
+from rdbench_grading import emit, parse_args, run_as_agent
+
+args = parse_args()                      # args.split is "validation" or "test"
+run = run_as_agent(["python", "train.py"], cwd=args.workspace, timeout=600)
+if not run.ok:
+    emit(None, valid=False, message=f"train.py failed: {run.tail()}")
+...
+emit(raw_score, valid=True, message="...", details={...})
+```
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import pwd
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
+
+AGENT_USER = "agent"
+SPLITS = ("validation", "test")
+
+
+@dataclass
+class AgentRun:
+    """What one run of the agent's code did, timed from outside its process."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    elapsed_s: float
+    timed_out: bool = False
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """True when the code exited 0 within its timeout."""
+        return self.returncode == 0 and not self.timed_out
+
+    def tail(self, chars: int = 800) -> str:
+        """The end of stderr (or stdout), for a message the agent can act on."""
+        if self.timed_out:
+            return f"timed out after {self.elapsed_s:.0f}s"
+        text = (self.stderr.strip() or self.stdout.strip())[-chars:]
+        return f"exit code {self.returncode}: {text}"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse the arguments every grader receives: --split and --workspace."""
+    parser = argparse.ArgumentParser(description="Grade an agent's workspace.")
+    parser.add_argument("--split", choices=SPLITS, default="test")
+    parser.add_argument("--workspace", default=f"/home/{AGENT_USER}")
+    return parser.parse_args(argv)
+
+
+def _agent_identity() -> pwd.struct_passwd:
+    return pwd.getpwnam(AGENT_USER)
+
+
+def make_agent_dir(path: str) -> str:
+    """Create `path` (if needed) owned by the agent user, so its code may write there."""
+    os.makedirs(path, exist_ok=True)
+    if os.geteuid() == 0:
+        agent = _agent_identity()
+        os.chown(path, agent.pw_uid, agent.pw_gid)
+    return path
+
+
+def run_as_agent(
+    cmd: list[str],
+    *,
+    cwd: str,
+    timeout: float,
+    env: dict[str, str] | None = None,
+) -> AgentRun:
+    """Run `cmd` as the unprivileged agent user, in its own session, with a wall-clock timeout.
+
+    When the grader is not root (a developer running it by hand), the command runs as the
+    current user. On timeout the command's whole process group is killed.
+    """
+    run_env = {
+        "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
+        "LANG": "C.UTF-8",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    identity: dict[str, Any] = {}
+    if os.geteuid() == 0:
+        agent = _agent_identity()
+        identity = {"user": agent.pw_uid, "group": agent.pw_gid, "extra_groups": []}
+        run_env.update(HOME=agent.pw_dir, USER=AGENT_USER)
+    else:
+        run_env["HOME"] = os.environ.get("HOME", cwd)
+    run_env.update(env or {})
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        cmd,
+        cwd=cwd,
+        env=run_env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+        **identity,
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout)
+        timed_out = False
+    except subprocess.TimeoutExpired:
+        _kill_group(proc.pid)
+        out, err = proc.communicate()
+        timed_out = True
+    elapsed = time.perf_counter() - start
+    _kill_group(proc.pid)  # nothing the command started may outlive it
+    return AgentRun(
+        returncode=proc.returncode,
+        stdout=out.decode("utf-8", "replace"),
+        stderr=err.decode("utf-8", "replace"),
+        elapsed_s=elapsed,
+        timed_out=timed_out,
+    )
+
+
+def _kill_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+def emit(
+    raw_score: float | None,
+    *,
+    valid: bool,
+    message: str,
+    details: dict[str, Any] | None = None,
+) -> NoReturn:
+    """Print the grading verdict as the last line of stdout and exit 0.
+
+    `message` may be shown to the agent; `details` never is.
+    """
+    verdict = {
+        "raw_score": None if raw_score is None else float(raw_score),
+        "valid": bool(valid) and raw_score is not None,
+        "message": message,
+        "details": details or {},
+    }
+    sys.stdout.write("\n" + json.dumps(verdict) + "\n")
+    sys.stdout.flush()
+    sys.exit(0)

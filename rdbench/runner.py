@@ -1,0 +1,132 @@
+"""Episodes: one agent on one task, recorded; many of them in parallel, resumable.
+
+Each episode writes `<out>/<episode-id>/`: transcript.jsonl as it happens, then
+workspace.tar.gz and result.json (atomically) at the end. An episode whose result.json
+exists and holds a score is never run again, so an interrupted run can simply be repeated.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from rdbench import __version__
+from rdbench.agents import TaskInfo, make_agent
+from rdbench.env import RDEnv
+from rdbench.task import TaskSpec
+from rdbench.transcript import RESULT, WORKSPACE, Transcript, write_bytes_atomic, write_json_atomic
+
+log = structlog.get_logger()
+
+
+@dataclass(frozen=True)
+class EpisodeSpec:
+    """One episode to run: which task, which agent, which seed, where."""
+
+    task: TaskSpec
+    agent: str
+    seed: int = 0
+    sandbox: str = "docker"
+    agent_options: dict[str, Any] = field(default_factory=dict)
+    budget: dict[str, Any] = field(default_factory=dict)
+    run_id: str = "local"
+
+    @property
+    def episode_id(self) -> str:
+        """A stable name, so that a repeated run finds the episodes it already finished."""
+        return f"{self.task.id}__{self.agent}__seed{self.seed}"
+
+
+def finished_result(folder: Path) -> dict[str, Any] | None:
+    """The result.json in `folder` if the episode finished and was graded, else None."""
+    path = folder / RESULT
+    if not path.is_file():
+        return None
+    try:
+        result = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        return None
+    return None if result.get("infrastructure_error") else result
+
+
+def run_episode(spec: EpisodeSpec, out: Path) -> dict[str, Any]:
+    """Run one episode to its end and write its record under `out`; return result.json."""
+    folder = out / spec.episode_id
+    done = finished_result(folder)
+    if done is not None:
+        log.info("episode.skip", episode=spec.episode_id, reason="already finished")
+        return done
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "transcript.jsonl").unlink(missing_ok=True)  # an unfinished attempt restarts
+    with structlog.contextvars.bound_contextvars(
+        run=spec.run_id, episode=spec.episode_id, task=spec.task.id
+    ):
+        return _play(spec, folder)
+
+
+def _play(spec: EpisodeSpec, folder: Path) -> dict[str, Any]:
+    agent = make_agent(spec.agent, **spec.agent_options)
+    transcript = Transcript(folder)
+    env = RDEnv(
+        spec.task,
+        sandbox=spec.sandbox,
+        budget=spec.budget,
+        transcript=transcript,
+        labels={"rdbench.run": spec.run_id, "rdbench.episode": spec.episode_id},
+    )
+    started = time.monotonic()
+    terminated = truncated = False
+    info: dict[str, Any] = {}
+    try:
+        observation, reset_info = env.reset(seed=spec.seed)
+        agent.reset(
+            TaskInfo(spec.task, spec.task.instructions, reset_info["tools"], reset_info["budget"]),
+            observation,
+        )
+        log.info("episode.start", agent=spec.agent)
+        while not (terminated or truncated):
+            action = agent.act(observation)
+            observation, _, terminated, truncated, info = env.step(action)
+        usage = agent.usage()
+        transcript.write("usage", env.steps, **vars(usage))
+        if env.final_archive is not None:
+            write_bytes_atomic(folder / WORKSPACE, env.final_archive)
+    finally:
+        env.close()
+        transcript.close()
+    result = {
+        "task_id": spec.task.id,
+        "task_version": spec.task.version,
+        "agent": spec.agent,
+        "seed": spec.seed,
+        "raw_score": info.get("raw_score"),
+        "normalized_score": info.get("normalized_score"),
+        "valid": info.get("valid", False),
+        "message": info.get("message", ""),
+        "infrastructure_error": env.grading_error,
+        "terminated": terminated,
+        "truncated": truncated,
+        "limit_hit": env.limit_hit,
+        "steps": env.steps,
+        "elapsed_s": round(time.monotonic() - started, 3),
+        "usage": vars(usage),
+        "sandbox": spec.sandbox,
+        "rdbench_version": __version__,
+    }
+    write_json_atomic(folder / RESULT, result)
+    log.info("episode.done", score=result["normalized_score"], steps=env.steps)
+    return result
+
+
+def run_many(specs: list[EpisodeSpec], out: Path, *, parallel: int = 1) -> list[dict[str, Any]]:
+    """Run `specs` with up to `parallel` at once (threads); results in the order given."""
+    if parallel < 1:
+        raise ValueError(f"Expected parallel >= 1, got {parallel}")
+    with ThreadPoolExecutor(max_workers=parallel) as pool:
+        return list(pool.map(lambda spec: run_episode(spec, out), specs))

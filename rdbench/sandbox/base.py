@@ -1,0 +1,133 @@
+"""The Sandbox protocol every backend implements, its value types, errors and registry."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+AGENT_USER = "agent"
+AGENT_HOME = "/home/agent"
+GRADER_DIR = "/grader"
+DEFAULT_OUTPUT_LIMIT = 1_000_000  # bytes kept of each of stdout and stderr
+
+
+class SandboxError(RuntimeError):
+    """Something went wrong in or with a sandbox."""
+
+
+class SandboxUnavailable(SandboxError):
+    """The backend cannot run here (no engine, no image, the sandbox died)."""
+
+
+class SandboxTimeout(SandboxError):
+    """A command ran past its timeout and was killed."""
+
+
+class SandboxFileNotFound(SandboxError, FileNotFoundError):
+    """A path asked for does not exist inside the sandbox."""
+
+
+class SandboxOutputLimit(SandboxError):
+    """Output or a file was larger than the cap it was read with."""
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    """What one command did inside a sandbox."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    timed_out: bool = False
+    truncated: bool = False  # output was cut at the sandbox's cap
+
+    @property
+    def ok(self) -> bool:
+        """True when the command exited 0 within its timeout."""
+        return self.returncode == 0 and not self.timed_out
+
+    def check(self, what: str = "command") -> ExecResult:
+        """Return self, or raise a typed error saying why `what` failed."""
+        if self.timed_out:
+            raise SandboxTimeout(f"{what} timed out and was killed")
+        if self.returncode != 0:
+            raise SandboxError(
+                f"{what} exited with {self.returncode}: {(self.stderr or self.stdout)[-500:]}"
+            )
+        return self
+
+
+@dataclass(frozen=True)
+class SandboxConfig:
+    """What a sandbox is made with: image, limits and the labels that identify it."""
+
+    cpus: float = 2.0
+    memory_mb: int = 4096
+    pids: int = 512
+    exec_timeout_s: float = 600.0
+    output_limit: int = DEFAULT_OUTPUT_LIMIT
+    image: str | None = None  # backend default when None
+    labels: dict[str, str] = field(default_factory=dict)
+    grading: bool = False  # a grading sandbox: root may switch to the agent user
+
+
+@runtime_checkable
+class Sandbox(Protocol):
+    """An isolated machine an agent or a grader runs commands in."""
+
+    def exec(
+        self,
+        cmd: list[str],
+        *,
+        input: bytes | None = None,
+        cwd: str | None = None,
+        env: dict[str, str] | None = None,
+        user: str | None = None,
+        timeout: float | None = None,
+    ) -> ExecResult:
+        """Run `cmd` (as `user`, default the agent) and return what it did."""
+        ...
+
+    def write_file(self, path: str, data: bytes | str, *, owner: str = AGENT_USER) -> None:
+        """Create or replace the file at `path` (made with its parent folders), owned by
+        `owner`. This is the host's privileged channel: agents' writes go through exec."""
+        ...
+
+    def read_file(self, path: str) -> bytes:
+        """The bytes of the file at absolute `path`; SandboxFileNotFound if missing."""
+        ...
+
+    def put_dir(self, local_dir: str, path: str, *, owner: str = AGENT_USER) -> None:
+        """Copy the contents of the host folder `local_dir` into `path` inside."""
+        ...
+
+    def get_dir(self, path: str) -> bytes:
+        """A gzip-compressed tar of the folder `path` inside (members relative to it)."""
+        ...
+
+    def close(self) -> None:
+        """Stop and remove the sandbox; safe to call more than once."""
+        ...
+
+
+SandboxFactory = Callable[..., Sandbox]
+SANDBOXES: dict[str, SandboxFactory] = {}
+
+
+def sandbox_backend(name: str) -> Callable[[SandboxFactory], SandboxFactory]:
+    """Register a sandbox backend under `name` (used by --sandbox)."""
+
+    def register(factory: SandboxFactory) -> SandboxFactory:
+        SANDBOXES[name] = factory
+        return factory
+
+    return register
+
+
+def make_sandbox(backend: str, config: SandboxConfig, **options: Any) -> Sandbox:
+    """Start a sandbox of the registered `backend` with `config`."""
+    if backend not in SANDBOXES:
+        known = ", ".join(sorted(SANDBOXES)) or "none"
+        raise SandboxUnavailable(f"Unknown sandbox backend {backend!r}; known: {known}")
+    return SANDBOXES[backend](config, **options)

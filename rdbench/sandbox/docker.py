@@ -1,0 +1,316 @@
+"""The Docker backend: one container per sandbox, driven through the docker SDK.
+
+Each container has no network, CPU, memory and process limits, an init process, all
+capabilities dropped and no-new-privileges, and labels naming its run and episode so
+`rdbench gc` can find leftovers. Commands run through `docker exec`; a command that passes
+its timeout is killed inside the container (every process carrying its exec marker), not
+merely abandoned. Files move as tar archives.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import threading
+import uuid
+from typing import Any
+
+import docker
+import docker.errors
+import structlog
+from docker.models.containers import Container
+
+from rdbench.sandbox.archive import first_file, folder_tar, single_file_tar, strip_top_folder
+from rdbench.sandbox.base import (
+    AGENT_HOME,
+    AGENT_USER,
+    ExecResult,
+    SandboxConfig,
+    SandboxFileNotFound,
+    SandboxOutputLimit,
+    SandboxUnavailable,
+    sandbox_backend,
+)
+
+log = structlog.get_logger()
+
+LABEL = "rdbench"
+EXEC_MARKER = "RDBENCH_EXEC"
+KILL_GRACE_S = 10.0
+# Capabilities the grader (root) needs to run the agent's code as the agent user.
+GRADING_CAPS = ["SETUID", "SETGID", "DAC_OVERRIDE", "FOWNER", "CHOWN", "KILL"]
+BASE_ENV = {
+    "PATH": "/opt/rdbench-venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "LANG": "C.UTF-8",
+    "PYTHONUNBUFFERED": "1",
+}
+
+
+def connect() -> docker.DockerClient:
+    """A client for the local Docker engine, or SandboxUnavailable saying how to get one."""
+    try:
+        client = docker.from_env()
+        client.ping()
+    except Exception as error:
+        raise SandboxUnavailable(
+            f"No Docker engine answered ({error}). Start one (dockerd, or `make setup`), "
+            "or run with another --sandbox backend."
+        ) from error
+    return client
+
+
+def docker_available() -> bool:
+    """True when a Docker engine answers."""
+    try:
+        connect().close()
+    except SandboxUnavailable:
+        return False
+    return True
+
+
+@sandbox_backend("docker")
+class DockerSandbox:
+    """A sandbox in one Docker container, started on construction."""
+
+    def __init__(self, config: SandboxConfig, *, client: docker.DockerClient | None = None):
+        self.config = config
+        self._client = client or connect()
+        self._closed = False
+        image = config.image or _default_image(self._client)
+        labels = {LABEL: "1", f"{LABEL}.pid": str(os.getpid()), **config.labels}
+        try:
+            self._container: Container = self._client.containers.run(
+                image,
+                command=["sleep", "infinity"],
+                detach=True,
+                init=True,
+                network_mode="none",
+                cap_drop=["ALL"],
+                cap_add=GRADING_CAPS if config.grading else None,
+                security_opt=["no-new-privileges"],
+                mem_limit=f"{config.memory_mb}m",
+                memswap_limit=f"{config.memory_mb}m",
+                nano_cpus=int(config.cpus * 1e9),
+                pids_limit=config.pids,
+                labels=labels,
+                hostname="sandbox",
+                working_dir=AGENT_HOME,
+                environment=BASE_ENV,
+            )
+        except docker.errors.ImageNotFound as error:
+            raise SandboxUnavailable(
+                f"Sandbox image {image!r} is missing; build it with `rdbench image build`"
+            ) from error
+        except docker.errors.APIError as error:
+            raise SandboxUnavailable(f"Docker could not start a sandbox: {error}") from error
+        self.id: str = self._container.id or ""
+        log.info("sandbox.start", backend="docker", container=self.id[:12], image=image)
+
+    @property
+    def container(self) -> Container:
+        """The container behind this sandbox."""
+        return self._container
+
+    def exec(
+        self,
+        cmd: list[str],
+        *,
+        input: bytes | None = None,
+        cwd: str | None = None,
+        env: dict[str, str] | None = None,
+        user: str | None = None,
+        timeout: float | None = None,
+    ) -> ExecResult:
+        """Run `cmd` inside; on timeout kill it and everything it started."""
+        if not cmd:
+            raise ValueError("Expected a non-empty command list, got []")
+        user = user or AGENT_USER
+        marker = uuid.uuid4().hex
+        if input is not None:
+            stdin_path = f"/tmp/.rdbench-stdin-{marker}"
+            self._put(posixpath.dirname(stdin_path), single_file_tar(
+                posixpath.basename(stdin_path), input, owner=_owner(user), mode=0o600))
+            cmd = ["sh", "-c", 'exec 0<"$0"; rm -f "$0"; exec "$@"', stdin_path, *cmd]
+        environment = {**_user_env(user), **(env or {}), EXEC_MARKER: marker}
+        api = self._client.api
+        try:
+            exec_id = api.exec_create(
+                self.id, cmd, user=user, workdir=cwd or AGENT_HOME, environment=environment
+            )["Id"]
+            stream = api.exec_start(exec_id, stream=True, demux=True)
+        except docker.errors.APIError as error:
+            raise self._unavailable(error) from error
+        reader = _OutputReader(stream, self.config.output_limit)
+        reader.start()
+        limit = timeout if timeout is not None else self.config.exec_timeout_s
+        reader.join(limit)
+        timed_out = reader.is_alive()
+        if timed_out:
+            self._kill_marked(marker, user)
+            reader.join(KILL_GRACE_S)
+            log.warning("sandbox.exec_timeout", cmd=cmd[:3], timeout=limit)
+        returncode = api.exec_inspect(exec_id).get("ExitCode")
+        return ExecResult(
+            returncode=-9 if returncode is None else int(returncode),
+            stdout=bytes(reader.stdout).decode("utf-8", "replace"),
+            stderr=bytes(reader.stderr).decode("utf-8", "replace"),
+            timed_out=timed_out,
+            truncated=reader.truncated,
+        )
+
+    def _kill_marked(self, marker: str, user: str) -> None:
+        script = (
+            'for d in /proc/[0-9]*; do grep -qaF "$0" "$d/environ" 2>/dev/null '
+            '&& kill -9 "${d#/proc/}" 2>/dev/null; done; true'
+        )
+        kill = ["sh", "-c", script, f"{EXEC_MARKER}={marker}"]
+        self._client.api.exec_start(self._client.api.exec_create(self.id, kill, user=user)["Id"])
+
+    def write_file(self, path: str, data: bytes | str, *, owner: str = AGENT_USER) -> None:
+        """Create or replace `path` (parent folders are made as needed), owned by `owner`."""
+        payload = data.encode("utf-8") if isinstance(data, str) else data
+        folder, name = posixpath.split(_absolute(path))
+        archive = single_file_tar(name, payload, owner=owner)
+        try:
+            self._put(folder, archive)
+        except SandboxFileNotFound:
+            self.exec(["mkdir", "-p", folder], user=owner).check(f"mkdir -p {folder}")
+            self._put(folder, archive)
+
+    def read_file(self, path: str, *, max_bytes: int | None = None) -> bytes:
+        """The bytes of `path`; SandboxOutputLimit when larger than `max_bytes`."""
+        try:
+            stream, stat = self._container.get_archive(_absolute(path))
+        except docker.errors.NotFound as error:
+            raise SandboxFileNotFound(f"No such file in the sandbox: {path}") from error
+        except docker.errors.APIError as error:
+            raise self._unavailable(error) from error
+        if stat.get("mode", 0) & (1 << 31):
+            raise SandboxFileNotFound(f"{path} is a directory, not a file")
+        if max_bytes is not None and stat.get("size", 0) > max_bytes:
+            raise SandboxOutputLimit(f"{path} is {stat['size']} bytes, over the cap {max_bytes}")
+        return first_file(b"".join(stream))
+
+    def put_dir(self, local_dir: str, path: str, *, owner: str = AGENT_USER) -> None:
+        """Copy the contents of host folder `local_dir` into `path` inside, owned by `owner`."""
+        self._put(_absolute(path), folder_tar(local_dir, owner=owner, private=owner == "root"))
+
+    def get_dir(self, path: str) -> bytes:
+        """A gzip tar of the folder `path` inside, names relative to it."""
+        try:
+            stream, _ = self._container.get_archive(_absolute(path).rstrip("/") + "/")
+        except docker.errors.NotFound as error:
+            raise SandboxFileNotFound(f"No such folder in the sandbox: {path}") from error
+        return strip_top_folder(b"".join(stream))
+
+    def _put(self, folder: str, archive: bytes) -> None:
+        try:
+            self._container.put_archive(folder, archive)
+        except docker.errors.NotFound as error:
+            raise SandboxFileNotFound(f"No such folder in the sandbox: {folder}") from error
+        except docker.errors.APIError as error:
+            raise self._unavailable(error) from error
+
+    def _unavailable(self, error: Exception) -> SandboxUnavailable:
+        return SandboxUnavailable(f"The Docker sandbox {self.id[:12]} failed: {error}")
+
+    def close(self) -> None:
+        """Remove the container; safe to call more than once."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._container.remove(force=True)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as error:
+            log.warning("sandbox.close_failed", container=self.id[:12], error=str(error))
+        log.info("sandbox.close", backend="docker", container=self.id[:12])
+
+    def __enter__(self) -> DockerSandbox:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class _OutputReader(threading.Thread):
+    """Drains a demultiplexed exec stream, keeping at most `limit` bytes of each stream."""
+
+    def __init__(self, stream: Any, limit: int):
+        super().__init__(daemon=True)
+        self._stream = stream
+        self._limit = limit
+        self.stdout = bytearray()
+        self.stderr = bytearray()
+        self.truncated = False
+
+    def run(self) -> None:
+        try:
+            for out, err in self._stream:
+                self._keep(self.stdout, out)
+                self._keep(self.stderr, err)
+        except Exception as error:  # the connection dropped: the sandbox went away
+            self._keep(self.stderr, f"\n[rdbench: output stream failed: {error}]".encode())
+
+    def _keep(self, buffer: bytearray, chunk: bytes | None) -> None:
+        if not chunk:
+            return
+        room = self._limit - len(buffer)
+        if len(chunk) > room:
+            self.truncated = True
+            chunk = chunk[: max(room, 0)]
+        buffer.extend(chunk)
+
+
+def _owner(user: str) -> str:
+    return "root" if user in ("root", "0") else AGENT_USER
+
+
+def _user_env(user: str) -> dict[str, str]:
+    home = "/root" if _owner(user) == "root" else AGENT_HOME
+    return {"HOME": home, "USER": _owner(user)}
+
+
+def _absolute(path: str) -> str:
+    if not path.startswith("/"):
+        path = posixpath.join(AGENT_HOME, path)
+    return posixpath.normpath(path)
+
+
+def _default_image(client: docker.DockerClient) -> str:
+    from rdbench.image import image_tag
+
+    tag = image_tag()
+    try:
+        client.images.get(tag)
+    except docker.errors.ImageNotFound as error:
+        raise SandboxUnavailable(
+            f"Sandbox image {tag} is missing; build it with `rdbench image build`"
+        ) from error
+    return tag
+
+
+def remove_leftovers(*, everything: bool = False) -> list[str]:
+    """Remove rdbench containers whose owning process is gone (all of them with
+    `everything`); return the short ids removed."""
+    client = connect()
+    removed = []
+    for container in client.containers.list(all=True, filters={"label": LABEL}):
+        owner = container.labels.get(f"{LABEL}.pid", "")
+        if not everything and owner.isdigit() and _process_alive(int(owner)):
+            continue
+        container.remove(force=True)
+        removed.append(container.short_id)
+        log.info("sandbox.gc", container=container.short_id, owner_pid=owner)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,187 @@
+"""Tasks: `TaskSpec` read from `environments/<id>/task.toml`, validation and discovery."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from rdbench.resources import environments_dir
+from rdbench.sandbox.base import SandboxConfig
+
+REQUIRED_FILES = ("instructions.md",)
+REQUIRED_DIRS = ("workspace", "grader")
+TASK_ID_PATTERN = re.compile(r"^[a-z][a-z0-9-]*[a-z0-9]$")
+
+
+class TaskSpecError(ValueError):
+    """A task folder or its task.toml is malformed; the message says where and how to fix it."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Budget(_Strict):
+    """Limits of one episode; the first one reached ends it (truncated)."""
+
+    steps: int = Field(100, gt=0, description="tool calls the agent may make")
+    time_s: float = Field(3600, gt=0, description="working time, seconds")
+    tokens: int | None = Field(None, gt=0, description="model tokens, in and out")
+    cost_usd: float | None = Field(None, gt=0, description="model cost, US dollars")
+
+
+class SandboxResources(_Strict):
+    """What the task's sandbox may use."""
+
+    cpus: float = Field(2.0, gt=0)
+    memory_mb: int = Field(4096, ge=64)
+    pids: int = Field(512, ge=16)
+    exec_timeout_s: float = Field(600, gt=0, description="default timeout of one command")
+
+
+class Scoring(_Strict):
+    """How the grader's raw score is read and put on the start (0) to reference (1) scale."""
+
+    metric: str = Field(min_length=1)
+    direction: Literal["higher", "lower"]
+    start: float = Field(description="raw test score of the untouched workspace")
+    reference: float = Field(description="raw test score of the reference solution")
+    timeout_s: float = Field(900, gt=0, description="limit of one whole grading run")
+
+
+class AgentView(_Strict):
+    """What the agent may use besides its workspace."""
+
+    score_tool: bool = True
+    shaped_rewards: bool = False
+
+
+class TaskSpec(_Strict):
+    """One task, as declared by its task.toml. `root` is the task's folder."""
+
+    id: str = Field(pattern=TASK_ID_PATTERN.pattern)
+    version: str = Field(min_length=1)
+    title: str = Field(min_length=1)
+    summary: str = ""
+    budget: Budget = Budget()
+    sandbox: SandboxResources = SandboxResources()
+    scoring: Scoring
+    agent: AgentView = AgentView()
+    root: Path = Field(exclude=True)
+
+    @property
+    def env_id(self) -> str:
+        """The Gymnasium id this task is registered under."""
+        return f"rdbench/{self.id}-v0"
+
+    @property
+    def workspace_dir(self) -> Path:
+        """The starting solution and public data, copied to the agent's home."""
+        return self.root / "workspace"
+
+    @property
+    def grader_dir(self) -> Path:
+        """Hidden grader files; never enter the agent's sandbox."""
+        return self.root / "grader"
+
+    @property
+    def solution_dir(self) -> Path:
+        """Hidden reference solution, laid over the workspace by the oracle."""
+        return self.root / "solution"
+
+    def sandbox_config(
+        self, *, grading: bool = False, labels: dict[str, str] | None = None,
+        image: str | None = None,
+    ) -> SandboxConfig:
+        """The sandbox this task's episodes (or, with `grading`, its gradings) run in."""
+        return SandboxConfig(
+            cpus=self.sandbox.cpus,
+            memory_mb=self.sandbox.memory_mb,
+            pids=self.sandbox.pids,
+            exec_timeout_s=self.sandbox.exec_timeout_s,
+            image=image,
+            labels={"rdbench.task": self.id, **(labels or {})},
+            grading=grading,
+        )
+
+    @cached_property
+    def instructions(self) -> str:
+        """What the agent is told."""
+        return (self.root / "instructions.md").read_text(encoding="utf-8")
+
+
+def _describe(error: ValidationError, path: Path) -> str:
+    lines = []
+    for item in error.errors():
+        location = ".".join(str(part) for part in item["loc"])
+        section, _, key = location.rpartition(".")
+        where = f"[{section}] {key}" if section else key
+        if item["type"] == "extra_forbidden":
+            lines.append(f"{path}: unknown field {where}; remove it or check its spelling")
+        elif item["type"] == "missing":
+            lines.append(f"{path}: missing required field {where}")
+        else:
+            lines.append(f"{path}: {where}: {item['msg']}, got {item.get('input')!r}")
+    return "\n".join(lines)
+
+
+def load_task(folder: str | Path) -> TaskSpec:
+    """Read and check the task in `folder` (or the folder of a task.toml path)."""
+    root = Path(folder)
+    if root.name == "task.toml":
+        root = root.parent
+    toml_path = root / "task.toml"
+    if not toml_path.is_file():
+        raise TaskSpecError(f"{toml_path}: no task.toml; a task folder needs one (see README)")
+    try:
+        data = tomllib.loads(toml_path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as error:
+        raise TaskSpecError(f"{toml_path}: not valid TOML: {error}") from error
+    if "root" in data:
+        raise TaskSpecError(f"{toml_path}: unknown field root; remove it")
+    try:
+        spec = TaskSpec(**data, root=root.resolve())
+    except ValidationError as error:
+        raise TaskSpecError(_describe(error, toml_path)) from error
+    if spec.id != root.name:
+        raise TaskSpecError(
+            f"{toml_path}: id {spec.id!r} must match the folder name {root.name!r}"
+        )
+    for name in REQUIRED_FILES:
+        if not (root / name).is_file():
+            raise TaskSpecError(f"{root / name}: missing; every task needs {name}")
+    for name in REQUIRED_DIRS:
+        if not (root / name).is_dir():
+            raise TaskSpecError(f"{root / name}/: missing; every task needs a {name}/ folder")
+    if spec.scoring.start == spec.scoring.reference:
+        raise TaskSpecError(
+            f"{toml_path}: [scoring] start and reference are both {spec.scoring.start}; "
+            "measure them by grading the starting and the reference solution"
+        )
+    return spec
+
+
+def discover_tasks(root: Path | None = None) -> dict[str, TaskSpec]:
+    """Every task under `root` (default: the shipped environments/), by id."""
+    base = root or environments_dir()
+    tasks = {}
+    for toml_path in sorted(base.glob("*/task.toml")):
+        spec = load_task(toml_path.parent)
+        tasks[spec.id] = spec
+    return tasks
+
+
+def get_task(task_id: str, root: Path | None = None) -> TaskSpec:
+    """The task called `task_id`, or a path to a task folder."""
+    if "/" in task_id or Path(task_id).is_dir():
+        return load_task(task_id)
+    tasks = discover_tasks(root)
+    if task_id not in tasks:
+        known = ", ".join(sorted(tasks)) or "none"
+        raise TaskSpecError(f"Unknown task {task_id!r}; known tasks: {known}")
+    return tasks[task_id]

@@ -1,0 +1,247 @@
+"""The agent's tools: their JSON Schemas, action parsing, and their execution in a sandbox.
+
+`score` and `submit` are declared here but carried out by the env, which owns grading.
+Every sandbox tool runs as the unprivileged agent user, so a tool can do no more than the
+agent's own shell could.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from rdbench.sandbox.base import AGENT_HOME, ExecResult, Sandbox
+
+CONTROL_TOOLS = ("score", "submit")
+
+
+class ActionError(ValueError):
+    """An action the env cannot carry out; its message is shown to the agent."""
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """One parsed action: a tool name and its input."""
+
+    tool: str
+    input: dict[str, Any] = field(default_factory=dict)
+
+
+def _schema(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": required,
+        "additionalProperties": False,
+    }
+
+
+_TIMEOUT = {"type": "number", "description": "seconds before the command is killed"}
+
+TOOL_SPECS: dict[str, dict[str, Any]] = {
+    "bash": {
+        "description": "Run a bash command in your sandbox (cwd: your home, the workspace). "
+        "Returns its exit code, stdout and stderr.",
+        "input_schema": _schema(
+            {"command": {"type": "string"}, "timeout": _TIMEOUT}, ["command"]
+        ),
+    },
+    "python": {
+        "description": "Run Python code with the sandbox's python3 (given on stdin).",
+        "input_schema": _schema({"code": {"type": "string"}, "timeout": _TIMEOUT}, ["code"]),
+    },
+    "read_file": {
+        "description": "Read a text file; paths are relative to your home.",
+        "input_schema": _schema({"path": {"type": "string"}}, ["path"]),
+    },
+    "write_file": {
+        "description": "Create or overwrite a file with the given content.",
+        "input_schema": _schema(
+            {"path": {"type": "string"}, "content": {"type": "string"}}, ["path", "content"]
+        ),
+    },
+    "edit_file": {
+        "description": "Replace one exact occurrence of old_string with new_string in a file. "
+        "Fails if old_string is missing or appears more than once.",
+        "input_schema": _schema(
+            {
+                "path": {"type": "string"},
+                "old_string": {"type": "string"},
+                "new_string": {"type": "string"},
+            },
+            ["path", "old_string", "new_string"],
+        ),
+    },
+    "score": {
+        "description": "Grade your current workspace on the validation split (not the final "
+        "test split) and show the grader's message. Does not end the episode.",
+        "input_schema": _schema({}, []),
+    },
+    "submit": {
+        "description": "End the episode: your workspace is graded on the hidden test split.",
+        "input_schema": _schema({}, []),
+    },
+}
+
+
+def tool_definitions(names: list[str] | None = None) -> list[dict[str, Any]]:
+    """Tool definitions (name, description, input_schema) for the tools in `names`."""
+    chosen = names or list(TOOL_SPECS)
+    return [{"name": name, **TOOL_SPECS[name]} for name in chosen]
+
+
+def parse_action(action: Any, allowed: list[str] | None = None) -> ToolCall:
+    """Read an action given as a dict or as its JSON text; ActionError says what is wrong."""
+    if isinstance(action, str | bytes):
+        try:
+            action = json.loads(action)
+        except json.JSONDecodeError as error:
+            raise ActionError(
+                f"Action is not valid JSON ({error}); send "
+                '{"tool": "bash", "input": {"command": "ls"}}'
+            ) from error
+    if not isinstance(action, dict):
+        raise ActionError(f"Action must be an object with 'tool' and 'input', got {action!r:.80}")
+    unknown_keys = set(action) - {"tool", "input"}
+    if unknown_keys:
+        raise ActionError(f"Action has unknown keys {sorted(unknown_keys)}; use 'tool', 'input'")
+    tool = action.get("tool")
+    allowed = allowed or list(TOOL_SPECS)
+    if tool not in allowed:
+        raise ActionError(f"Unknown tool {tool!r}; available tools: {', '.join(allowed)}")
+    tool_input = action.get("input", {})
+    if tool_input is None:
+        tool_input = {}
+    if not isinstance(tool_input, dict):
+        raise ActionError(f"'input' of {tool} must be an object, got {tool_input!r:.80}")
+    schema = TOOL_SPECS[tool]["input_schema"]
+    _check_input(tool, tool_input, schema)
+    return ToolCall(tool=tool, input=tool_input)
+
+
+_JSON_TYPES: dict[str, tuple[type, ...]] = {"string": (str,), "number": (int, float)}
+
+
+def _check_input(tool: str, tool_input: dict[str, Any], schema: dict[str, Any]) -> None:
+    properties = schema["properties"]
+    for name in schema["required"]:
+        if name not in tool_input:
+            raise ActionError(f"{tool} needs input '{name}'; got keys {sorted(tool_input)}")
+    for name, value in tool_input.items():
+        if name not in properties:
+            raise ActionError(f"{tool} takes no input '{name}'; it takes {sorted(properties)}")
+        expected = properties[name]["type"]
+        if not isinstance(value, _JSON_TYPES[expected]) or isinstance(value, bool):
+            raise ActionError(f"{tool} input '{name}' must be a {expected}, got {value!r:.80}")
+
+
+def format_exec(result: ExecResult) -> str:
+    """A command's result as the text the agent reads."""
+    parts = [f"exit code: {result.returncode}"]
+    if result.timed_out:
+        parts.append("[the command timed out and was killed]")
+    if result.truncated:
+        parts.append("[output was truncated at the sandbox's cap]")
+    if result.stdout:
+        parts.append(f"stdout:\n{result.stdout}")
+    if result.stderr:
+        parts.append(f"stderr:\n{result.stderr}")
+    return "\n".join(parts)
+
+
+def _timeout(tool_input: dict[str, Any], default: float) -> float:
+    requested = float(tool_input.get("timeout", default))
+    if requested <= 0:
+        raise ActionError(f"timeout must be a positive number of seconds, got {requested}")
+    return min(requested, default)
+
+
+def _bash(sandbox: Sandbox, tool_input: dict[str, Any], default_timeout: float) -> str:
+    result = sandbox.exec(
+        ["bash", "-c", tool_input["command"]], timeout=_timeout(tool_input, default_timeout)
+    )
+    return format_exec(result)
+
+
+def _python(sandbox: Sandbox, tool_input: dict[str, Any], default_timeout: float) -> str:
+    result = sandbox.exec(
+        ["python3", "-"],
+        input=tool_input["code"].encode("utf-8"),
+        timeout=_timeout(tool_input, default_timeout),
+    )
+    return format_exec(result)
+
+
+def _read_text(sandbox: Sandbox, path: str) -> str:
+    result = sandbox.exec(["cat", "--", path], timeout=60)
+    if result.returncode != 0:
+        raise ActionError(f"Cannot read {path}: {result.stderr.strip()}")
+    return result.stdout
+
+
+def _write_text(sandbox: Sandbox, path: str, content: str) -> None:
+    script = 'mkdir -p -- "$(dirname -- "$0")" && cat > "$0"'
+    result = sandbox.exec(["sh", "-c", script, path], input=content.encode("utf-8"), timeout=60)
+    if result.returncode != 0:
+        raise ActionError(f"Cannot write {path}: {result.stderr.strip()}")
+
+
+def _read_file(sandbox: Sandbox, tool_input: dict[str, Any], _: float) -> str:
+    return _read_text(sandbox, tool_input["path"])
+
+
+def _write_file(sandbox: Sandbox, tool_input: dict[str, Any], _: float) -> str:
+    content = tool_input["content"]
+    _write_text(sandbox, tool_input["path"], content)
+    return f"Wrote {len(content.encode('utf-8'))} bytes to {tool_input['path']}"
+
+
+def _edit_file(sandbox: Sandbox, tool_input: dict[str, Any], _: float) -> str:
+    path, old, new = tool_input["path"], tool_input["old_string"], tool_input["new_string"]
+    if not old:
+        raise ActionError("old_string must not be empty; use write_file to create a file")
+    text = _read_text(sandbox, path)
+    count = text.count(old)
+    if count == 0:
+        raise ActionError(f"old_string was not found in {path}; read the file and copy it exactly")
+    if count > 1:
+        raise ActionError(
+            f"old_string appears {count} times in {path}; include more surrounding text "
+            "so it matches exactly once"
+        )
+    _write_text(sandbox, path, text.replace(old, new, 1))
+    return f"Edited {path}: replaced 1 occurrence"
+
+
+SANDBOX_TOOLS: dict[str, Callable[[Sandbox, dict[str, Any], float], str]] = {
+    "bash": _bash,
+    "python": _python,
+    "read_file": _read_file,
+    "write_file": _write_file,
+    "edit_file": _edit_file,
+}
+
+
+def run_tool(sandbox: Sandbox, call: ToolCall, *, default_timeout: float) -> str:
+    """Carry out a sandbox tool call and return the observation text.
+
+    Raises ActionError (shown to the agent) for a tool that cannot do what was asked.
+    """
+    if call.tool not in SANDBOX_TOOLS:
+        raise ActionError(f"{call.tool} is not a sandbox tool")
+    return SANDBOX_TOOLS[call.tool](sandbox, call.input, default_timeout)
+
+
+__all__ = [
+    "AGENT_HOME",
+    "CONTROL_TOOLS",
+    "TOOL_SPECS",
+    "ActionError",
+    "ToolCall",
+    "format_exec",
+    "parse_action",
+    "run_tool",
+    "tool_definitions",
+]

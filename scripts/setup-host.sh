@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Make this host ready for rdbench's sandboxes, idempotently:
+#  - a Docker engine that answers (Debian's docker.io, dockerd started in the background when
+#    no engine runs and there is no service manager to start it);
+#  - debootstrap, to bootstrap the sandbox image's base where no registry can be reached;
+#  - bubblewrap, the daemon-less sandbox backend.
+# Needs root to install; without root it only says what is missing.
+set -uo pipefail
+
+PYTHON=${PYTHON:-python3}
+LOG=${RDBENCH_DOCKERD_LOG:-/var/log/rdbench-dockerd.log}
+
+engine_answers() {
+    "$PYTHON" -c 'import docker; docker.from_env(timeout=5).ping()' >/dev/null 2>&1
+}
+
+missing=()
+command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
+command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
+command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
+
+if [ "${#missing[@]}" -gt 0 ]; then
+    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "setup: installing ${missing[*]}"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    else
+        echo "setup: missing ${missing[*]}; install them (as root: apt-get install ${missing[*]})"
+    fi
+fi
+
+if engine_answers; then
+    echo "setup: Docker engine answers"
+    exit 0
+fi
+if ! command -v dockerd >/dev/null 2>&1 || [ "$(id -u)" -ne 0 ]; then
+    echo "setup: no Docker engine answers and none can be started here; Docker tests will skip"
+    exit 0
+fi
+echo "setup: starting dockerd (log: $LOG)"
+nohup dockerd >"$LOG" 2>&1 </dev/null &
+for _ in $(seq 1 60); do
+    if engine_answers; then
+        echo "setup: Docker engine answers"
+        exit 0
+    fi
+    sleep 1
+done
+echo "setup: dockerd did not answer within 60 s; see $LOG" >&2
+tail -n 20 "$LOG" >&2
+exit 1

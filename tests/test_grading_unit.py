@@ -1,0 +1,47 @@
+"""Normalization and verdict parsing, without a sandbox."""
+
+from __future__ import annotations
+
+import pytest
+
+from rdbench.grading import GradingError, normalize, parse_verdict
+from rdbench.task import Scoring
+
+
+def _scoring(start: float, reference: float, direction: str = "higher") -> Scoring:
+    return Scoring(metric="m", direction=direction, start=start, reference=reference)  # type: ignore[arg-type]
+
+
+def test_start_is_zero_reference_is_one() -> None:
+    scoring = _scoring(0.7, 0.9)
+    assert normalize(0.7, scoring) == 0.0
+    assert normalize(0.9, scoring) == pytest.approx(1.0)
+    assert normalize(0.8, scoring) == pytest.approx(0.5)
+
+
+def test_below_start_clipped_above_reference_kept() -> None:
+    scoring = _scoring(0.7, 0.9)
+    assert normalize(0.5, scoring) == 0.0
+    assert normalize(1.0, scoring) == pytest.approx(1.5)
+
+
+def test_lower_is_better_metric_normalizes_the_same_way() -> None:
+    scoring = _scoring(2.0, 1.0, "lower")
+    assert normalize(1.5, scoring) == pytest.approx(0.5)
+    assert normalize(3.0, scoring) == 0.0
+    assert normalize(0.5, scoring) == pytest.approx(1.5)
+
+
+def test_missing_or_nan_score_is_zero() -> None:
+    assert normalize(None, _scoring(0, 1)) == 0.0
+    assert normalize(float("nan"), _scoring(0, 1)) == 0.0
+
+
+def test_verdict_is_the_last_json_line() -> None:
+    out = 'training...\n{"not": "it"}\n{"raw_score": 0.8, "valid": true, "message": "ok"}\n'
+    assert parse_verdict(out)["raw_score"] == 0.8
+
+
+def test_no_verdict_is_a_grading_error() -> None:
+    with pytest.raises(GradingError, match="no JSON verdict"):
+        parse_verdict("Traceback (most recent call last): ...")

@@ -1,0 +1,221 @@
+"""The tabular-credit task: its data generator (on the host), its anchors and its grader
+(in the real grading sandbox, as every episode is graded)."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+TASK = REPO / "environments" / "tabular-credit"
+ANCHOR_TOLERANCE = 0.003
+
+Verdict = dict[str, Any]
+Grade = Callable[..., Verdict]
+
+
+def _load_generate() -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        "tabular_credit_generate", TASK / "grader" / "generate.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def generate() -> ModuleType:
+    """The task's grader/generate.py, imported by path."""
+    pytest.importorskip("numpy")
+    return _load_generate()
+
+
+@pytest.fixture(scope="module")
+def scoring() -> dict[str, Any]:
+    """The [scoring] table of the task's task.toml."""
+    return tomllib.loads((TASK / "task.toml").read_text(encoding="utf-8"))["scoring"]
+
+
+def test_generate_is_deterministic(generate: ModuleType) -> None:
+    for split in ("train", "validation", "test"):
+        first, second = generate.make_split(split), generate.make_split(split)
+        assert generate.to_csv(*first) == generate.to_csv(*second)
+
+
+def test_committed_train_csv_is_what_generate_writes(generate: ModuleType, tmp_path: Path) -> None:
+    written = Path(generate.write_public(str(tmp_path)))
+    committed = TASK / "workspace" / "data" / "train.csv"
+    assert written.read_bytes() == committed.read_bytes(), (
+        "workspace/data/train.csv is stale: run "
+        "`python environments/tabular-credit/grader/generate.py --write-public "
+        "environments/tabular-credit/workspace/data`"
+    )
+    assert committed.stat().st_size < 1_500_000
+
+
+def test_splits_are_different_rows(generate: ModuleType) -> None:
+    ids = {split: set(generate.make_split(split)[0]["id"]) for split in generate.SPLITS}
+    assert not ids["train"] & ids["validation"]
+    assert not ids["train"] & ids["test"]
+    assert not ids["validation"] & ids["test"]
+
+
+def test_leaky_column_follows_the_label_only_in_the_public_split(generate: ModuleType) -> None:
+    import numpy as np
+
+    def agreement(split: str) -> float:
+        cols, label = generate.make_split(split)
+        says_default = np.isin(cols["last_contact_code"], generate.LEAK_CODES[1])
+        return float(np.mean(says_default == label.astype(bool)))
+
+    assert agreement("train") > 0.85
+    assert abs(agreement("validation") - 0.5) < 0.05
+    assert abs(agreement("test") - 0.5) < 0.05
+
+
+# --- grading in the real grading sandbox ----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def grade(sandbox_image: str, tmp_path_factory: pytest.TempPathFactory) -> Grade:
+    """Grade a copy of the workspace, with `solution/` and/or extra files laid over it, the
+    way every episode is graded: in a fresh Docker sandbox. Verdicts are cached by arguments."""
+    from rdbench.grading import grade_workspace
+    from rdbench.task import load_task
+
+    task = load_task(TASK)
+    cache: dict[tuple[Any, ...], Verdict] = {}
+
+    def run(
+        split: str = "test", solution: bool = False, files: dict[str, str] | None = None
+    ) -> Verdict:
+        key = (split, solution, tuple(sorted((files or {}).items())))
+        if key not in cache:
+            workspace = tmp_path_factory.mktemp("workspace")
+            shutil.copytree(TASK / "workspace", workspace, dirs_exist_ok=True)
+            if solution:
+                shutil.copytree(TASK / "solution", workspace, dirs_exist_ok=True)
+            for name, text in (files or {}).items():
+                Path(workspace, name).write_text(text, encoding="utf-8")
+            cache[key] = grade_workspace(task, workspace, split=split).to_dict()  # type: ignore[arg-type]
+        return cache[key]
+
+    return run
+
+
+def _script(body: str) -> str:
+    """A train.py that reads the grader's arguments and then runs `body`."""
+    head = (
+        "import sys\n"
+        "import pandas as pd\n"
+        "args = dict(zip(sys.argv[1::2], sys.argv[2::2]))\n"
+        "features = pd.read_csv(args['--predict'])\n"
+    )
+    return head + body + "\n"
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+def test_start_workspace_reproduces_the_start_anchor(grade: Grade, scoring: dict[str, Any]) -> None:
+    verdict = grade()
+    assert verdict["valid"], verdict["message"]
+    assert verdict["raw_score"] == pytest.approx(scoring["start"], abs=ANCHOR_TOLERANCE)
+    assert verdict["message"].startswith("ROC AUC on the test split")
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+def test_reference_solution_reproduces_the_reference_anchor(
+    grade: Grade, scoring: dict[str, Any]
+) -> None:
+    verdict = grade(solution=True)
+    assert verdict["valid"], verdict["message"]
+    assert verdict["raw_score"] == pytest.approx(scoring["reference"], abs=ANCHOR_TOLERANCE)
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+def test_reference_beats_start_by_a_clear_margin(grade: Grade) -> None:
+    assert grade(solution=True)["raw_score"] - grade()["raw_score"] >= 0.05
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+def test_validation_and_test_splits_score_differently(grade: Grade) -> None:
+    validation, test = grade(split="validation"), grade(split="test")
+    assert validation["valid"] and test["valid"]
+    assert validation["details"]["n_rows"] != test["details"]["n_rows"]
+    assert abs(validation["raw_score"] - test["raw_score"]) > 1e-4
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        pytest.param(
+            "pd.DataFrame({'row': features['id'], 'p': 0.5}).to_csv(args['--out'], index=False)",
+            "exactly the columns id,probability",
+            id="wrong-columns",
+        ),
+        pytest.param(
+            "raise RuntimeError('deliberate crash in train.py')",
+            "deliberate crash in train.py",
+            id="crash",
+        ),
+        pytest.param(
+            "pd.DataFrame({'id': features['id'], 'probability': 1.5}).to_csv(args['--out'], "
+            "index=False)",
+            "outside [0, 1]",
+            id="probability-above-one",
+        ),
+        pytest.param(
+            "pd.DataFrame({'id': features['id'][1:], 'probability': 0.5}).to_csv(args['--out'], "
+            "index=False)",
+            "1 ids of the features file are not predicted",
+            id="missing-id",
+        ),
+    ],
+)
+def test_broken_submission_is_invalid_with_a_reason(grade: Grade, body: str, expected: str) -> None:
+    verdict = grade(split="validation", files={"train.py": _script(body)})
+    assert verdict["valid"] is False
+    assert verdict["raw_score"] is None
+    assert expected in verdict["message"]
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+def test_predictions_left_in_the_workspace_are_ignored(grade: Grade) -> None:
+    stale = "id,probability\n" + "".join(f"{i},0.5\n" for i in range(1, 10))
+    verdict = grade(
+        split="validation",
+        files={"train.py": _script("pass"), "predictions.csv": stale, "score.json": '{"auc": 1}'},
+    )
+    assert verdict["valid"] is False
+    assert "wrote no file" in verdict["message"]
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+def test_model_of_the_leaky_column_alone_scores_below_the_start(
+    grade: Grade, scoring: dict[str, Any]
+) -> None:
+    body = (
+        "train = pd.read_csv('data/train.csv')\n"
+        "rate = train.groupby('last_contact_code')['target'].mean()\n"
+        "probability = features['last_contact_code'].map(rate).fillna(train['target'].mean())\n"
+        "pd.DataFrame({'id': features['id'], 'probability': probability})"
+        ".to_csv(args['--out'], index=False)"
+    )
+    verdict = grade(files={"train.py": _script(body)})
+    assert verdict["valid"], verdict["message"]
+    assert verdict["raw_score"] < scoring["start"] - 0.1

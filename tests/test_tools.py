@@ -1,0 +1,47 @@
+"""Action parsing: malformed actions give errors that say what was wrong."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rdbench.tools import ActionError, parse_action, tool_definitions
+
+
+def test_dict_and_json_text_actions_parse_the_same() -> None:
+    action = {"tool": "bash", "input": {"command": "ls"}}
+    assert parse_action(action) == parse_action(json.dumps(action))
+
+
+@pytest.mark.parametrize(
+    ("action", "fragment"),
+    [
+        ("not json", "not valid JSON"),
+        ("[1, 2]", "must be an object"),
+        ({"tool": "rm"}, "Unknown tool 'rm'"),
+        ({"tool": "bash", "input": {}}, "needs input 'command'"),
+        ({"tool": "bash", "input": {"command": 3}}, "must be a string"),
+        ({"tool": "bash", "input": {"command": "ls", "cwd": "/"}}, "takes no input 'cwd'"),
+        ({"tool": "bash", "input": "ls"}, "must be an object"),
+        ({"tool": "bash", "args": {}}, "unknown keys"),
+    ],
+)
+def test_malformed_action_names_the_problem(action: object, fragment: str) -> None:
+    with pytest.raises(ActionError, match=fragment):
+        parse_action(action)
+
+
+def test_tool_not_in_chosen_set_is_refused() -> None:
+    with pytest.raises(ActionError, match="available tools: bash, submit"):
+        parse_action({"tool": "python", "input": {"code": "1"}}, ["bash", "submit"])
+
+
+def test_tool_definitions_have_json_schemas() -> None:
+    definitions = {d["name"]: d for d in tool_definitions()}
+    assert set(definitions) == {
+        "bash", "python", "read_file", "write_file", "edit_file", "score", "submit"
+    }
+    assert definitions["edit_file"]["input_schema"]["required"] == [
+        "path", "old_string", "new_string"
+    ]
