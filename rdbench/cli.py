@@ -85,7 +85,7 @@ def task_check(
 
 def _results_table(results: list[dict[str, Any]]) -> Table:
     table = Table(title="episodes")
-    for column in ("task", "agent", "seed", "raw", "normalized", "valid", "steps", "ended by"):
+    for column in ("task", "agent", "seed", "raw", "score", "valid", "steps", "ended"):
         table.add_column(column, no_wrap=True)
     for result in results:
         normalized = result["normalized_score"]
