@@ -27,12 +27,14 @@ import pwd
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from typing import IO, Any, NoReturn
 
 AGENT_USER = "agent"
 SPLITS = ("validation", "test")
+OUTPUT_LIMIT = 1_000_000  # bytes kept of the end of each output stream
 
 
 @dataclass
@@ -90,7 +92,7 @@ def run_as_agent(
     """Run `cmd` as the unprivileged agent user, in its own session, with a wall-clock timeout.
 
     When the grader is not root (a developer running it by hand), the command runs as the
-    current user. On timeout the command's whole process group is killed.
+    current user. Afterwards (on timeout too) every process of the agent user is killed.
     """
     run_env = {
         "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
@@ -105,33 +107,72 @@ def run_as_agent(
     else:
         run_env["HOME"] = os.environ.get("HOME", cwd)
     run_env.update(env or {})
-    start = time.perf_counter()
-    proc = subprocess.Popen(
-        cmd,
-        cwd=cwd,
-        env=run_env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-        **identity,
-    )
+    # Output goes to files, not pipes: a process the command leaves behind holding a pipe
+    # open must not keep the grader waiting.
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(
+            cmd,
+            cwd=cwd,
+            env=run_env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            start_new_session=True,
+            **identity,
+        )
+        try:
+            proc.wait(timeout=timeout)
+            timed_out = False
+        except subprocess.TimeoutExpired:
+            _kill_group(proc.pid)
+            proc.wait()
+            timed_out = True
+        elapsed = time.perf_counter() - start
+        _kill_group(proc.pid)  # nothing the command started may outlive it,
+        kill_agent_processes()  # not even what left its process group (setsid, daemons)
+        return AgentRun(
+            returncode=proc.returncode,
+            stdout=_tail_of(out),
+            stderr=_tail_of(err),
+            elapsed_s=elapsed,
+            timed_out=timed_out,
+        )
+
+
+def _tail_of(file: IO[bytes], limit: int = OUTPUT_LIMIT) -> str:
+    size = file.seek(0, os.SEEK_END)
+    file.seek(max(0, size - limit))
+    return file.read().decode("utf-8", "replace")
+
+
+def kill_agent_processes() -> int:
+    """Kill every process of the agent user (when run as root); return how many were killed.
+
+    The grading sandbox runs nothing of the agent's between the grader's own runs, so a
+    process the agent's code left behind (to interfere with grading) has no business living.
+    """
+    if os.geteuid() != 0:
+        return 0
+    uid = _agent_identity().pw_uid
+    killed = 0
+    for _ in range(5):  # a forking process may spawn between the scan and the kill
+        pids = [int(p) for p in os.listdir("/proc") if p.isdigit() and _owner(int(p)) == uid]
+        if not pids:
+            break
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+                killed += 1
+        time.sleep(0.05)
+    return killed
+
+
+def _owner(pid: int) -> int | None:
     try:
-        out, err = proc.communicate(timeout=timeout)
-        timed_out = False
-    except subprocess.TimeoutExpired:
-        _kill_group(proc.pid)
-        out, err = proc.communicate()
-        timed_out = True
-    elapsed = time.perf_counter() - start
-    _kill_group(proc.pid)  # nothing the command started may outlive it
-    return AgentRun(
-        returncode=proc.returncode,
-        stdout=out.decode("utf-8", "replace"),
-        stderr=err.decode("utf-8", "replace"),
-        elapsed_s=elapsed,
-        timed_out=timed_out,
-    )
+        return os.stat(f"/proc/{pid}").st_uid
+    except OSError:
+        return None
 
 
 def _kill_group(pgid: int) -> None:

@@ -118,6 +118,19 @@ def test_background_process_does_not_survive_the_episode(
     assert left == []
 
 
+def test_process_left_by_agent_code_is_killed_before_scoring(toy_env: RDEnv) -> None:
+    daemon = (
+        "import os, subprocess\n"
+        "subprocess.Popen(['sleep', '600'], start_new_session=True)\n"
+        "print(2)\n"
+    )
+    toy_env.step({"tool": "write_file", "input": {"path": "answer.py", "content": daemon}})
+    _, _, _, _, info = toy_env.step({"tool": "submit"})
+    assert info["raw_score"] == 2.0
+    assert toy_env.final_grade is not None
+    assert toy_env.final_grade.details["agent_processes_left"] == 0
+
+
 def test_step_budget_truncates_and_still_grades(sandbox_image: str) -> None:
     env = RDEnv(load_task(TOY_TASK), budget={"steps": 2})
     env.reset()
