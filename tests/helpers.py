@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import shutil
+import tempfile
 from pathlib import Path
+from typing import Any
 
 TOY_TASK = Path(__file__).parent / "fixtures" / "toy-task"
 
@@ -13,3 +15,49 @@ def copy_toy_task(destination: Path) -> Path:
     target = destination / "toy-task"
     shutil.copytree(TOY_TASK, target)
     return target
+
+
+REPO = Path(__file__).resolve().parents[1]
+Verdict = dict[str, Any]
+
+
+class WorkspaceGrader:
+    """Grades a task's workspace with files laid over it, the way every episode is graded: in
+    a fresh sandbox with the real grader. Verdicts are cached by their arguments."""
+
+    def __init__(self, task_dir: Path, scratch: Path, backend: str = "docker"):
+        from rdbench.task import load_task
+
+        self.task = load_task(task_dir)
+        self.scratch = scratch
+        self.backend = backend
+        self._cache: dict[tuple[Any, ...], Verdict] = {}
+
+    def __call__(
+        self,
+        split: str = "test",
+        solution: bool = False,
+        files: dict[str, str | bytes] | None = None,
+    ) -> Verdict:
+        """The grader's verdict (Grade.to_dict()) on workspace [+ solution] [+ files]."""
+        from rdbench.grading import default_factory, grade_workspace
+
+        key = (split, solution, tuple(sorted((files or {}).items())))
+        if key not in self._cache:
+            workspace = Path(tempfile.mkdtemp(dir=self.scratch))
+            shutil.copytree(self.task.workspace_dir, workspace, dirs_exist_ok=True)
+            if solution:
+                shutil.copytree(self.task.solution_dir, workspace, dirs_exist_ok=True)
+            for name, content in (files or {}).items():
+                path = workspace / name
+                path.parent.mkdir(parents=True, exist_ok=True)
+                if isinstance(content, bytes):
+                    path.write_bytes(content)
+                else:
+                    path.write_text(content, encoding="utf-8")
+            grade = grade_workspace(
+                self.task, workspace, split=split,  # type: ignore[arg-type]
+                factory=default_factory(self.backend),
+            )
+            self._cache[key] = grade.to_dict()
+        return self._cache[key]

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import importlib.util
-import shutil
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
@@ -12,6 +11,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from helpers import WorkspaceGrader
 
 REPO = Path(__file__).resolve().parents[1]
 TASK = REPO / "environments" / "tabular-credit"
@@ -86,29 +86,8 @@ def test_leaky_column_follows_the_label_only_in_the_public_split(generate: Modul
 
 @pytest.fixture(scope="module")
 def grade(sandbox_image: str, tmp_path_factory: pytest.TempPathFactory) -> Grade:
-    """Grade a copy of the workspace, with `solution/` and/or extra files laid over it, the
-    way every episode is graded: in a fresh Docker sandbox. Verdicts are cached by arguments."""
-    from rdbench.grading import grade_workspace
-    from rdbench.task import load_task
-
-    task = load_task(TASK)
-    cache: dict[tuple[Any, ...], Verdict] = {}
-
-    def run(
-        split: str = "test", solution: bool = False, files: dict[str, str] | None = None
-    ) -> Verdict:
-        key = (split, solution, tuple(sorted((files or {}).items())))
-        if key not in cache:
-            workspace = tmp_path_factory.mktemp("workspace")
-            shutil.copytree(TASK / "workspace", workspace, dirs_exist_ok=True)
-            if solution:
-                shutil.copytree(TASK / "solution", workspace, dirs_exist_ok=True)
-            for name, text in (files or {}).items():
-                Path(workspace, name).write_text(text, encoding="utf-8")
-            cache[key] = grade_workspace(task, workspace, split=split).to_dict()  # type: ignore[arg-type]
-        return cache[key]
-
-    return run
+    """Grade a copy of the workspace with solution/ or files laid over it, in Docker."""
+    return WorkspaceGrader(TASK, tmp_path_factory.mktemp("workspaces"))
 
 
 def _script(body: str) -> str:
