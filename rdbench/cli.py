@@ -94,15 +94,66 @@ def _results_table(results: list[dict[str, Any]]) -> Table:
             "-" if result["raw_score"] is None else f"{result['raw_score']:.4f}",
             "not graded" if normalized is None else f"{normalized:.3f}",
             str(result["valid"]), str(result["steps"]),
-            result["limit_hit"] or ("submit" if result["terminated"] else "-"),
+            result.get("ended_by") or result["limit_hit"]
+            or ("submit" if result["terminated"] else "-"),
         )
     return table
 
 
 @app.command()
+def agents() -> None:
+    """List the installed agents: built-ins and those of the `rdbench.agents` entry points."""
+    from rdbench.agents import installed_agents
+
+    table = Table(title="rdbench agents")
+    for column in ("name", "from", "what it is"):
+        table.add_column(column)
+    for entry in installed_agents():
+        table.add_row(entry.name, entry.source, entry.summary)
+    console.print(table)
+    console.print("Any other agent: --agent module:Class (see docs/agent-protocol.md).")
+
+
+def _parse_agent_options(pairs: list[str]) -> dict[str, Any]:
+    import json
+
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise _fail(f"--agent-option takes KEY=VALUE, got {pair!r}")
+        try:
+            options[key.replace("-", "_")] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key.replace("-", "_")] = value
+    return options
+
+
+def _agent_options(given: dict[str, Any], extra: list[str]) -> dict[str, Any]:
+    options = {key: value for key, value in given.items() if value is not None}
+    options.update(_parse_agent_options(extra))
+    return options
+
+
+def _check_agent(name: str, options: dict[str, Any]) -> None:
+    """Make the agent once, so a bad name, option or missing key fails before any sandbox."""
+    from rdbench.agents import AgentConfigError, make_agent
+
+    try:
+        made = make_agent(name, **options)
+    except (AgentConfigError, ValueError) as error:
+        raise _fail(str(error)) from error
+    close = getattr(made, "close", None)
+    if callable(close):
+        close()
+
+
+@app.command()
 def run(
     task: Annotated[str, typer.Option(help="Task id (see `rdbench tasks`) or folder.")],
-    agent: Annotated[str, typer.Option(help="Agent: oracle or null.")] = "oracle",
+    agent: Annotated[str, typer.Option(
+        help="Agent: a name from `rdbench agents` (claude, openai, command, human, oracle, "
+        "null) or module:Class.")] = "oracle",
     sandbox: Annotated[str, typer.Option(help="Sandbox backend.")] = "docker",
     out: Annotated[Path, typer.Option(help="Folder for the episodes' records.")] = Path("runs"),
     seed: Annotated[int, typer.Option(help="First seed.")] = 0,
@@ -110,22 +161,58 @@ def run(
     parallel: Annotated[int, typer.Option(min=1, help="Episodes at once.")] = 1,
     max_steps: Annotated[int | None, typer.Option(min=1, help="Override the steps budget.")] = None,
     max_time: Annotated[float | None, typer.Option(help="Override the time budget (s).")] = None,
+    max_tokens_total: Annotated[int | None, typer.Option(
+        min=1, help="Override the token budget (all model tokens, in and out).")] = None,
+    max_cost: Annotated[float | None, typer.Option(
+        help="Override the dollar budget of model use.")] = None,
+    tools: Annotated[str | None, typer.Option(
+        help="The tool set, comma-separated (submit is always there), e.g. bash,submit or "
+        "bash,read_file,write_file,edit_file,score,notepad.")] = None,
+    model: Annotated[str | None, typer.Option(help="Model (claude, openai).")] = None,
+    max_tokens: Annotated[int | None, typer.Option(
+        min=1, help="Output tokens per model reply (claude, openai).")] = None,
+    thinking_budget: Annotated[int | None, typer.Option(
+        help="Extended thinking with this many tokens per reply (claude).")] = None,
+    thinking: Annotated[str | None, typer.Option(
+        help="Thinking mode (claude): adaptive, disabled, or a budget in tokens.")] = None,
+    base_url: Annotated[str | None, typer.Option(
+        help="API base URL (openai: the server, e.g. http://localhost:8000/v1).")] = None,
+    command: Annotated[str | None, typer.Option(
+        help="The program to run (command agent), e.g. 'python examples/echo_agent.py'.")
+    ] = None,
+    agent_option: Annotated[list[str] | None, typer.Option(
+        "--agent-option", "-o", help="Any other agent option, KEY=VALUE (repeatable).")
+    ] = None,
 ) -> None:
     """Run an agent on a task and record each episode under --out; repeat to resume."""
-    from rdbench.agents import AGENTS
     from rdbench.runner import EpisodeSpec, run_many
     from rdbench.sandbox import SandboxUnavailable
     from rdbench.task import TaskSpecError, get_task
+    from rdbench.tools import TOOL_SPECS
 
-    if agent not in AGENTS:
-        raise _fail(f"Unknown agent {agent!r}; installed agents: {', '.join(sorted(AGENTS))}")
+    options = _agent_options(
+        {"model": model, "max_tokens": max_tokens, "thinking": thinking or thinking_budget,
+         "base_url": base_url, "command": command},
+        agent_option or [],
+    )
+    _check_agent(agent, options)
     try:
         spec = get_task(task)
     except TaskSpecError as error:
         raise _fail(str(error)) from error
-    budget = {k: v for k, v in {"steps": max_steps, "time_s": max_time}.items() if v is not None}
+    budget = {
+        key: value
+        for key, value in {"steps": max_steps, "time_s": max_time, "tokens": max_tokens_total,
+                           "cost_usd": max_cost}.items()
+        if value is not None
+    }
+    tool_set = [name.strip() for name in tools.split(",") if name.strip()] if tools else None
+    unknown = [name for name in tool_set or [] if name not in TOOL_SPECS]
+    if unknown:
+        raise _fail(f"Unknown tools {unknown} in --tools; available: {', '.join(TOOL_SPECS)}")
     specs = [
-        EpisodeSpec(task=spec, agent=agent, seed=seed + i, sandbox=sandbox, budget=budget)
+        EpisodeSpec(task=spec, agent=agent, seed=seed + i, sandbox=sandbox, budget=budget,
+                    agent_options=options, tools=tool_set)
         for i in range(episodes)
     ]
     try:

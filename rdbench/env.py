@@ -22,6 +22,7 @@ from rdbench.resources import environments_dir
 from rdbench.sandbox.base import AGENT_HOME, Sandbox, SandboxError
 from rdbench.task import Budget, TaskSpec, get_task
 from rdbench.tools import (
+    DEFAULT_TOOLS,
     TOOL_SPECS,
     ActionError,
     ToolCall,
@@ -107,12 +108,17 @@ class RDEnv(gym.Env[str, Any]):
         self.grading_error: str | None = None
         self.limit_hit: str | None = None
         self.steps = 0
+        self.notepad = ""
+        self.tokens_used = 0
+        self.cost_usd = 0.0
+        self._waited_s = 0.0
         self._started = 0.0
+        self._ended = 0.0
         self._done = True
         self._last_observation = ""
 
     def _choose_tools(self, tools: list[str] | None) -> list[str]:
-        chosen = list(tools or TOOL_SPECS)
+        chosen = list(tools or DEFAULT_TOOLS)
         if not self.task.agent.score_tool and tools is None:
             chosen.remove("score")
         unknown = [name for name in chosen if name not in TOOL_SPECS]
@@ -124,8 +130,31 @@ class RDEnv(gym.Env[str, Any]):
 
     @property
     def elapsed_s(self) -> float:
-        """Working time since reset."""
-        return time.monotonic() - self._started if self._started else 0.0
+        """Working time since reset: wall-clock time less the agent's waits on API retries."""
+        if not self._started:
+            return 0.0
+        end = self._ended or time.monotonic()
+        return max(end - self._started - self._waited_s, 0.0)
+
+    def report_usage(self, *, tokens: int, cost_usd: float, retry_wait_s: float = 0.0) -> None:
+        """Tell the env the agent's model usage so far in this episode (running totals).
+
+        The `tokens` and `cost_usd` budgets are checked against these after each step, and
+        `retry_wait_s` (time spent waiting before API retries) is left out of working time.
+        """
+        self.tokens_used = tokens
+        self.cost_usd = cost_usd
+        self._waited_s = retry_wait_s
+
+    def end_early(self, reason: str) -> tuple[str, SupportsFloat, bool, bool, dict[str, Any]]:
+        """End the episode now (the agent failed, say) and grade the workspace as it is.
+
+        The episode is truncated; `reason` is recorded as an `error` event and in info.
+        """
+        if self._done or self.sandbox is None:
+            raise RuntimeError("The episode is over or not started; call reset() first")
+        self._record("error", message=reason, agent=True)
+        return self._finish(terminated=False, info={"step": self.steps, "ended_early": reason})
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
@@ -138,7 +167,10 @@ class RDEnv(gym.Env[str, Any]):
         self.sandbox = self._factory(config)
         self.sandbox.put_dir(str(self.task.workspace_dir), AGENT_HOME)
         self.steps = 0
+        self.notepad = ""
+        self.tokens_used, self.cost_usd, self._waited_s = 0, 0.0, 0.0
         self._started = time.monotonic()
+        self._ended = 0.0
         self._done = False
         self.final_archive = self.final_grade = self.grading_error = self.limit_hit = None
         observation = self._observe(self._briefing())
@@ -152,10 +184,15 @@ class RDEnv(gym.Env[str, Any]):
 
     def _briefing(self) -> str:
         budget = self.budget
+        limits = [f"{budget.steps} steps", f"{budget.time_s:.0f} s of working time"]
+        if budget.tokens is not None:
+            limits.append(f"{budget.tokens} model tokens")
+        if budget.cost_usd is not None:
+            limits.append(f"${budget.cost_usd:g} of model use")
         return (
             f"{self.task.instructions.strip()}\n\n"
-            f"Tools: {', '.join(self.tools)}. Budget: {budget.steps} steps, "
-            f"{budget.time_s:.0f} s of working time. Call submit when you are done."
+            f"Tools: {', '.join(self.tools)}. Budget: {', '.join(limits)}. "
+            "Call submit when you are done."
         )
 
     def step(self, action: Any) -> tuple[str, SupportsFloat, bool, bool, dict[str, Any]]:
@@ -192,6 +229,9 @@ class RDEnv(gym.Env[str, Any]):
             self._record("score", raw_score=grade.raw_score, valid=grade.valid,
                          message=grade.message, elapsed_working_s=round(self.elapsed_s, 3))
             return f"Validation score: {grade.raw_score} ({grade.message})"
+        if call.tool == "notepad":
+            self.notepad = call.input["content"]
+            return f"Notepad saved ({len(self.notepad)} characters)."
         return run_tool(self.sandbox, call, default_timeout=self.task.sandbox.exec_timeout_s)
 
     def _after_step(
@@ -210,6 +250,10 @@ class RDEnv(gym.Env[str, Any]):
             return "steps"
         if self.elapsed_s >= self.budget.time_s:
             return "time"
+        if self.budget.tokens is not None and self.tokens_used >= self.budget.tokens:
+            return "tokens"
+        if self.budget.cost_usd is not None and self.cost_usd >= self.budget.cost_usd:
+            return "cost"
         return None
 
     def _grade(self, split: str) -> Grade:
@@ -226,6 +270,7 @@ class RDEnv(gym.Env[str, Any]):
         self, *, terminated: bool, info: dict[str, Any], observation: str | None = None
     ) -> tuple[str, SupportsFloat, bool, bool, dict[str, Any]]:
         self._done = True
+        self._ended = time.monotonic()
         reward = 0.0
         try:
             grade = self._grade("test")
@@ -243,7 +288,8 @@ class RDEnv(gym.Env[str, Any]):
             self._record("error", message=str(error), infrastructure=True)
         finally:
             self._close_sandbox()
-        info.update(limit_hit=self.limit_hit, steps=self.steps)
+        info.update(limit_hit=self.limit_hit, steps=self.steps,
+                    working_s=round(self.elapsed_s, 3))
         final = self._observe(text if observation is None else f"{observation}\n\n{text}")
         return final, reward, terminated, not terminated, info
 

@@ -3,21 +3,27 @@
 Each episode writes `<out>/<episode-id>/`: transcript.jsonl as it happens, then
 workspace.tar.gz and result.json (atomically) at the end. An episode whose result.json
 exists and holds a score is never run again, so an interrupted run can simply be repeated.
+
+After each action the runner reads the agent's usage, records it when it changed and hands
+it to the env, which checks the token and dollar budgets and leaves API retry waits out of
+working time. An agent that fails (raises) ends its episode: the workspace is still graded,
+the transcript holds an `error` event and result.json says what happened.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import structlog
 
 from rdbench import __version__
-from rdbench.agents import TaskInfo, make_agent
+from rdbench.agents import Agent, TaskInfo, Usage, make_agent
 from rdbench.env import RDEnv
 from rdbench.task import TaskSpec
 from rdbench.transcript import RESULT, WORKSPACE, Transcript, write_bytes_atomic, write_json_atomic
@@ -36,11 +42,19 @@ class EpisodeSpec:
     agent_options: dict[str, Any] = field(default_factory=dict)
     budget: dict[str, Any] = field(default_factory=dict)
     run_id: str = "local"
+    tools: list[str] | None = None  # the env's tool set; None for the task's default
+
+    @property
+    def agent_label(self) -> str:
+        """The agent's name and model (when it has one), safe in a folder name."""
+        model = self.agent_options.get("model")
+        label = f"{self.agent}-{model}" if model else self.agent
+        return re.sub(r"[^A-Za-z0-9._-]+", "-", label)
 
     @property
     def episode_id(self) -> str:
         """A stable name, so that a repeated run finds the episodes it already finished."""
-        return f"{self.task.id}__{self.agent}__seed{self.seed}"
+        return f"{self.task.id}__{self.agent_label}__seed{self.seed}"
 
 
 def finished_result(folder: Path) -> dict[str, Any] | None:
@@ -76,6 +90,7 @@ def _play(spec: EpisodeSpec, folder: Path) -> dict[str, Any]:
     env = RDEnv(
         spec.task,
         sandbox=spec.sandbox,
+        tools=spec.tools,
         budget=spec.budget,
         transcript=transcript,
         labels={"rdbench.run": spec.run_id, "rdbench.episode": spec.episode_id},
@@ -83,21 +98,31 @@ def _play(spec: EpisodeSpec, folder: Path) -> dict[str, Any]:
     started = time.monotonic()
     terminated = truncated = False
     info: dict[str, Any] = {}
+    usage = Usage()
+    agent_error: str | None = None
     try:
         observation, reset_info = env.reset(seed=spec.seed)
-        agent.reset(
-            TaskInfo(spec.task, spec.task.instructions, reset_info["tools"], reset_info["budget"]),
-            observation,
-        )
         log.info("episode.start", agent=spec.agent)
-        while not (terminated or truncated):
-            action = agent.act(observation)
-            observation, _, terminated, truncated, info = env.step(action)
-        usage = agent.usage()
-        transcript.write("usage", env.steps, **vars(usage))
+        try:
+            agent.reset(
+                TaskInfo(spec.task, spec.task.instructions, reset_info["tools"],
+                         reset_info["budget"]),
+                observation,
+            )
+            while not (terminated or truncated):
+                action = agent.act(observation)
+                usage = _track_usage(agent, env, transcript, usage)
+                observation, _, terminated, truncated, info = env.step(action)
+        except Exception as error:  # any failure of the agent's code ends its episode
+            agent_error = f"{type(error).__name__}: {error}"
+            log.warning("episode.agent_error", error=agent_error)
+            usage = _track_usage(agent, env, transcript, usage)
+            _, _, terminated, truncated, info = env.end_early(f"agent error: {agent_error}")
+        transcript.write("usage", env.steps, **usage.to_dict())
         if env.final_archive is not None:
             write_bytes_atomic(folder / WORKSPACE, env.final_archive)
     finally:
+        _close(agent)
         env.close()
         transcript.close()
     result = {
@@ -113,15 +138,43 @@ def _play(spec: EpisodeSpec, folder: Path) -> dict[str, Any]:
         "terminated": terminated,
         "truncated": truncated,
         "limit_hit": env.limit_hit,
+        "ended_by": "submit" if terminated else env.limit_hit or ("agent_error" if agent_error
+                                                                  else None),
+        "agent_error": agent_error,
+        "agent_options": spec.agent_options,
         "steps": env.steps,
         "elapsed_s": round(time.monotonic() - started, 3),
-        "usage": vars(usage),
+        "working_s": round(env.elapsed_s, 3),
+        "usage": usage.to_dict(),
         "sandbox": spec.sandbox,
         "rdbench_version": __version__,
     }
     write_json_atomic(folder / RESULT, result)
     log.info("episode.done", score=result["normalized_score"], steps=env.steps)
     return result
+
+
+def _track_usage(agent: Agent, env: RDEnv, transcript: Transcript, last: Usage) -> Usage:
+    """Read the agent's usage; record it if it changed and tell the env (budgets, waits)."""
+    try:
+        current = agent.usage()
+    except Exception as error:  # a broken usage() must not lose the episode
+        log.warning("episode.usage_error", error=str(error))
+        return last
+    if current.to_dict() != last.to_dict():
+        transcript.write("usage", env.steps, **current.to_dict())
+    env.report_usage(tokens=current.total_tokens, cost_usd=current.cost_usd,
+                     retry_wait_s=current.retry_wait_s)
+    return replace(current)
+
+
+def _close(agent: Agent) -> None:
+    close = getattr(agent, "close", None)
+    if callable(close):
+        try:
+            close()
+        except Exception as error:
+            log.warning("agent.close_failed", error=str(error))
 
 
 def run_many(specs: list[EpisodeSpec], out: Path, *, parallel: int = 1) -> list[dict[str, Any]]:

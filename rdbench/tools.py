@@ -1,6 +1,7 @@
 """The agent's tools: their JSON Schemas, action parsing, and their execution in a sandbox.
 
-`score` and `submit` are declared here but carried out by the env, which owns grading.
+`score`, `submit` and `notepad` are declared here but carried out by the env, which owns
+grading and the notepad. `notepad` is a scaffolding option, off unless a run asks for it.
 Every sandbox tool runs as the unprivileged agent user, so a tool can do no more than the
 agent's own shell could.
 """
@@ -14,7 +15,7 @@ from typing import Any
 
 from rdbench.sandbox.base import AGENT_HOME, ExecResult, Sandbox
 
-CONTROL_TOOLS = ("score", "submit")
+CONTROL_TOOLS = ("score", "submit", "notepad")
 
 
 class ActionError(ValueError):
@@ -83,12 +84,21 @@ TOOL_SPECS: dict[str, dict[str, Any]] = {
         "description": "End the episode: your workspace is graded on the hidden test split.",
         "input_schema": _schema({}, []),
     },
+    "notepad": {
+        "description": "Replace the content of your notepad: notes kept outside the "
+        "conversation and shown to you again when old messages are removed to fit the "
+        "context window. Keep your plan, findings and best score there.",
+        "input_schema": _schema({"content": {"type": "string"}}, ["content"]),
+    },
 }
+OPTIONAL_TOOLS = ("notepad",)
+DEFAULT_TOOLS = [name for name in TOOL_SPECS if name not in OPTIONAL_TOOLS]
 
 
 def tool_definitions(names: list[str] | None = None) -> list[dict[str, Any]]:
-    """Tool definitions (name, description, input_schema) for the tools in `names`."""
-    chosen = names or list(TOOL_SPECS)
+    """Tool definitions (name, description, input_schema) for the tools in `names`
+    (default: every tool but the optional ones)."""
+    chosen = names or DEFAULT_TOOLS
     return [{"name": name, **TOOL_SPECS[name]} for name in chosen]
 
 
@@ -237,6 +247,8 @@ def run_tool(sandbox: Sandbox, call: ToolCall, *, default_timeout: float) -> str
 __all__ = [
     "AGENT_HOME",
     "CONTROL_TOOLS",
+    "DEFAULT_TOOLS",
+    "OPTIONAL_TOOLS",
     "TOOL_SPECS",
     "ActionError",
     "ToolCall",

@@ -1,6 +1,31 @@
-"""Agent adapters, found by short name in a registry (`--agent NAME`)."""
+"""Agent adapters, found by name: built-ins, the `rdbench.agents` entry points, `module:Class`.
 
-from rdbench.agents import scripted as _scripted  # noqa: F401  (registers oracle and null)
-from rdbench.agents.base import AGENTS, Agent, TaskInfo, Usage, agent, make_agent
+Importing this package registers the built-ins; none of them imports its SDK until it is made.
+"""
 
-__all__ = ["AGENTS", "Agent", "TaskInfo", "Usage", "agent", "make_agent"]
+from rdbench.agents import claude as _claude  # noqa: F401  (each module registers its agents)
+from rdbench.agents import scripted as _scripted  # noqa: F401
+from rdbench.agents.base import (
+    AGENTS,
+    Agent,
+    AgentConfigError,
+    AgentError,
+    TaskInfo,
+    Usage,
+    agent,
+)
+from rdbench.agents.loading import ENTRY_POINT_GROUP, agent_factory, installed_agents, make_agent
+
+__all__ = [
+    "AGENTS",
+    "ENTRY_POINT_GROUP",
+    "Agent",
+    "AgentConfigError",
+    "AgentError",
+    "TaskInfo",
+    "Usage",
+    "agent",
+    "agent_factory",
+    "installed_agents",
+    "make_agent",
+]

@@ -21,18 +21,65 @@ class TaskInfo:
 
 @dataclass
 class Usage:
-    """Model usage of an agent so far: tokens and dollars."""
+    """Model usage of an agent so far in an episode: tokens, dollars, API requests.
+
+    `input_tokens` counts uncached prompt tokens; cache reads and writes are counted apart
+    (they are priced apart). `retry_wait_s` is the time spent sleeping before API retries,
+    which does not count as the episode's working time.
+    """
 
     input_tokens: int = 0
     output_tokens: int = 0
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
     cost_usd: float = 0.0
+    requests: int = 0
+    retries: int = 0
+    retry_wait_s: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def total_tokens(self) -> int:
+        """Every token the model read or wrote: what the `tokens` budget counts."""
+        return (
+            self.input_tokens + self.output_tokens + self.cache_read_tokens
+            + self.cache_write_tokens
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The usage as result.json and the transcript record it."""
+        return {
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "cache_read_tokens": self.cache_read_tokens,
+            "cache_write_tokens": self.cache_write_tokens,
+            "total_tokens": self.total_tokens,
+            "cost_usd": round(self.cost_usd, 6),
+            "requests": self.requests,
+            "retries": self.retries,
+            "retry_wait_s": round(self.retry_wait_s, 3),
+            **({"extra": self.extra} if self.extra else {}),
+        }
+
+
+class AgentError(RuntimeError):
+    """The agent failed during an episode: its program crashed or printed garbage, or its
+    API kept failing after retries. The episode ends and the workspace is still graded."""
+
+
+class AgentConfigError(ValueError):
+    """An agent cannot be made as asked (a missing API key, an unknown option); the message
+    says what to change."""
 
 
 class Agent(Protocol):
-    """Turns observations into actions (tool calls)."""
+    """Turns observations into actions (tool calls).
+
+    The runner calls `reset` once, then `act` until the episode ends, reading `usage` after
+    each `act`. An agent may also define `close()` (no arguments), called once at the end
+    of the episode whatever happened, to free what it holds (a subprocess, a client).
+    `act` raises AgentError when it cannot go on; the episode then ends and is graded.
+    """
 
     name: str
 
@@ -61,11 +108,3 @@ def agent(name: str) -> Callable[[AgentFactory], AgentFactory]:
         return factory
 
     return register
-
-
-def make_agent(name: str, **options: Any) -> Agent:
-    """An agent by its registered short name."""
-    if name not in AGENTS:
-        known = ", ".join(sorted(AGENTS)) or "none"
-        raise ValueError(f"Unknown agent {name!r}; installed agents: {known}")
-    return AGENTS[name](**options)
