@@ -219,6 +219,10 @@ def run(
         results = run_many(specs, out, parallel=parallel)
     except SandboxUnavailable as error:
         raise _fail(str(error)) from error
+    except KeyboardInterrupt:
+        errors.print("interrupted: the running episodes' sandboxes were removed; run the same "
+                     "command again to resume (finished episodes are kept)", soft_wrap=True)
+        raise typer.Exit(code=130) from None
     console.print(_results_table(results))
     console.print(f"records: {out.resolve()}")
 

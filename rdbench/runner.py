@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -57,6 +58,51 @@ class EpisodeSpec:
         return f"{self.task.id}__{self.agent_label}__seed{self.seed}"
 
 
+class Interrupted(BaseException):
+    """The run was interrupted (Ctrl-C); the episode is left unfinished, to be resumed."""
+
+
+class RunControl:
+    """The episodes of one run in progress, so an interrupt can stop them all at once."""
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._envs: set[RDEnv] = set()
+
+    @property
+    def stopped(self) -> bool:
+        """True once the run was told to stop."""
+        return self._stop.is_set()
+
+    def track(self, env: RDEnv) -> None:
+        """Remember a running episode's env (and stop it at once if the run is stopping)."""
+        with self._lock:
+            self._envs.add(env)
+        self.check()
+
+    def untrack(self, env: RDEnv) -> None:
+        """Forget an env whose episode ended."""
+        with self._lock:
+            self._envs.discard(env)
+
+    def check(self) -> None:
+        """Raise Interrupted if the run is stopping."""
+        if self._stop.is_set():
+            raise Interrupted("the run was interrupted")
+
+    def stop_all(self) -> None:
+        """Stop the run: every running episode's sandbox is removed now."""
+        self._stop.set()
+        with self._lock:
+            envs = list(self._envs)
+        for env in envs:
+            try:
+                env.close()
+            except Exception as error:  # keep closing the others
+                log.warning("run.stop_close_failed", error=str(error))
+
+
 def finished_result(folder: Path) -> dict[str, Any] | None:
     """The result.json in `folder` if the episode finished and was graded, else None."""
     path = folder / RESULT
@@ -69,8 +115,13 @@ def finished_result(folder: Path) -> dict[str, Any] | None:
     return None if result.get("infrastructure_error") else result
 
 
-def run_episode(spec: EpisodeSpec, out: Path) -> dict[str, Any]:
-    """Run one episode to its end and write its record under `out`; return result.json."""
+def run_episode(
+    spec: EpisodeSpec, out: Path, control: RunControl | None = None
+) -> dict[str, Any]:
+    """Run one episode to its end and write its record under `out`; return result.json.
+
+    With `control`, the episode can be stopped from another thread (raising Interrupted and
+    writing no result.json, so that a later run resumes it)."""
     folder = out / spec.episode_id
     done = finished_result(folder)
     if done is not None:
@@ -81,10 +132,10 @@ def run_episode(spec: EpisodeSpec, out: Path) -> dict[str, Any]:
     with structlog.contextvars.bound_contextvars(
         run=spec.run_id, episode=spec.episode_id, task=spec.task.id
     ):
-        return _play(spec, folder)
+        return _play(spec, folder, control or RunControl())
 
 
-def _play(spec: EpisodeSpec, folder: Path) -> dict[str, Any]:
+def _play(spec: EpisodeSpec, folder: Path, control: RunControl) -> dict[str, Any]:
     agent = make_agent(spec.agent, **spec.agent_options)
     transcript = Transcript(folder)
     env = RDEnv(
@@ -101,6 +152,7 @@ def _play(spec: EpisodeSpec, folder: Path) -> dict[str, Any]:
     usage = Usage()
     agent_error: str | None = None
     try:
+        control.track(env)
         observation, reset_info = env.reset(seed=spec.seed)
         log.info("episode.start", agent=spec.agent)
         try:
@@ -110,18 +162,22 @@ def _play(spec: EpisodeSpec, folder: Path) -> dict[str, Any]:
                 observation,
             )
             while not (terminated or truncated):
+                control.check()
                 action = agent.act(observation)
                 usage = _track_usage(agent, env, transcript, usage)
                 observation, _, terminated, truncated, info = env.step(action)
         except Exception as error:  # any failure of the agent's code ends its episode
+            control.check()  # unless the run is stopping: then the sandbox went away
             agent_error = f"{type(error).__name__}: {error}"
             log.warning("episode.agent_error", error=agent_error)
             usage = _track_usage(agent, env, transcript, usage)
             _, _, terminated, truncated, info = env.end_early(f"agent error: {agent_error}")
+        control.check()  # an interrupted episode may have failed on its removed sandbox
         transcript.write("usage", env.steps, **usage.to_dict())
         if env.final_archive is not None:
             write_bytes_atomic(folder / WORKSPACE, env.final_archive)
     finally:
+        control.untrack(env)
         _close(agent)
         env.close()
         transcript.close()
@@ -181,5 +237,13 @@ def run_many(specs: list[EpisodeSpec], out: Path, *, parallel: int = 1) -> list[
     """Run `specs` with up to `parallel` at once (threads); results in the order given."""
     if parallel < 1:
         raise ValueError(f"Expected parallel >= 1, got {parallel}")
-    with ThreadPoolExecutor(max_workers=parallel) as pool:
-        return list(pool.map(lambda spec: run_episode(spec, out), specs))
+    control = RunControl()
+    pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="episode")
+    try:
+        return list(pool.map(lambda spec: run_episode(spec, out, control), specs))
+    except KeyboardInterrupt:
+        log.warning("run.interrupted")
+        control.stop_all()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
