@@ -5,6 +5,7 @@ Importing this package registers the built-ins; none of them imports its SDK unt
 
 from rdbench.agents import claude as _claude  # noqa: F401  (each module registers its agents)
 from rdbench.agents import command as _command  # noqa: F401
+from rdbench.agents import human as _human  # noqa: F401
 from rdbench.agents import openai_compat as _openai_compat  # noqa: F401
 from rdbench.agents import scripted as _scripted  # noqa: F401
 from rdbench.agents.base import (
