@@ -1,7 +1,8 @@
-"""Shared fixtures: what a test needs (a Docker engine, the sandbox image) and how it skips.
+"""Shared fixtures: what a test needs (a Docker engine, the sandbox image, bubblewrap and the
+image's exported files) and how it skips.
 
-A test marked `docker` skips with the reason when no engine answers, except under CI=true,
-where a missing engine is a failure: CI must prove the Docker tests ran.
+A test marked `docker` (or `bwrap`) skips with the reason when no engine answers (or bwrap
+cannot run), except under CI=true, where that is a failure: CI must prove those tests ran.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import os
 from collections.abc import Iterator
 
 import pytest
+import structlog
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
@@ -43,8 +45,49 @@ def sandbox_image(docker_client: object) -> str:
     return ensure_image(docker_client)
 
 
+@pytest.fixture(scope="session")
+def bwrap_available() -> None:
+    """Bubblewrap is installed and the bwrap backend can run here (as root)."""
+    from rdbench.sandbox.bwrap import bwrap_problem
+
+    problem = bwrap_problem()
+    if problem is not None:
+        missing(problem)
+
+
+@pytest.fixture(scope="session")
+def bwrap_rootfs(bwrap_available: None) -> str:
+    """The exported filesystem of the sandbox image (exported from Docker if not cached)."""
+    from rdbench.image import image_tag
+    from rdbench.sandbox import SandboxUnavailable
+    from rdbench.sandbox.rootfs import METADATA, ensure_rootfs, rootfs_dir
+
+    if not (rootfs_dir() / METADATA).is_file():
+        from rdbench.image import ensure_image
+        from rdbench.sandbox.docker import connect
+
+        try:
+            client = connect()
+        except SandboxUnavailable as error:
+            missing(f"no exported sandbox image for bwrap and no Docker engine: {error}")
+        ensure_image(client)
+        return str(ensure_rootfs(image_tag(), client=client))
+    return str(ensure_rootfs())
+
+
+@pytest.fixture(autouse=True)
+def _fresh_logging() -> Iterator[None]:
+    """Undo the CLI's logging setup after each test: CliRunner closes the stream it logged
+    to, and its level filter would hide the events other tests capture."""
+    yield
+    structlog.reset_defaults()
+
+
 @pytest.fixture(autouse=True)
 def _needs(request: pytest.FixtureRequest) -> None:
-    """Give every test marked `docker` the engine check, even if it takes no fixture."""
+    """Give every test marked `docker` (`bwrap`) the engine (bwrap) check, even if it takes
+    no fixture."""
     if request.node.get_closest_marker("docker"):
         request.getfixturevalue("docker_client")
+    if request.node.get_closest_marker("bwrap"):
+        request.getfixturevalue("bwrap_rootfs")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -10,6 +11,16 @@ AGENT_USER = "agent"
 AGENT_HOME = "/home/agent"
 GRADER_DIR = "/grader"
 DEFAULT_OUTPUT_LIMIT = 1_000_000  # bytes kept of each of stdout and stderr
+# The environment every command starts with (before the user's HOME and USER and its own env).
+BASE_ENV = {
+    "PATH": "/opt/rdbench-venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "LANG": "C.UTF-8",
+    "PYTHONUNBUFFERED": "1",
+}
+# No file written inside a sandbox may grow past this (RLIMIT_FSIZE): a disk filler is stopped.
+FILE_SIZE_LIMIT = 2 * 1024**3
+# Capabilities the grader (root) needs to run the agent's code as the agent user.
+GRADING_CAPS = ["SETUID", "SETGID", "DAC_OVERRIDE", "FOWNER", "CHOWN", "KILL"]
 
 
 class SandboxError(RuntimeError):
@@ -109,6 +120,26 @@ class Sandbox(Protocol):
     def close(self) -> None:
         """Stop and remove the sandbox; safe to call more than once."""
         ...
+
+
+def owner_of(user: str) -> str:
+    """The file owner a command's `user` stands for: "root" for root (or uid 0), else the
+    agent."""
+    return "root" if user in ("root", "0") else AGENT_USER
+
+
+def user_env(user: str) -> dict[str, str]:
+    """HOME and USER for a command run as `user`."""
+    home = "/root" if owner_of(user) == "root" else AGENT_HOME
+    return {"HOME": home, "USER": owner_of(user)}
+
+
+def sandbox_path(path: str) -> str:
+    """`path` inside the sandbox made absolute (relative paths are in the agent's home) and
+    normalized."""
+    if not path.startswith("/"):
+        path = posixpath.join(AGENT_HOME, path)
+    return posixpath.normpath(path)
 
 
 SandboxFactory = Callable[..., Sandbox]

@@ -1,7 +1,7 @@
 """The Docker backend: one container per sandbox, driven through the docker SDK.
 
-Each container has no network, CPU, memory and process limits, an init process, all
-capabilities dropped and no-new-privileges, and labels naming its run and episode so
+Each container has no network, CPU, memory, process and file size limits, an init process,
+all capabilities dropped and no-new-privileges, and labels naming its run and episode so
 `rdbench gc` can find leftovers. Commands run through `docker exec`; a command that passes
 its timeout is killed inside the container (every process carrying its exec marker), not
 merely abandoned. Files move as tar archives.
@@ -19,17 +19,24 @@ import docker
 import docker.errors
 import structlog
 from docker.models.containers import Container
+from docker.types import Ulimit
 
 from rdbench.sandbox.archive import first_file, folder_tar, single_file_tar, strip_top_folder
 from rdbench.sandbox.base import (
     AGENT_HOME,
     AGENT_USER,
+    BASE_ENV,
+    FILE_SIZE_LIMIT,
+    GRADING_CAPS,
     ExecResult,
     SandboxConfig,
     SandboxFileNotFound,
     SandboxOutputLimit,
     SandboxUnavailable,
+    owner_of,
     sandbox_backend,
+    sandbox_path,
+    user_env,
 )
 
 log = structlog.get_logger()
@@ -37,13 +44,6 @@ log = structlog.get_logger()
 LABEL = "rdbench"
 EXEC_MARKER = "RDBENCH_EXEC"
 KILL_GRACE_S = 10.0
-# Capabilities the grader (root) needs to run the agent's code as the agent user.
-GRADING_CAPS = ["SETUID", "SETGID", "DAC_OVERRIDE", "FOWNER", "CHOWN", "KILL"]
-BASE_ENV = {
-    "PATH": "/opt/rdbench-venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-    "LANG": "C.UTF-8",
-    "PYTHONUNBUFFERED": "1",
-}
 
 
 def connect() -> docker.DockerClient:
@@ -72,10 +72,13 @@ def docker_available() -> bool:
 class DockerSandbox:
     """A sandbox in one Docker container, started on construction."""
 
+    backend = "docker"  # the registered name, recorded with results
+
     def __init__(self, config: SandboxConfig, *, client: docker.DockerClient | None = None):
         self.config = config
         self._client = client or connect()
         self._closed = False
+        self._oom_kills = 0  # the container's out-of-memory kills seen so far
         image = config.image or _default_image(self._client)
         labels = {LABEL: "1", f"{LABEL}.pid": str(os.getpid()), **config.labels}
         try:
@@ -92,6 +95,7 @@ class DockerSandbox:
                 memswap_limit=f"{config.memory_mb}m",
                 nano_cpus=int(config.cpus * 1e9),
                 pids_limit=config.pids,
+                ulimits=[Ulimit(name="fsize", soft=FILE_SIZE_LIMIT, hard=FILE_SIZE_LIMIT)],
                 labels=labels,
                 hostname="sandbox",
                 working_dir=AGENT_HOME,
@@ -129,9 +133,9 @@ class DockerSandbox:
         if input is not None:
             stdin_path = f"/tmp/.rdbench-stdin-{marker}"
             self._put(posixpath.dirname(stdin_path), single_file_tar(
-                posixpath.basename(stdin_path), input, owner=_owner(user), mode=0o600))
+                posixpath.basename(stdin_path), input, owner=owner_of(user), mode=0o600))
             cmd = ["sh", "-c", 'exec 0<"$0"; rm -f "$0"; exec "$@"', stdin_path, *cmd]
-        environment = {**_user_env(user), **(env or {}), EXEC_MARKER: marker}
+        environment = {**user_env(user), **(env or {}), EXEC_MARKER: marker}
         api = self._client.api
         try:
             exec_id = api.exec_create(
@@ -150,13 +154,30 @@ class DockerSandbox:
             reader.join(KILL_GRACE_S)
             log.warning("sandbox.exec_timeout", cmd=cmd[:3], timeout=limit)
         returncode = api.exec_inspect(exec_id).get("ExitCode")
+        stderr = bytes(reader.stderr).decode("utf-8", "replace")
+        if returncode == 137 and not timed_out and self._new_oom_kills():
+            stderr += f"\n[rdbench: killed: out of memory (limit {self.config.memory_mb} MB)]\n"
         return ExecResult(
             returncode=-9 if returncode is None else int(returncode),
             stdout=bytes(reader.stdout).decode("utf-8", "replace"),
-            stderr=bytes(reader.stderr).decode("utf-8", "replace"),
+            stderr=stderr,
             timed_out=timed_out,
             truncated=reader.truncated,
         )
+
+    def _new_oom_kills(self) -> bool:
+        """True when the kernel killed something in the container for want of memory since
+        the last look (its cgroup's oom_kill count, v2 or v1, went up)."""
+        script = "cat /sys/fs/cgroup/memory.events /sys/fs/cgroup/memory/memory.oom_control"
+        try:
+            _, output = self._container.exec_run(["sh", "-c", f"{script} 2>/dev/null"],
+                                                 user="root")  # fmt: skip
+        except docker.errors.APIError:
+            return False
+        counts = [int(line.split()[1]) for line in output.decode(errors="replace").splitlines()
+                  if line.startswith("oom_kill ") and line.split()[1].isdigit()]  # fmt: skip
+        seen, self._oom_kills = self._oom_kills, max(counts, default=self._oom_kills)
+        return self._oom_kills > seen
 
     def _kill_marked(self, marker: str, user: str) -> None:
         script = (
@@ -169,7 +190,7 @@ class DockerSandbox:
     def write_file(self, path: str, data: bytes | str, *, owner: str = AGENT_USER) -> None:
         """Create or replace `path` (parent folders are made as needed), owned by `owner`."""
         payload = data.encode("utf-8") if isinstance(data, str) else data
-        folder, name = posixpath.split(_absolute(path))
+        folder, name = posixpath.split(sandbox_path(path))
         archive = single_file_tar(name, payload, owner=owner)
         try:
             self._put(folder, archive)
@@ -180,7 +201,7 @@ class DockerSandbox:
     def read_file(self, path: str, *, max_bytes: int | None = None) -> bytes:
         """The bytes of `path`; SandboxOutputLimit when larger than `max_bytes`."""
         try:
-            stream, stat = self._container.get_archive(_absolute(path))
+            stream, stat = self._container.get_archive(sandbox_path(path))
         except docker.errors.NotFound as error:
             raise SandboxFileNotFound(f"No such file in the sandbox: {path}") from error
         except docker.errors.APIError as error:
@@ -193,12 +214,12 @@ class DockerSandbox:
 
     def put_dir(self, local_dir: str, path: str, *, owner: str = AGENT_USER) -> None:
         """Copy the contents of host folder `local_dir` into `path` inside, owned by `owner`."""
-        self._put(_absolute(path), folder_tar(local_dir, owner=owner, private=owner == "root"))
+        self._put(sandbox_path(path), folder_tar(local_dir, owner=owner, private=owner == "root"))
 
     def get_dir(self, path: str) -> bytes:
         """A gzip tar of the folder `path` inside, names relative to it."""
         try:
-            stream, _ = self._container.get_archive(_absolute(path).rstrip("/") + "/")
+            stream, _ = self._container.get_archive(sandbox_path(path).rstrip("/") + "/")
         except docker.errors.NotFound as error:
             raise SandboxFileNotFound(f"No such folder in the sandbox: {path}") from error
         return strip_top_folder(b"".join(stream))
@@ -261,21 +282,6 @@ class _OutputReader(threading.Thread):
             self.truncated = True
             chunk = chunk[: max(room, 0)]
         buffer.extend(chunk)
-
-
-def _owner(user: str) -> str:
-    return "root" if user in ("root", "0") else AGENT_USER
-
-
-def _user_env(user: str) -> dict[str, str]:
-    home = "/root" if _owner(user) == "root" else AGENT_HOME
-    return {"HOME": home, "USER": _owner(user)}
-
-
-def _absolute(path: str) -> str:
-    if not path.startswith("/"):
-        path = posixpath.join(AGENT_HOME, path)
-    return posixpath.normpath(path)
 
 
 def _default_image(client: docker.DockerClient) -> str:

@@ -1,0 +1,202 @@
+"""Resource limits for the bwrap backend: a cgroup (v1) per sandbox, a leaf per command.
+
+For each of the memory, pids and cpu controllers a sandbox gets
+`/sys/fs/cgroup/<controller>/rdbench/<sandbox id>/`, which holds its limits (memory and
+memory+swap, number of processes, CPU quota). Each command runs in a leaf `exec-<n>` below it,
+so the limits are shared by everything the sandbox runs, while a timeout kills exactly one
+command's processes and an out-of-memory kill is counted where it happened.
+
+Making groups needs root and cgroup v1 controllers mounted at /sys/fs/cgroup (not the unified
+v2 hierarchy); without them `SandboxCgroups.create` logs a warning and returns None, and the
+sandbox runs without these limits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import itertools
+import os
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import structlog
+
+log = structlog.get_logger()
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+CONTROLLERS = ("memory", "pids", "cpu")
+PARENT = "rdbench"
+CFS_PERIOD_US = 100_000
+KILL_DEADLINE_S = 5.0
+
+
+class ExecCgroup:
+    """The leaf groups (one per controller) that hold the processes of one command."""
+
+    def __init__(self, dirs: dict[str, Path]):
+        self.dirs = dirs
+        self._procs_files = [os.fsencode(path / "cgroup.procs") for path in dirs.values()]
+
+    def join(self) -> None:
+        """Move the calling process into the groups. Safe between fork and exec (a
+        subprocess preexec_fn): no locks, no allocation beyond a few bytes."""
+        pid = str(os.getpid()).encode()
+        for path in self._procs_files:
+            fd = os.open(path, os.O_WRONLY)
+            try:
+                os.write(fd, pid)
+            finally:
+                os.close(fd)
+
+    def pids(self) -> set[int]:
+        """The processes in the groups now."""
+        found: set[int] = set()
+        for path in self._procs_files:
+            with contextlib.suppress(OSError):
+                found.update(int(line) for line in Path(os.fsdecode(path)).read_text().split())
+        return found
+
+    def kill(self, deadline_s: float = KILL_DEADLINE_S) -> bool:
+        """SIGKILL every process in the groups until none is left (new ones may appear while
+        a fork bomb runs); True when they are empty."""
+        end = time.monotonic() + deadline_s
+        while True:
+            pids = self.pids()
+            if not pids:
+                return True
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            if time.monotonic() > end:
+                log.warning("sandbox.cgroup.kill_incomplete", left=len(pids))
+                return False
+            time.sleep(0.01)
+
+    def oom_kills(self) -> int:
+        """How many processes the kernel killed in this group for want of memory."""
+        path = self.dirs.get("memory")
+        if path is None:
+            return 0
+        with contextlib.suppress(OSError):
+            for line in (path / "memory.oom_control").read_text().splitlines():
+                key, _, value = line.partition(" ")
+                if key == "oom_kill":
+                    return int(value)
+        return 0
+
+    def remove(self) -> None:
+        """Kill what is left and remove the groups."""
+        self.kill()
+        for path in self.dirs.values():
+            _rmdir(path)
+
+
+class SandboxCgroups:
+    """The groups of one sandbox, holding its limits; commands run in leaves below them."""
+
+    def __init__(
+        self, name: str, *, memory_mb: int, pids: int, cpus: float, root: Path = CGROUP_ROOT
+    ):
+        self.name = name
+        self.memory_mb = memory_mb
+        self.dirs = {controller: root / controller / PARENT / name for controller in CONTROLLERS}
+        self._counter = itertools.count(1)
+        self._leaves: list[ExecCgroup] = []
+        try:
+            for path in self.dirs.values():
+                path.mkdir(parents=True)
+            memory = self.dirs["memory"]
+            _write(memory / "memory.limit_in_bytes", memory_mb * 1024 * 1024)
+            if (memory / "memory.memsw.limit_in_bytes").exists():  # swap accounting is on
+                _write(memory / "memory.memsw.limit_in_bytes", memory_mb * 1024 * 1024)
+            _write(self.dirs["pids"] / "pids.max", pids)
+            _write(self.dirs["cpu"] / "cpu.cfs_period_us", CFS_PERIOD_US)
+            _write(self.dirs["cpu"] / "cpu.cfs_quota_us", max(int(cpus * CFS_PERIOD_US), 1000))
+        except OSError:
+            self.remove()
+            raise
+
+    @classmethod
+    def create(
+        cls, name: str, *, memory_mb: int, pids: int, cpus: float, root: Path = CGROUP_ROOT
+    ) -> SandboxCgroups | None:
+        """The groups for sandbox `name`, or None (with a warning) where none can be made."""
+        missing = [c for c in CONTROLLERS if not (root / c / "cgroup.procs").exists()]
+        if missing:
+            reason = f"no cgroup v1 {', '.join(missing)} controller mounted under {root}"
+        else:
+            try:
+                return cls(name, memory_mb=memory_mb, pids=pids, cpus=cpus, root=root)
+            except OSError as error:
+                reason = f"cannot make cgroups under {root} ({error}); run as root"
+        log.warning("sandbox.bwrap.no_cgroups", reason=reason,
+                    consequence="no memory, process or CPU limits")  # fmt: skip
+        return None
+
+    def exec_group(self) -> ExecCgroup:
+        """A new leaf for one command."""
+        name = f"exec-{next(self._counter)}"
+        dirs = {controller: path / name for controller, path in self.dirs.items()}
+        for path in dirs.values():
+            path.mkdir()
+        leaf = ExecCgroup(dirs)
+        self._leaves.append(leaf)
+        return leaf
+
+    def release(self, leaf: ExecCgroup) -> None:
+        """Remove a command's leaf once it is over."""
+        leaf.remove()
+        with contextlib.suppress(ValueError):
+            self._leaves.remove(leaf)
+
+    def remove(self) -> None:
+        """Kill every process of the sandbox and remove its groups."""
+        for leaf in list(self._leaves):
+            self.release(leaf)
+        for controller, path in self.dirs.items():
+            if path.is_dir():
+                for child in path.iterdir():  # leaves whose command was never released
+                    if child.is_dir():
+                        ExecCgroup({controller: child}).remove()
+                _rmdir(path)
+
+
+def remove_leftover_groups(
+    leftover: Callable[[str], bool], root: Path = CGROUP_ROOT
+) -> list[str]:
+    """Remove the groups of the sandboxes whose name `leftover` accepts; return the names."""
+    removed: set[str] = set()
+    for controller in CONTROLLERS:
+        parent = root / controller / PARENT
+        if not parent.is_dir():
+            continue
+        for path in parent.iterdir():
+            if path.is_dir() and leftover(path.name):
+                for child in path.iterdir():
+                    if child.is_dir():
+                        ExecCgroup({controller: child}).remove()
+                _rmdir(path)
+                removed.add(path.name)
+    return sorted(removed)
+
+
+def _write(path: Path, value: int) -> None:
+    path.write_text(str(value))
+
+
+def _rmdir(path: Path) -> None:
+    for _ in range(50):
+        try:
+            path.rmdir()
+            return
+        except FileNotFoundError:
+            return
+        except OSError as error:
+            if error.errno != errno.EBUSY:
+                log.warning("sandbox.cgroup.remove_failed", path=str(path), error=str(error))
+                return
+            time.sleep(0.02)  # the last processes are still exiting
+    log.warning("sandbox.cgroup.busy", path=str(path))

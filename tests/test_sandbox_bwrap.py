@@ -1,0 +1,210 @@
+"""The bwrap backend beyond the protocol: cgroup limits, containment, its folders, its
+read-only system, and the exported root filesystem it runs on."""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rdbench.sandbox import SandboxConfig, SandboxUnavailable, make_sandbox
+from rdbench.sandbox.bwrap import BwrapSandbox, bwrap_problem, remove_leftovers
+from rdbench.sandbox.cgroups import SandboxCgroups
+
+CONFIG = SandboxConfig(cpus=1.0, memory_mb=256, pids=64, exec_timeout_s=30, output_limit=64_000)
+
+
+@pytest.fixture(scope="module")
+def sandbox(bwrap_rootfs: str) -> Iterator[BwrapSandbox]:
+    box = BwrapSandbox(CONFIG)
+    yield box
+    box.close()
+
+
+@pytest.mark.bwrap
+def test_memory_hog_is_killed_and_reported_as_out_of_memory(sandbox: BwrapSandbox) -> None:
+    code = "b = bytearray(512 * 1024 * 1024); b[::4096] = b'x' * (len(b) // 4096)"
+    result = sandbox.exec(["python3", "-c", code], timeout=60)
+    assert result.returncode == 137
+    assert "[rdbench: killed: out of memory (limit 256 MB)]" in result.stderr
+    assert sandbox.exec(["echo", "alive"]).stdout == "alive\n"
+
+
+@pytest.mark.bwrap
+def test_fork_bomb_is_contained(sandbox: BwrapSandbox) -> None:
+    assert sandbox.cgroups is not None
+    outcome: list[Any] = []
+    bomb = threading.Thread(target=lambda: outcome.append(
+        sandbox.exec(["bash", "-c", ":(){ :|:& };:; sleep 60"], timeout=10)))
+    started = time.monotonic()
+    bomb.start()
+    time.sleep(3)  # the bomb is at the limit by now
+    assert bomb.is_alive()
+    assert _pids_in(sandbox.cgroups.dirs["pids"]) <= CONFIG.pids
+    host = time.monotonic()
+    subprocess.run(["true"], check=True)  # the host still forks at once
+    assert time.monotonic() - host < 2
+    bomb.join(30)
+    result = outcome[0]
+    assert result.timed_out and time.monotonic() - started < 20
+    assert "Resource temporarily unavailable" in result.stderr  # fork failed at pids.max
+    assert _pids_in(sandbox.cgroups.dirs["pids"]) == 0
+    assert sandbox.exec(["echo", "alive"]).stdout == "alive\n"
+
+
+def _pids_in(group: Path) -> int:
+    return sum(len((path / "cgroup.procs").read_text().split()) for path in group.glob("**/"))
+
+
+@pytest.mark.bwrap
+def test_limits_are_set_on_the_sandbox_cgroups(sandbox: BwrapSandbox) -> None:
+    assert sandbox.cgroups is not None
+    dirs = sandbox.cgroups.dirs
+    assert (dirs["memory"] / "memory.limit_in_bytes").read_text().strip() == str(256 << 20)
+    assert (dirs["pids"] / "pids.max").read_text().strip() == "64"
+    assert (dirs["cpu"] / "cpu.cfs_quota_us").read_text().strip() == "100000"
+    limits = sandbox.exec(["cat", "/proc/self/limits"], timeout=20).stdout
+    file_size = next(line for line in limits.splitlines() if line.startswith("Max file size"))
+    assert file_size.split()[3] == str(2 * 1024**3)
+    cpu_time = next(line for line in limits.splitlines() if line.startswith("Max cpu time"))
+    assert cpu_time.split()[3] == "30"  # 20 s x 1 cpu + the margin
+
+
+@pytest.mark.bwrap
+def test_background_processes_end_with_their_command(sandbox: BwrapSandbox) -> None:
+    seconds = str(random.randint(100_000, 999_999))
+    assert sandbox.exec(["sh", "-c", f"setsid sleep {seconds} & echo started"]).ok
+    time.sleep(0.2)
+    assert not _processes_with_cmdline(f"sleep\0{seconds}\0".encode())
+
+
+def _processes_with_cmdline(cmdline: bytes) -> list[str]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if Path("/proc", entry, "cmdline").read_bytes() == cmdline:
+                    found.append(entry)
+            except OSError:
+                continue
+    return found
+
+
+@pytest.mark.bwrap
+def test_system_is_read_only_and_home_and_tmp_are_writable(sandbox: BwrapSandbox) -> None:
+    for user in ("agent", "root"):
+        result = sandbox.exec(["sh", "-c", "echo x > /usr/x"], user=user)
+        assert not result.ok and "Read-only file system" in result.stderr
+    assert sandbox.exec(["sh", "-c", "echo x > /home/agent/x && echo y > /tmp/y"]).ok
+    assert (sandbox.dir / "home" / "x").stat().st_uid == 1000
+
+
+@pytest.mark.bwrap
+def test_grader_folder_is_root_only_on_the_host_too(sandbox: BwrapSandbox) -> None:
+    grader = (sandbox.dir / "grader").stat()
+    assert grader.st_uid == 0 and grader.st_mode & 0o777 == 0o700
+    assert sandbox.dir.stat().st_mode & 0o777 == 0o700
+    assert not sandbox.exec(["ls", "/grader"]).ok
+
+
+@pytest.mark.bwrap
+def test_writing_outside_the_writable_folders_says_so(sandbox: BwrapSandbox) -> None:
+    with pytest.raises(Exception, match="read-only outside /home/agent"):
+        sandbox.write_file("/etc/motd", "hi", owner="root")
+
+
+@pytest.mark.bwrap
+def test_unknown_user_is_rejected(sandbox: BwrapSandbox) -> None:
+    with pytest.raises(ValueError, match="agent' or 'root'"):
+        sandbox.exec(["true"], user="nobody")
+
+
+@pytest.mark.bwrap
+def test_close_removes_cgroups_and_folders(bwrap_rootfs: str) -> None:
+    box = BwrapSandbox(CONFIG)
+    assert box.exec(["true"]).ok
+    assert box.cgroups is not None
+    groups = list(box.cgroups.dirs.values())
+    assert all(path.is_dir() for path in groups) and box.dir.is_dir()
+    box.close()
+    assert not any(path.exists() for path in groups)
+    assert not box.dir.exists()
+    with pytest.raises(SandboxUnavailable, match="closed"):
+        box.exec(["true"])
+
+
+@pytest.mark.bwrap
+def test_gc_removes_sandboxes_whose_process_is_gone(bwrap_rootfs: str, tmp_path: Path) -> None:
+    box = BwrapSandbox(CONFIG, state_dir=tmp_path)
+    dead = box.dir.with_name("rdbench-bwrap-999999999-deadbeef00")
+    dead.mkdir()
+    try:
+        assert "999999999-deadbeef00" in remove_leftovers(state_dir=tmp_path)
+        assert not dead.exists() and box.dir.exists()  # the live sandbox stays
+    finally:
+        box.close()
+
+
+def test_no_cgroups_means_a_warning_not_a_failure(tmp_path: Path) -> None:
+    from structlog.testing import capture_logs
+
+    with capture_logs() as logs:
+        groups = SandboxCgroups.create("x", memory_mb=1, pids=1, cpus=1, root=tmp_path)
+    assert groups is None
+    assert logs[0]["event"] == "sandbox.bwrap.no_cgroups"
+
+
+def test_missing_bwrap_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("rdbench.sandbox.bwrap.shutil.which", lambda name: None)
+    assert "apt-get install bubblewrap" in (bwrap_problem() or "")
+    with pytest.raises(SandboxUnavailable, match="apt-get install bubblewrap"):
+        make_sandbox("bwrap", CONFIG)
+
+
+def test_bwrap_without_root_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("rdbench.sandbox.bwrap.shutil.which", lambda name: "/usr/bin/bwrap")
+    monkeypatch.setattr("rdbench.sandbox.bwrap.os.geteuid", lambda: 1000)
+    assert "needs root" in (bwrap_problem() or "")
+
+
+# ---- the root filesystem --------------------------------------------------------------------
+
+
+def test_missing_rootfs_without_docker_says_how_to_make_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from rdbench.sandbox.rootfs import ensure_rootfs
+
+    def no_engine() -> Any:
+        raise SandboxUnavailable("No Docker engine answered")
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr("rdbench.sandbox.docker.connect", no_engine)
+    with pytest.raises(SandboxUnavailable, match="rdbench image build"):
+        ensure_rootfs("rdbench-sandbox:0123456789ab")
+
+
+@pytest.mark.docker
+def test_export_is_cached_and_complete(
+    docker_client: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from rdbench.image import bootstrap_base_image
+    from rdbench.sandbox.rootfs import ensure_rootfs, image_env
+
+    base = bootstrap_base_image(docker_client)  # small: Debian with python3 and util-linux
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    root = ensure_rootfs(base, client=docker_client)
+    assert (root / "usr" / "bin" / "setpriv").exists()
+    assert "localhost" in (root / "etc" / "hosts").read_text()
+    assert not (root / ".dockerenv").exists()
+    assert image_env(root)["LANG"] == "C.UTF-8"
+    folders = sorted(path.name for path in root.parent.parent.iterdir())
+    assert folders == [".lock", root.parent.name]  # no half-made exports left behind
+    assert ensure_rootfs(base, client=None) == root  # cached: Docker is not asked again

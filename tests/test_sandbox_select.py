@@ -1,0 +1,96 @@
+"""Choosing a backend: `auto` takes docker where an engine answers, else bwrap; a backend that
+cannot run here fails at once, saying how to make it run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from structlog.testing import capture_logs
+
+from rdbench.sandbox import (
+    SandboxConfig,
+    SandboxUnavailable,
+    available_backends,
+    backend_problem,
+    make_sandbox,
+)
+from rdbench.sandbox import select as select_module
+
+
+class Fake:
+    """Stands in for a backend class: records that it was made."""
+
+    def __init__(self, name: str):
+        self.backend = name
+
+    def __call__(self, config: SandboxConfig, **options: Any) -> Fake:
+        return self
+
+
+@pytest.fixture
+def fakes(monkeypatch: pytest.MonkeyPatch) -> dict[str, Fake]:
+    made = {"docker": Fake("docker"), "bwrap": Fake("bwrap")}
+    monkeypatch.setattr(select_module, "DockerSandbox", made["docker"])
+    monkeypatch.setattr(select_module, "BwrapSandbox", made["bwrap"])
+    monkeypatch.setattr(select_module, "_last_pick", None)
+    return made
+
+
+def no_engine() -> Any:
+    raise SandboxUnavailable("No Docker engine answered (test). Start one (dockerd)")
+
+
+def test_auto_picks_docker_when_an_engine_answers(
+    fakes: dict[str, Fake], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(select_module, "backend_problem", lambda name: None)
+    with capture_logs() as logs:
+        box = make_sandbox("auto", SandboxConfig())
+    assert box is fakes["docker"]
+    assert {"event": "sandbox.auto", "picked": "docker", "log_level": "info"} in logs
+
+
+def test_auto_falls_back_to_bwrap_without_an_engine(
+    fakes: dict[str, Fake], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(select_module, "connect", no_engine)
+    with capture_logs() as logs:
+        box = make_sandbox("auto", SandboxConfig())
+    assert box is fakes["bwrap"]
+    assert [entry["picked"] for entry in logs if entry["event"] == "sandbox.auto"] == ["bwrap"]
+
+
+def test_docker_unavailable_says_how_to_start_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("rdbench.sandbox.docker.docker.from_env", no_engine)
+    with pytest.raises(SandboxUnavailable, match="dockerd"):
+        make_sandbox("docker", SandboxConfig())
+    assert "dockerd" in (backend_problem("docker") or "")
+
+
+def test_bwrap_without_rootfs_or_engine_says_how_to_make_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(select_module, "connect", no_engine)
+    monkeypatch.setattr(select_module, "bwrap_problem", lambda: None)
+    assert "rdbench image build" in (backend_problem("bwrap") or "")
+    assert available_backends() == []
+    assert "No sandbox backend works here" in (backend_problem("auto") or "")
+
+
+def test_available_backends_are_those_without_a_problem(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / "image.json").write_text("{}")  # an exported root filesystem
+    monkeypatch.setattr(select_module, "connect", no_engine)
+    monkeypatch.setattr(select_module, "bwrap_problem", lambda: None)
+    monkeypatch.setattr(select_module, "rootfs_dir", lambda: tmp_path)
+    assert available_backends() == ["bwrap"]
+
+
+def test_unknown_backend_is_named() -> None:
+    assert "known: auto, docker, bwrap" in (backend_problem("podman") or "")
+    with pytest.raises(SandboxUnavailable, match="auto"):
+        make_sandbox("podman", SandboxConfig())
