@@ -1,0 +1,233 @@
+"""Check train.py against the original training the way the grader does, and time both.
+
+    python check_tolerance.py [--seed SEED]
+
+Runs original/train.py and then train.py with the same seed, each as its own process with the
+grader's thread settings, measuring the CPU time of each run (every process it starts
+included) from outside, as the grader does; then compares the two saved models: the relative
+distance between their parameters and their loss on held-out examples must both be within
+tolerance (see instructions.md). It prints the times, the speed-up and the verdict.
+
+The grader runs its own copies of this check and of original/train.py, with seeds of its own:
+editing them here changes nothing but what you see.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import importlib.util
+import io
+import math
+import os
+import resource
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import torch
+
+HERE = Path(__file__).resolve().parent
+ORIGINAL = HERE / "original" / "train.py"
+THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+PARAM_TOLERANCE = 1e-4  # relative L2 distance between all parameters
+LOSS_TOLERANCE = 0.01  # relative difference of the held-out loss
+N_HELD_OUT = 4096
+MAX_MODEL_BYTES = 5_000_000
+DTYPES = (torch.float32, torch.float64)
+
+
+class ModelError(ValueError):
+    """A model file that cannot be compared: the message says what is wrong with it."""
+
+
+def load_original(path: Path = ORIGINAL) -> ModuleType:
+    """The original training script, imported by path (it defines data and architecture)."""
+    spec = importlib.util.spec_from_file_location("original_train", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def read_model(path: str, original: ModuleType) -> dict[str, torch.Tensor]:
+    """The state_dict saved at `path` as float64 tensors; ModelError if it is not one the
+    original architecture accepts (same keys and shapes, float32 or float64, all finite)."""
+    if os.path.islink(path):
+        raise ModelError("the model file is a symlink; save a regular file")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise ModelError("no model file was written at the --out path") from None
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ModelError("the model file is not a regular file")
+        data = handle.read(MAX_MODEL_BYTES + 1)
+    if len(data) > MAX_MODEL_BYTES:
+        raise ModelError(f"the model file is larger than {MAX_MODEL_BYTES} bytes")
+    try:
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as error:  # any load failure is the file's fault
+        raise ModelError(
+            f"torch.load(weights_only=True) could not read the model file ({type(error).__name__})"
+        ) from None
+    expected = original.make_model(0).state_dict()
+    if not isinstance(state, dict) or sorted(map(str, state)) != sorted(expected):
+        found = sorted(map(str, state))[:8] if isinstance(state, dict) else type(state).__name__
+        raise ModelError(f"expected a state_dict with keys {sorted(expected)}, found {found}")
+    tensors = {}
+    for name, value in state.items():
+        if type(value) is not torch.Tensor or value.dtype not in DTYPES:
+            raise ModelError(f"{name} must be a float32 or float64 tensor")
+        if tuple(value.shape) != tuple(expected[name].shape):
+            shape = tuple(expected[name].shape)
+            raise ModelError(f"{name} has shape {tuple(value.shape)}, expected {shape}")
+        if not bool(torch.isfinite(value).all()):
+            raise ModelError(f"{name} holds NaN or infinite values")
+        tensors[name] = value.detach().to(torch.float64).clone()
+    return tensors
+
+
+def held_out(original: ModuleType, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fresh examples of `seed`'s teacher (a stream training never draws from)."""
+    w_in, w_out = original.make_teacher(np.random.default_rng(seed))
+    draws = np.random.default_rng([seed, 1]).standard_normal((N_HELD_OUT, w_in.shape[0] + 1))
+    x = draws[:, :-1]
+    y = np.sin(2.0 * (x @ w_in)) @ w_out + original.NOISE * draws[:, -1]
+    return torch.from_numpy(x), torch.from_numpy(y).unsqueeze(1)
+
+
+def held_out_loss(
+    original: ModuleType, state: dict[str, torch.Tensor], data: tuple[torch.Tensor, torch.Tensor]
+) -> float:
+    """The mean squared error of the model with parameters `state` on `data`."""
+    model = original.make_model(0)
+    model.load_state_dict(state)
+    with torch.no_grad():
+        return float(((model(data[0]) - data[1]) ** 2).mean())
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """How far a trained model is from the original training's model for the same seed."""
+
+    distance: float  # ||theta - theta_original|| / ||theta_original|| over all parameters
+    loss: float  # held-out mean squared error of the model
+    original_loss: float  # the same for the original's model
+
+    @property
+    def loss_difference(self) -> float:
+        """|loss - original_loss| / original_loss."""
+        return abs(self.loss - self.original_loss) / self.original_loss
+
+    def problem(self) -> str:
+        """Why the model is outside the tolerance, or "" when it is within."""
+        problems = []
+        if not self.distance <= PARAM_TOLERANCE:
+            problems.append(
+                f"its parameters are {self.distance:.2e} (relative L2) away from the original "
+                f"training's, more than the tolerance {PARAM_TOLERANCE:.0e}"
+            )
+        if not self.loss_difference <= LOSS_TOLERANCE:
+            problems.append(
+                f"its held-out loss {self.loss:.5f} differs from the original's "
+                f"{self.original_loss:.5f} by {100 * self.loss_difference:.2f}%, more than "
+                f"{100 * LOSS_TOLERANCE:.0f}%"
+            )
+        return "; ".join(problems)
+
+
+def compare(
+    original: ModuleType, model: dict[str, torch.Tensor], reference: dict[str, torch.Tensor],
+    seed: int,
+) -> Comparison:
+    """Compare `model` with `reference`, the original training's model for `seed`."""
+    squared = sum(float(((model[n] - reference[n]) ** 2).sum()) for n in reference)
+    norm = sum(float((reference[n] ** 2).sum()) for n in reference)
+    data = held_out(original, seed)
+    return Comparison(
+        distance=math.sqrt(squared / norm),
+        loss=held_out_loss(original, model, data),
+        original_loss=held_out_loss(original, reference, data),
+    )
+
+
+def adopt_orphans() -> None:
+    """Make this process the "subreaper" of everything it starts: a process that outlives its
+    parent (a daemon, a `setsid` child) is then re-parented here rather than to init, so its
+    CPU time is counted when it is reaped (see children_cpu_s)."""
+    pr_set_child_subreaper = 36
+    if ctypes.CDLL(None, use_errno=True).prctl(pr_set_child_subreaper, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER) failed")
+
+
+def children_cpu_s() -> float:
+    """User + system CPU seconds of every reaped descendant of this process so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def reap_orphans(timeout_s: float = 5.0) -> None:
+    """Reap every child that has exited or is exiting (orphans adopted by adopt_orphans)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return  # no children left
+        if pid == 0:
+            time.sleep(0.02)
+
+
+def timed_run(cmd: list[str]) -> tuple[float, float]:
+    """Run `cmd` with the grader's thread settings; its CPU and wall-clock seconds."""
+    env = {**os.environ, **THREAD_ENV}
+    cpu_before, start = children_cpu_s(), time.perf_counter()
+    subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
+    wall = time.perf_counter() - start
+    reap_orphans(timeout_s=0.1)
+    return children_cpu_s() - cpu_before, wall
+
+
+def main() -> None:
+    """Command line: run both trainings for --seed, compare their models, print the verdict."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    original = load_original()
+    adopt_orphans()
+    with tempfile.TemporaryDirectory() as folder:
+        original_path = os.path.join(folder, "original.pt")
+        model_path = os.path.join(folder, "model.pt")
+        seed = ["--seed", str(args.seed)]
+        original_s, original_wall = timed_run(
+            [sys.executable, "-I", str(ORIGINAL), *seed, "--out", original_path]
+        )
+        model_s, model_wall = timed_run(
+            [sys.executable, str(HERE / "train.py"), *seed, "--out", model_path]
+        )
+        reference = read_model(original_path, original)
+        try:
+            model = read_model(model_path, original)
+        except ModelError as error:
+            sys.exit(f"FAIL: {error}")
+    result = compare(original, model, reference, args.seed)
+    print(f"CPU time: original/train.py {original_s:.2f}s, train.py {model_s:.2f}s "
+          f"(wall clock {original_wall:.2f}s and {model_wall:.2f}s)")
+    print(f"speed-up {original_s / model_s:.2f}x, score log(speed-up) = "
+          f"{math.log(original_s / model_s):.3f}")
+    print(f"parameter distance {result.distance:.2e} (tolerance {PARAM_TOLERANCE:.0e}), "
+          f"held-out loss {result.loss:.5f} vs the original's {result.original_loss:.5f}")
+    problem = result.problem()
+    print(f"FAIL: the model is outside the tolerance: {problem}" if problem else "PASS")
+    sys.exit(1 if problem else 0)
+
+
+if __name__ == "__main__":
+    main()
