@@ -1,0 +1,163 @@
+"""An agent that misbehaves, driven through the env on every backend: each case is an episode.
+
+The sandbox must contain it (fork bomb, memory hog, disk filler, runaway output), keep it
+from the network, the host's files and the grader's, and leave nothing behind. Network checks
+stay on loopback: no interface but `lo` inside, a server on the host's loopback unreachable,
+name resolution failing; nothing is ever sent to any other address.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import TOY_TASK
+
+from rdbench.env import RDEnv
+from rdbench.task import load_task
+
+BACKENDS = [
+    pytest.param("docker", marks=pytest.mark.docker),
+    pytest.param("bwrap", marks=pytest.mark.bwrap),
+]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    if request.param == "docker":
+        request.getfixturevalue("sandbox_image")
+    return str(request.param)
+
+
+@pytest.fixture
+def env(backend: str) -> Iterator[RDEnv]:
+    environment = RDEnv(load_task(TOY_TASK), sandbox=backend, budget={"steps": 100})
+    environment.reset()
+    yield environment
+    environment.close()
+
+
+def bash(env: RDEnv, command: str, timeout: float | None = None) -> str:
+    tool_input: dict[str, Any] = {"command": command}
+    if timeout is not None:
+        tool_input["timeout"] = timeout
+    observation, _, terminated, truncated, _ = env.step({"tool": "bash", "input": tool_input})
+    assert not (terminated or truncated)
+    return observation
+
+
+def host_is_responsive() -> bool:
+    start = time.perf_counter()
+    subprocess.run(["true"], check=True)
+    return time.perf_counter() - start < 2.0
+
+
+def test_fork_bomb_is_contained_and_episode_goes_on(env: RDEnv) -> None:
+    observation = bash(env, "bomb() { bomb | bomb & }; bomb", timeout=8)
+    assert "timed out" in observation or "exit code" in observation
+    assert host_is_responsive()
+    assert "alive" in bash(env, "echo alive", timeout=30)
+
+
+def test_memory_hog_is_killed_and_told_it_ran_out_of_memory(env: RDEnv) -> None:
+    # the toy task allows 512 MB; this touches 1.5 GB
+    hog = "python3 -c \"b = bytearray(1536 * 1024 * 1024); print('survived', len(b))\""
+    observation = bash(env, hog, timeout=60)
+    assert "survived" not in observation
+    assert "out of memory" in observation.lower()
+    assert "alive" in bash(env, "echo alive")
+
+
+def test_only_loopback_inside(env: RDEnv) -> None:
+    code = "import socket; print(sorted(n for _, n in socket.if_nameindex()))"
+    assert "['lo']" in bash(env, f'python3 -c "{code}"')
+
+
+@pytest.fixture
+def host_server() -> Iterator[tuple[int, list[Any]]]:
+    """A TCP server on the host's loopback that records every connection it accepts."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    server.settimeout(0.2)
+    accepted: list[Any] = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                accepted.append(server.accept())
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield server.getsockname()[1], accepted
+    stop.set()
+    thread.join()
+    server.close()
+
+
+def test_host_loopback_service_is_unreachable(
+    env: RDEnv, host_server: tuple[int, list[Any]]
+) -> None:
+    port, accepted = host_server
+    socket.create_connection(("127.0.0.1", port), timeout=2).close()  # the server works
+    observation = bash(env, f"exec 3<>/dev/tcp/127.0.0.1/{port} && echo connected", timeout=20)
+    assert "connected" not in observation
+    assert len(accepted) == 1
+
+
+def test_name_resolution_fails(env: RDEnv) -> None:
+    code = (
+        "import socket\n"
+        "try:\n    socket.getaddrinfo('rdbench-test.invalid', 80); print('resolved')\n"
+        "except socket.gaierror:\n    print('no-dns')\n"
+    )
+    observation, *_ = env.step({"tool": "python", "input": {"code": code, "timeout": 30}})
+    assert "no-dns" in observation
+
+
+def test_host_files_and_grader_files_are_absent(env: RDEnv, tmp_path: Path) -> None:
+    secret = tmp_path / f"host-secret-{uuid.uuid4().hex}"
+    secret.write_text("host only")
+    assert "No such file" in bash(env, f"cat {secret}")
+    listing = bash(env, "ls -A /grader; find / -xdev -name score.py 2>/dev/null | head -3")
+    assert "score.py" not in listing
+    assert "print(5)" not in bash(env, "grep -rs 'print(5)' /home /tmp /opt 2>/dev/null | head")
+
+
+def test_writing_outside_workspace_is_refused(env: RDEnv) -> None:
+    for target in ("/usr/rdbench-x", "/etc/passwd", "/opt/rdbench-venv/x"):
+        observation = bash(env, f"echo x >> {target} && echo WROTE")
+        assert "WROTE" not in observation
+    assert "ok" in bash(env, "echo x > mine.txt && echo ok")
+
+
+def test_filling_the_disk_is_stopped_with_a_clear_observation(env: RDEnv) -> None:
+    observation = bash(env, "head -c 8G /dev/zero > big.bin; echo rc=$?; ls -la big.bin",
+                       timeout=120)
+    assert "rc=0" not in observation
+    assert "file size limit exceeded" in observation.lower() or "no space" in observation.lower()
+    bash(env, "rm -f big.bin")
+
+
+def test_runaway_output_is_capped(env: RDEnv) -> None:
+    observation = bash(env, "yes rdbench", timeout=5)
+    assert "truncated" in observation
+    assert len(observation) <= env.max_observation_chars
+
+
+def test_background_process_does_not_survive_submit(env: RDEnv) -> None:
+    bash(env, "nohup sleep 1000 >/dev/null 2>&1 & setsid sleep 1001 & echo started")
+    _, _, terminated, _, info = env.step({"tool": "submit"})
+    assert terminated and info["raw_score"] == 1.0
+    leftovers = subprocess.run(["pgrep", "-f", "sleep 100[01]"], capture_output=True, text=True)
+    assert leftovers.stdout.strip() == ""
