@@ -1,0 +1,282 @@
+"""The fix-embedding task: its chain and corpus (on the host), its anchors and its grader (in the
+real grading sandbox, as every episode is graded).
+
+The grader runs no code of the agent's: it reads model.pt into its own copy of the architecture.
+So the cheats that need agent code to run at grading (patching time, a lingering process, an
+edited model.py or evaluate.py, a sitecustomize.py) are tested together as files the grader must
+ignore, and the cheats on the one file it reads (model.pt) are tested one by one.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import math
+import os
+import shutil
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from helpers import WorkspaceGrader
+
+REPO = Path(__file__).resolve().parents[1]
+TASK = REPO / "environments" / "fix-embedding"
+ANCHOR_TOLERANCE = 0.002  # the grading is deterministic: this only absorbs float differences
+
+Verdict = dict[str, Any]
+Grade = Callable[..., Verdict]
+
+
+def _load(name: str) -> ModuleType:
+    path = TASK / "grader" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"fix_embedding_{name}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def generate() -> ModuleType:
+    """The task's grader/generate.py, imported by path."""
+    pytest.importorskip("numpy")
+    return _load("generate")
+
+
+@pytest.fixture(scope="module")
+def scoring() -> Any:
+    """The task's [scoring] table as the framework reads it."""
+    from rdbench.task import load_task
+
+    return load_task(TASK).scoring
+
+
+def test_generate_is_deterministic(generate: ModuleType) -> None:
+    import numpy as np
+
+    chain = generate.make_chain()
+    assert np.array_equal(generate.sample(chain, "test"), generate.sample(chain, "test"))
+    assert chain.entropy_rate == generate.make_chain().entropy_rate
+
+
+def test_committed_corpus_is_what_generate_writes(generate: ModuleType, tmp_path: Path) -> None:
+    written = Path(generate.write_public(str(tmp_path)))
+    committed = TASK / "workspace" / "data" / "corpus.npy"
+    assert written.read_bytes() == committed.read_bytes(), (
+        "workspace/data/corpus.npy is stale: run `python environments/fix-embedding/grader/"
+        "generate.py --write-public environments/fix-embedding/workspace/data`"
+    )
+
+
+def test_splits_are_different_corpora(generate: ModuleType) -> None:
+    chain = generate.make_chain()
+    corpora = {split: generate.sample(chain, split) for split in generate.SPLITS}
+    for a in corpora:
+        for b in corpora:
+            if a < b:
+                rows = min(len(corpora[a]), len(corpora[b]))
+                assert (corpora[a][:rows, :64] != corpora[b][:rows, :64]).any(), (a, b)
+
+
+def test_stated_entropy_rate_is_the_chains(generate: ModuleType) -> None:
+    rate = generate.make_chain().entropy_rate
+    assert f"H = {rate:.4f} nats/token" in (TASK / "instructions.md").read_text(encoding="utf-8")
+    assert f"ENTROPY_RATE = {rate:.4f}" in (TASK / "workspace" / "evaluate.py").read_text()
+
+
+def test_entropy_rate_matches_the_loss_of_the_true_chain(generate: ModuleType) -> None:
+    import numpy as np
+
+    chain = generate.make_chain()
+    tokens = generate.sample(chain, "validation").astype(np.int64)
+    state = tokens[:, :-2] * generate.VOCAB + tokens[:, 1:-1]
+    loss = -np.log(chain.probs[state, tokens[:, 2:]]).mean()
+    assert abs(loss - chain.entropy_rate) < 0.005
+
+
+def test_grader_uses_the_architecture_the_agent_sees() -> None:
+    grader_copy = (TASK / "grader" / "model.py").read_bytes()
+    assert grader_copy == (TASK / "workspace" / "model.py").read_bytes()
+
+
+def test_reference_model_is_small() -> None:
+    assert (TASK / "solution" / "model.pt").stat().st_size < 1_000_000
+
+
+# --- grading in the real grading sandbox ----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def grade(sandbox_image: str, tmp_path_factory: pytest.TempPathFactory) -> WorkspaceGrader:
+    """Grade a copy of the workspace with solution/ or files laid over it, in Docker."""
+    return WorkspaceGrader(TASK, tmp_path_factory.mktemp("workspaces"))
+
+
+VARIANTS_SCRIPT = """
+import torch
+state = torch.load('model.pt', weights_only=True)
+def save(name, obj):
+    torch.save(obj, f'out/{name}.pt')
+save('extra-key', {**state, 'extra.weight': state['out.bias']})
+save('wrong-shape', {**state, 'embed.weight': state['embed.weight'][:32]})
+save('nan', {**state, 'out.bias': state['out.bias'] * float('nan')})
+save('float64', {k: v.double() for k, v in state.items()})
+save('pickled-code', {'state': state, 'hook': print})
+save('zeroed', {**state, 'embed.weight': state['embed.weight'] * 0})
+save('doubled', {**state, 'embed.weight': state['embed.weight'] * 2})
+"""
+
+
+@pytest.fixture(scope="module")
+def variants(sandbox_image: str) -> dict[str, bytes]:
+    """Edited copies of the start's model.pt, made with torch in the sandbox image (the host's
+    test environment has no torch), by name."""
+    import tarfile
+
+    from rdbench.sandbox.base import AGENT_HOME, SandboxConfig, make_sandbox
+
+    sandbox = make_sandbox("docker", SandboxConfig())
+    try:
+        sandbox.write_file(f"{AGENT_HOME}/model.pt", (TASK / "workspace" / "model.pt").read_bytes())
+        sandbox.write_file(f"{AGENT_HOME}/make.py", VARIANTS_SCRIPT)
+        sandbox.write_file(f"{AGENT_HOME}/out/.keep", "")
+        result = sandbox.exec(["python3", "make.py"], cwd=AGENT_HOME)
+        assert result.returncode == 0, result.stderr
+        archive = sandbox.get_dir(f"{AGENT_HOME}/out")
+    finally:
+        sandbox.close()
+    with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
+        return {
+            Path(member.name).stem: tar.extractfile(member).read()  # type: ignore[union-attr]
+            for member in tar
+            if member.isfile() and member.name.endswith(".pt")
+        }
+
+
+def _normalized(verdict: Verdict, scoring: Any) -> float:
+    from rdbench.grading import normalize
+
+    return normalize(verdict["raw_score"], scoring) if verdict["valid"] else 0.0
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+def test_start_workspace_reproduces_the_start_anchor(grade: Grade, scoring: Any) -> None:
+    verdict = grade()
+    assert verdict["valid"], verdict["message"]
+    assert verdict["raw_score"] == pytest.approx(scoring.start, abs=ANCHOR_TOLERANCE)
+    assert _normalized(verdict, scoring) == pytest.approx(0.0, abs=0.01)
+    assert verdict["message"].startswith("test split: cross-entropy")
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+def test_reference_solution_reproduces_the_reference_anchor(grade: Grade, scoring: Any) -> None:
+    verdict = grade(solution=True)
+    assert verdict["valid"], verdict["message"]
+    assert verdict["raw_score"] == pytest.approx(scoring.reference, abs=ANCHOR_TOLERANCE)
+    assert _normalized(verdict, scoring) >= 0.9
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+def test_validation_and_test_splits_score_differently(grade: Grade) -> None:
+    validation, test = grade(split="validation", solution=True), grade(solution=True)
+    assert validation["valid"] and test["valid"]
+    assert abs(validation["raw_score"] - test["raw_score"]) > 1e-3
+    assert validation["message"].startswith("validation split")
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+@pytest.mark.parametrize(
+    ("variant", "expected"),
+    [
+        ("extra-key", "unexpected: ['extra.weight']"),
+        ("wrong-shape", "embed.weight has shape (32, 8); expected (64, 8)"),
+        ("nan", "out.bias holds NaN or infinite values"),
+        ("float64", "has dtype torch.float64; expected torch.float32"),
+        ("pickled-code", "could not be loaded with torch.load(weights_only=True)"),
+    ],
+)
+def test_malformed_model_pt_is_invalid_with_a_reason(
+    grade: Grade, variants: dict[str, bytes], variant: str, expected: str
+) -> None:
+    verdict = grade(split="validation", files={"model.pt": variants[variant]})
+    assert verdict["valid"] is False
+    assert verdict["raw_score"] is None
+    assert expected in verdict["message"]
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+def test_files_the_grader_must_ignore_change_nothing(grade: Grade) -> None:
+    """Cheats that only work if the grader trusted or ran something of the workspace besides
+    model.pt: a fake score and result file, an edited model.py and evaluate.py that would score
+    anything as perfect, a sitecustomize.py / usercustomize.py patching time and the loss, and a
+    launcher that would leave a detached process overwriting model.pt. None of it runs; the
+    start's model.pt is graded exactly as the start."""
+    lingering = (
+        "import subprocess\n"
+        "subprocess.Popen(['setsid', 'sh', '-c', 'sleep 3; cp solution.pt model.pt'])\n"
+    )
+    patch = (
+        "import time, torch.nn.functional as F\n"
+        "time.time = time.perf_counter = time.monotonic = lambda: 0.0\n"
+        "F.cross_entropy = lambda *a, **k: __import__('torch').tensor(1.2725)\n"
+    )
+    perfect = (TASK / "workspace" / "model.py").read_text().replace(
+        "return self.out(torch.relu(self.hidden(x)))", "return torch.zeros(len(x), VOCAB)"
+    )
+    decoys = {
+        "score.json": '{"raw_score": -10, "valid": true}',
+        "result.json": '{"normalized_score": 1.0}',
+        "model.py": perfect,
+        "evaluate.py": "print('held-out cross-entropy 1.2725')\n",
+        "sitecustomize.py": patch,
+        "usercustomize.py": patch,
+        "launch.py": lingering,
+        "solution.pt": (TASK / "solution" / "model.pt").read_bytes(),
+    }
+    verdict, start = grade(split="validation", files=decoys), grade(split="validation")
+    assert verdict["valid"], verdict["message"]
+    assert verdict["raw_score"] == start["raw_score"]
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+def test_rescaling_the_corrupted_embedding_earns_next_to_nothing(
+    grade: Grade, variants: dict[str, bytes], scoring: Any
+) -> None:
+    """The nearest thing to hard-coding here: the architecture caps what any weights can do, and
+    the trivial edits of the start (zeroing or doubling the whole embedding) stay near 0."""
+    for name in ("zeroed", "doubled"):
+        verdict = grade(files={"model.pt": variants[name]})
+        assert verdict["valid"], verdict["message"]
+        assert _normalized(verdict, scoring) < 0.1
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+def test_model_pt_linking_to_hidden_grader_files_is_refused(
+    sandbox_image: str, tmp_path: Path
+) -> None:
+    """model.pt is the only thing read, and it is read as root: a link to the hidden grader
+    files (which the agent itself cannot read) is refused, never followed."""
+    from rdbench.grading import default_factory, grade_workspace
+    from rdbench.task import load_task
+
+    workspace = tmp_path / "workspace"
+    shutil.copytree(TASK / "workspace", workspace)
+    (workspace / "model.pt").unlink()
+    os.symlink("/grader/generate.py", workspace / "model.pt")
+    verdict = grade_workspace(load_task(TASK), workspace, split="validation",
+                              factory=default_factory("docker"))
+    assert verdict.valid is False
+    assert "symlink" in verdict.message
+    assert "generate" not in verdict.message and not math.isfinite(verdict.raw_score or math.nan)
