@@ -39,8 +39,8 @@ def _entry_points() -> dict[str, EntryPoint]:
 
 
 def _summary(factory: Any) -> str:
-    doc = inspect.getdoc(factory) or ""
-    return doc.strip().splitlines()[0] if doc.strip() else ""
+    doc = (inspect.getdoc(factory) or "").strip()
+    return " ".join(doc.split("\n\n")[0].split())
 
 
 def installed_agents() -> list[AgentEntry]:
