@@ -1,0 +1,292 @@
+"""Check your model against the restriction before you submit: the same rules the grader
+applies (it uses its own copy of them; editing this file changes nothing about grading).
+
+    python check_restrictions.py            # checks model.py (+ model.pt if present)
+
+1. Static: model.py and every file of this directory it imports may not contain `/`, `//`,
+   `**`, `%` or any of FORBIDDEN_NAMES (as a name, attribute, import or string).
+2. Run time: the forward pass on a few sequences of data/corpus.npy may only run ALLOWED_OPS
+   and may not take tensor values out of torch (numpy(), tolist(), item(), ...).
+3. Causality: changing the tokens after a position must not change the predictions at or
+   before it.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import stat
+from dataclasses import dataclass
+
+MAX_SOURCE_BYTES = 1_000_000
+
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+FORBIDDEN_OPERATORS = {ast.Div: "/", ast.FloorDiv: "//", ast.Pow: "**", ast.Mod: "%"}
+
+FORBIDDEN_NAMES = _words(
+    # division, powers and roots
+    "div divide true_divide floor_divide remainder fmod reciprocal pow float_power square "
+    "sqrt rsqrt cbrt __truediv__ __rtruediv__ __itruediv__ __floordiv__ __rfloordiv__ "
+    "__ifloordiv__ __pow__ __rpow__ __ipow__ __mod__ __rmod__ __imod__ __div__ truediv "
+    "floordiv "
+    # exponentials, logarithms and the functions made of them
+    "exp exp2 expm1 log log2 log10 log1p logit xlogy logaddexp logaddexp2 logsumexp "
+    "logcumsumexp softmax log_softmax softmin sigmoid logsigmoid hardsigmoid tanh tanhshrink "
+    "softplus softsign gelu silu mish elu selu celu glu erf erfc erfinv special "
+    "Softmax LogSoftmax Softmin Softmax2d Sigmoid LogSigmoid Hardsigmoid Tanh Tanhshrink "
+    "Softplus Softsign GELU SiLU Mish ELU SELU CELU GLU "
+    # normalization, averages and attention built on softmax
+    "mean nanmean var std var_mean std_mean norm normalize layer_norm group_norm batch_norm "
+    "instance_norm rms_norm local_response_norm cosine_similarity pairwise_distance cdist "
+    "LayerNorm GroupNorm BatchNorm1d BatchNorm2d InstanceNorm1d RMSNorm LocalResponseNorm "
+    "avg_pool1d AvgPool1d adaptive_avg_pool1d AdaptiveAvgPool1d "
+    "scaled_dot_product_attention multi_head_attention_forward MultiheadAttention "
+    "Transformer TransformerEncoder TransformerEncoderLayer TransformerDecoder "
+    "TransformerDecoderLayer "
+    # ways around the checks: code from strings, compilers, the recorder's machinery
+    "eval exec compile __import__ importlib operator jit _dynamo inductor "
+    "cpp_extension load_inline ctypes TorchDispatchMode TorchFunctionMode _python_dispatch "
+    "__torch_dispatch__ __torch_function__ _pop_mode _push_mode _pop_mode_temporarily _C atexit "
+    "_get_current_dispatch_mode_stack _get_current_function_mode_stack "
+    "_push_on_torch_dispatch_stack _pop_torch_dispatch_stack _set_dispatch_mode "
+    "_unset_dispatch_mode gc get_objects inspect builtins __builtins__ __main__ globals locals "
+    "vars __dict__ __globals__ __subclasses__ __getattribute__ _getframe f_back f_globals "
+    "f_locals settrace setprofile "
+    # tensors leaving torch
+    "numpy tolist item __array__ __dlpack__ to_dlpack from_dlpack data_ptr untyped_storage"
+)
+
+ALLOWED_OPS = _words(
+    # arithmetic without division
+    "add sub rsub mul neg addmm addmv addbmm baddbmm mm bmm mv dot matmul linear addcmul lerp "
+    "cumsum cumprod sum prod "
+    # piecewise-linear functions, comparisons, selection
+    "relu relu6 hardtanh clamp clamp_min clamp_max clip leaky_relu threshold maximum minimum "
+    "max min amax amin abs sign where masked_fill hardshrink softshrink floor ceil round trunc "
+    "gt lt ge le eq ne logical_and logical_or logical_not logical_xor bitwise_and bitwise_or "
+    "bitwise_not bitwise_xor argmax argmin topk sort any all isfinite isnan "
+    # indexing, shapes and copies
+    "embedding index index_select gather scatter scatter_add index_put _index_put_impl "
+    "index_add masked_scatter select slice narrow view _unsafe_view reshape _reshape_alias "
+    "permute transpose t expand unsqueeze squeeze flatten unflatten unfold cat stack split "
+    "split_with_sizes chunk unbind repeat repeat_interleave roll flip tril triu "
+    "constant_pad_nd diagonal diag_embed as_strided alias detach clone contiguous copy "
+    "_to_copy to lift_fresh lift_fresh_copy convolution _convolution conv1d "
+    # new tensors
+    "zeros zeros_like ones ones_like full full_like empty empty_like empty_strided new_zeros "
+    "new_ones new_full new_empty new_empty_strided arange eye scalar_tensor fill zero"
+)
+
+
+def op_name(schema_name: str) -> str:
+    """`aten::add_` -> `add`; ops of other namespaces keep theirs (`myops::exp`)."""
+    namespace, _, name = schema_name.partition("::")
+    if not name:
+        namespace, name = "aten", namespace
+    name = name.split(".")[0]
+    if name.endswith("_") and not name.endswith("__"):
+        name = name[:-1]
+    return name if namespace == "aten" else f"{namespace}::{name}"
+
+
+def disallowed_ops(ops: list[str]) -> list[str]:
+    """The recorded operations (as op_name gives them) that are not ALLOWED_OPS, sorted."""
+    return sorted({op for op in ops if op not in ALLOWED_OPS})
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One use of something forbidden in the model's source."""
+
+    file: str
+    line: int
+    what: str
+
+    def __str__(self) -> str:
+        return f"{self.file} line {self.line}: {self.what}"
+
+
+def read_source(workspace: str, relative: str) -> str:
+    """The text of the workspace file `relative`; ValueError unless it is a plain, modest file
+    inside the workspace (never through a link: root reads it)."""
+    path = os.path.join(workspace, relative)
+    real = os.path.realpath(path)
+    if os.path.commonpath([real, os.path.realpath(workspace)]) != os.path.realpath(workspace):
+        raise ValueError(f"{relative} lies outside the workspace")
+    if os.path.islink(path):
+        raise ValueError(f"{relative} is a symlink; the model's code must be regular files")
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError(f"{relative} is not a regular file")
+        data = handle.read(MAX_SOURCE_BYTES + 1)
+    if len(data) > MAX_SOURCE_BYTES:
+        raise ValueError(f"{relative} is larger than {MAX_SOURCE_BYTES} bytes")
+    return data.decode("utf-8", "replace")
+
+
+def _names(node: ast.AST) -> list[str]:
+    """The identifiers `node` uses: a name, an attribute, what an import reads or binds, or a
+    string constant (as in getattr(torch, "exp"))."""
+    if isinstance(node, ast.Name):
+        return [node.id]
+    if isinstance(node, ast.Attribute):
+        return [node.attr]
+    if isinstance(node, ast.alias):
+        return [*node.name.split("."), *([node.asname] if node.asname else [])]
+    if isinstance(node, ast.ImportFrom) and node.module:
+        return node.module.split(".")
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return [node.value]
+    return []
+
+
+def check_tree(tree: ast.AST, relative: str) -> list[Problem]:
+    """Every forbidden operator and name in a parsed file."""
+    problems = []
+    for node in ast.walk(tree):
+        line = getattr(node, "lineno", 0)
+        operator = getattr(node, "op", None)
+        if isinstance(node, (ast.BinOp, ast.AugAssign)) and type(operator) in FORBIDDEN_OPERATORS:
+            symbol = FORBIDDEN_OPERATORS[type(operator)]
+            problems.append(Problem(relative, line, f"operator {symbol!r}"))
+        for name in _names(node):
+            if name in FORBIDDEN_NAMES:
+                problems.append(Problem(relative, line, f"forbidden name {name!r}"))
+    return sorted(problems, key=lambda problem: problem.line)
+
+
+def _imported_files(tree: ast.AST, workspace: str, relative: str) -> list[str]:
+    """Workspace files (relative paths) that the imports of the file `relative` may load."""
+    package = os.path.dirname(relative)
+    candidates = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            modules = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = (node.module or "").split(".") if node.module else []
+            if node.level:
+                parts = package.split(os.sep) if package else []
+                parts = parts[: len(parts) - (node.level - 1)] if node.level > 1 else parts
+                base = [*parts, *base]
+            modules = [".".join(base)] + [".".join([*base, a.name]) for a in node.names]
+        else:
+            continue
+        for module in modules:
+            parts = [p for p in module.split(".") if p]
+            for depth in range(1, len(parts) + 1):
+                stem = os.path.join(*parts[:depth])
+                candidates += [stem + ".py", os.path.join(stem, "__init__.py")]
+    return [c for c in candidates if os.path.lexists(os.path.join(workspace, c))]
+
+
+def check_sources(workspace: str, entry: str = "model.py",
+                  extra: tuple[str, ...] = ()) -> tuple[list[str], list[Problem]]:
+    """Statically check `entry` and every workspace file it imports (transitively), plus
+    `extra`. Returns the files checked and the problems found. ValueError if a file cannot be
+    read or parsed (the message names it)."""
+    queue, seen, problems = [entry, *extra], [], []
+    while queue:
+        relative = os.path.normpath(queue.pop(0))
+        if relative in seen:
+            continue
+        seen.append(relative)
+        source = read_source(workspace, relative)
+        try:
+            tree = ast.parse(source, filename=relative)
+        except SyntaxError as error:
+            raise ValueError(f"{relative} line {error.lineno}: syntax error: {error.msg}") from None
+        problems += check_tree(tree, relative)
+        queue += _imported_files(tree, workspace, relative)
+    return seen, problems
+
+
+# ---- running the checks on this directory ---------------------------------------------------
+
+
+def _runtime_problems(here: str) -> list[str]:
+    """Run the model on public data under op recorders; the problems found."""
+    import sys
+
+    import numpy as np
+    import torch
+    from torch.overrides import TorchFunctionMode
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    escapes_names = {"numpy", "tolist", "__array__", "__array_wrap__", "__dlpack__", "data_ptr",
+                     "untyped_storage", "storage", "_typed_storage"}
+
+    class Ops(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.seen: set[str] = set()
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+            self.seen.add(op_name(func.name()))
+            return func(*args, **(kwargs or {}))
+
+    class Escapes(TorchFunctionMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.seen: set[str] = set()
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+            if getattr(func, "__name__", "") in escapes_names:
+                self.seen.add(func.__name__)
+            return func(*args, **(kwargs or {}))
+
+    sys.path.insert(0, here)
+    from model import build_model
+
+    model = build_model()
+    weights = os.path.join(here, "model.pt")
+    if os.path.exists(weights):
+        model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    model.eval()
+    tokens = torch.from_numpy(np.load(os.path.join(here, "data", "corpus.npy"))[:16]).long()
+    ops, escapes = Ops(), Escapes()
+    with torch.no_grad():
+        with escapes, ops:
+            logits = model(tokens)
+        cut = tokens.shape[1] // 2
+        changed = tokens.clone()
+        changed[:, cut:] = (changed[:, cut:] + 1) % 32
+        other = model(changed)
+    problems = []
+    if type(logits) is not torch.Tensor or tuple(logits.shape) != (*tokens.shape, 32):
+        problems.append(f"the model must return a tensor of shape {(*tokens.shape, 32)}")
+        return problems
+    bad = disallowed_ops(sorted(ops.seen))
+    if bad:
+        problems.append("the forward pass used " + ", ".join("aten." + b for b in bad))
+    if escapes.seen:
+        problems.append("the forward pass took values out of torch: " + ", ".join(escapes.seen))
+    before = torch.log_softmax(logits[:, :cut].double(), -1)
+    after = torch.log_softmax(other[:, :cut].double(), -1)
+    change = float((before - after).abs().max())
+    if change > 1e-3:
+        problems.append(f"not causal: predictions before position {cut} changed by {change:.3g} "
+                        f"when only tokens from position {cut} on changed")
+    return problems
+
+
+def main() -> None:
+    """Check the model of this directory; exit 1 if anything is wrong."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    checked, problems = check_sources(here)
+    print("checked statically:", ", ".join(checked))
+    messages = [str(p) for p in problems]
+    if not messages:
+        messages = _runtime_problems(here)
+    for message in messages:
+        print("PROBLEM:", message)
+    print("OK: the model passes the restriction checks" if not messages else "FAILED")
+    raise SystemExit(1 if messages else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,336 @@
+"""The restricted-architecture task: its chain, corpus and static checker (on the host), its
+anchors and its grader (in the real grading sandbox, as every episode is graded).
+
+The cheats are models: each reuses the starting bigram's weights (`table.weight`), so no torch
+is needed on the host to build them.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from helpers import WorkspaceGrader
+
+REPO = Path(__file__).resolve().parents[1]
+TASK = REPO / "environments" / "restricted-architecture"
+ANCHOR_TOLERANCE = 0.002  # the grading is deterministic: this only absorbs float differences
+
+Verdict = dict[str, Any]
+Grade = Callable[..., Verdict]
+
+
+def _load(name: str, path: Path | None = None) -> ModuleType:
+    path = path or TASK / "grader" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"restricted_architecture_{name}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def generate() -> ModuleType:
+    """The task's grader/generate.py, imported by path."""
+    pytest.importorskip("numpy")
+    return _load("generate")
+
+
+@pytest.fixture(scope="module")
+def restrictions() -> ModuleType:
+    """The grader's restrictions.py (standard library only)."""
+    return _load("restrictions")
+
+
+@pytest.fixture(scope="module")
+def scoring() -> Any:
+    """The task's [scoring] table as the framework reads it."""
+    from rdbench.task import load_task
+
+    return load_task(TASK).scoring
+
+
+def _model(forward: str, head: str = "") -> str:
+    """A model.py with the starting bigram's weights and `forward` as its forward body."""
+    return (
+        "import torch\nfrom torch import nn\n" + head + "\n\n"
+        "class Bigram(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.table = nn.Embedding(32, 32)\n\n"
+        "    def forward(self, tokens):\n"
+        + "".join(f"        {line}\n" for line in forward.strip().splitlines())
+        + "\n\ndef build_model():\n    return Bigram()\n"
+    )
+
+
+# --- the chain, the corpus and the static check, on the host --------------------------------
+
+
+def test_generate_is_deterministic(generate: ModuleType) -> None:
+    import numpy as np
+
+    chain = generate.make_chain()
+    assert np.array_equal(generate.sample(chain, "test"), generate.sample(chain, "test"))
+
+
+def test_committed_corpus_is_what_generate_writes(generate: ModuleType, tmp_path: Path) -> None:
+    written = Path(generate.write_public(str(tmp_path)))
+    committed = TASK / "workspace" / "data" / "corpus.npy"
+    assert written.read_bytes() == committed.read_bytes(), (
+        "workspace/data/corpus.npy is stale: run `python environments/restricted-architecture/"
+        "grader/generate.py --write-public environments/restricted-architecture/workspace/data`"
+    )
+    assert committed.stat().st_size < 1_100_000
+
+
+def test_splits_are_different_corpora(generate: ModuleType) -> None:
+    chain = generate.make_chain()
+    validation, test = generate.sample(chain, "validation"), generate.sample(chain, "test")
+    public = generate.sample(chain, "public")
+    assert (validation != test).mean() > 0.5
+    assert (public[: len(test)] != test).mean() > 0.5
+
+
+def test_stated_entropy_rate_is_the_chains(generate: ModuleType) -> None:
+    import numpy as np
+
+    chain = generate.make_chain()
+    rate = chain.entropy_rate
+    assert f"H = {rate:.4f} nats/token" in (TASK / "instructions.md").read_text(encoding="utf-8")
+    assert f"ENTROPY_RATE = {rate:.4f}" in (TASK / "workspace" / "train.py").read_text()
+    tokens = generate.sample(chain, "validation").astype(np.int64)
+    state = (tokens[:, :-3] * 32 + tokens[:, 1:-2]) * 32 + tokens[:, 2:-1]
+    assert abs(-np.log(chain.probs[state, tokens[:, 3:]]).mean() - rate) < 0.01
+
+
+def test_probe_keeps_each_prefix_and_changes_what_follows(generate: ModuleType) -> None:
+    import numpy as np
+
+    chain = generate.make_chain()
+    tokens = generate.sample(chain, "validation")
+    probe, cut = generate.probe(chain, "validation", tokens)
+    before = np.arange(tokens.shape[1])[None, :] < cut[:, None]
+    assert (probe == tokens)[before].all()
+    assert (probe != tokens)[~before].mean() > 0.5
+    state = (probe[:, :-3].astype(np.int64) * 32 + probe[:, 1:-2]) * 32 + probe[:, 2:-1]
+    assert (chain.probs[state, probe[:, 3:]] > 0).all(), "the probe must be a sample of the chain"
+
+
+def test_workspace_checker_has_the_graders_rules(restrictions: ModuleType) -> None:
+    checker = _load("checker", TASK / "workspace" / "check_restrictions.py")
+    assert checker.FORBIDDEN_NAMES == restrictions.FORBIDDEN_NAMES
+    assert checker.ALLOWED_OPS == restrictions.ALLOWED_OPS
+    assert checker.FORBIDDEN_OPERATORS == restrictions.FORBIDDEN_OPERATORS
+
+
+@pytest.mark.parametrize("folder", ["workspace", "solution"])
+def test_start_and_reference_models_pass_the_static_check(
+    restrictions: ModuleType, folder: str
+) -> None:
+    checked, problems = restrictions.check_sources(str(TASK / folder))
+    assert checked == ["model.py"]
+    assert problems == []
+
+
+def test_static_check_finds_operators_and_names_in_imported_files(
+    restrictions: ModuleType, tmp_path: Path
+) -> None:
+    (tmp_path / "model.py").write_text(_model("return helpers.smooth(self.table(tokens))",
+                                              head="import helpers"))
+    (tmp_path / "helpers.py").write_text(
+        "import torch\n\ndef smooth(x):\n    y = x / 2\n    y **= 2\n"
+        "    return torch.softmax(y, -1) + getattr(torch, 'exp')(y)\n"
+    )
+    (tmp_path / "train.py").write_text("import torch\nloss = torch.log_softmax\n")
+    checked, problems = restrictions.check_sources(str(tmp_path))
+    assert checked == ["model.py", "helpers.py"]  # train.py is not part of the model
+    assert [str(p) for p in problems] == [
+        "helpers.py line 4: operator '/'",
+        "helpers.py line 5: operator '**'",
+        "helpers.py line 6: forbidden name 'softmax'",
+        "helpers.py line 6: forbidden name 'exp'",
+    ]
+
+
+def test_op_names_are_normalized_and_checked_against_the_allowed_list(
+    restrictions: ModuleType,
+) -> None:
+    assert restrictions.op_name("aten::add_.Tensor") == "add"
+    assert restrictions.op_name("aten::_softmax") == "_softmax"
+    assert restrictions.op_name("myops::exp") == "myops::exp"
+    ops = ["add", "mm", "relu", "exp", "_softmax", "mean", "native_layer_norm", "myops::exp"]
+    assert restrictions.disallowed_ops(ops) == sorted(
+        ["_softmax", "exp", "mean", "myops::exp", "native_layer_norm"]
+    )
+
+
+def test_reference_model_is_small() -> None:
+    assert (TASK / "solution" / "model.pt").stat().st_size < 1_000_000
+    ast.parse((TASK / "solution" / "model.py").read_text())
+
+
+# --- grading in the real grading sandbox ----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def grade(sandbox_image: str, tmp_path_factory: pytest.TempPathFactory) -> WorkspaceGrader:
+    """Grade a copy of the workspace with solution/ or files laid over it, in Docker."""
+    return WorkspaceGrader(TASK, tmp_path_factory.mktemp("workspaces"))
+
+
+def _normalized(verdict: Verdict, scoring: Any) -> float:
+    from rdbench.grading import normalize
+
+    return normalize(verdict["raw_score"], scoring) if verdict["valid"] else 0.0
+
+
+def _invalid(verdict: Verdict, *expected: str) -> None:
+    assert verdict["valid"] is False, verdict["message"]
+    assert verdict["raw_score"] is None
+    for text in expected:
+        assert text in verdict["message"]
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+def test_start_workspace_reproduces_the_start_anchor(grade: Grade, scoring: Any) -> None:
+    verdict = grade()
+    assert verdict["valid"], verdict["message"]
+    assert verdict["raw_score"] == pytest.approx(scoring.start, abs=ANCHOR_TOLERANCE)
+    assert _normalized(verdict, scoring) == pytest.approx(0.0, abs=0.01)
+    assert verdict["message"].startswith("test split: cross-entropy")
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+def test_reference_solution_reproduces_the_reference_anchor(grade: Grade, scoring: Any) -> None:
+    verdict = grade(solution=True)
+    assert verdict["valid"], verdict["message"]
+    assert verdict["raw_score"] == pytest.approx(scoring.reference, abs=ANCHOR_TOLERANCE)
+    assert _normalized(verdict, scoring) >= 0.9
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+def test_validation_and_test_splits_score_differently(grade: Grade) -> None:
+    validation, test = grade(split="validation", solution=True), grade(solution=True)
+    assert validation["valid"] and test["valid"]
+    assert abs(validation["raw_score"] - test["raw_score"]) > 1e-3
+    assert validation["message"].startswith("validation split")
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+def test_forbidden_source_is_invalid_even_with_the_workspace_checker_edited(grade: Grade) -> None:
+    """Static check, on model.py and the files it imports; the workspace's checker (and a
+    restrictions.py of the agent's) are not what the grader uses."""
+    verdict = grade(split="validation", files={
+        "model.py": _model("return helpers.smooth(self.table(tokens))", head="import helpers"),
+        "helpers.py": "import torch\n\ndef smooth(x):\n    return torch.sigmoid(x / 2)\n",
+        "check_restrictions.py": "print('OK: the model passes the restriction checks')\n",
+        "restrictions.py": "FORBIDDEN_NAMES = frozenset()\nALLOWED_OPS = frozenset()\n",
+    })
+    _invalid(verdict, "helpers.py line 4: operator '/'", "helpers.py line 4: forbidden name "
+             "'sigmoid'")
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+def test_exp_hidden_behind_getattr_is_caught_at_run_time(grade: Grade) -> None:
+    verdict = grade(split="validation", files={
+        "model.py": _model("smooth = getattr(torch, 'e' + 'xp')\n"
+                           "return smooth(self.table(tokens) * 0.5)"),
+    })
+    _invalid(verdict, "the forward pass used aten.exp", "not among the allowed operations")
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+def test_tampering_with_the_harness_output_or_startup_does_not_hide_ops(grade: Grade) -> None:
+    """The nearest variant of patching the timing harness (there is no timing here): startup
+    hooks in the workspace (sitecustomize.py, usercustomize.py, a .pth file in the user site)
+    and a model.py that patches json.dump and os.write at import so the report would list no
+    forbidden operation. The harness runs `python -I` with the workspace last on sys.path and
+    writes through functions captured before the import: aten.exp is still found."""
+    hide = (
+        "import json, os\n"
+        "_write = os.write\n"
+        "os.write = lambda fd, data: _write(fd, bytes(data).replace(b'aten::exp', b'aten::add'))\n"
+        "json.dump = lambda *a, **k: None\n"
+    )
+    site = ".local/lib/python3.11/site-packages/"
+    verdict = grade(split="validation", files={
+        "model.py": _model("return getattr(torch, 'e' + 'xp')(self.table(tokens) * 0.5)",
+                           head=hide),
+        "sitecustomize.py": hide,
+        "usercustomize.py": hide,
+        site + "usercustomize.py": hide,
+        site + "hide.pth": "import usercustomize\n",
+    })
+    _invalid(verdict, "aten.exp")
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+def test_model_peeking_at_the_next_token_is_not_causal(grade: Grade) -> None:
+    verdict = grade(split="validation", files={
+        "model.py": _model("following = torch.cat([tokens[:, 1:], tokens[:, -1:]], dim=1)\n"
+                           "return self.table(tokens) + torch.eye(32)[following] * 8.0"),
+    })
+    _invalid(verdict, "the model is not causal")
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+def test_fake_results_lingering_processes_and_saved_state_change_nothing(
+    grade: Grade, scoring: Any
+) -> None:
+    """The start's model with: fake score, result and logits files in the workspace; a detached
+    (setsid) process started at import that burns CPU and tries to overwrite every logits file
+    it can find; and files written at import to check that nothing survives from the first run
+    to the second (the workspace is read-only, the temporary directories are wiped). It grades
+    exactly as the start."""
+    head = (
+        "import os, subprocess\n"
+        "subprocess.Popen(['setsid', 'sh', '-c', 'sleep 1; while :; do "
+        "for f in /tmp/*/*/logits.bin; do echo x > $f; done; done'],\n"
+        "                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n"
+        "for marker in ('/tmp/marker', '/var/tmp/marker', '/dev/shm/marker'):\n"
+        "    if os.path.exists(marker):\n"
+        "        raise RuntimeError('a file survived from the first run: ' + marker)\n"
+        "    open(marker, 'w').close()\n"
+        "try:\n"
+        "    open(os.path.expanduser('~/marker'), 'w').close()\n"
+        "    raise RuntimeError('the workspace was writable during evaluation')\n"
+        "except PermissionError:\n"
+        "    pass\n"
+    )
+    verdict = grade(files={
+        "model.py": _model("return self.table(tokens)", head=head),
+        "score.json": '{"raw_score": -9.0, "valid": true}',
+        "result.json": '{"normalized_score": 1.0}',
+        "logits.bin": b"\x00" * 1024,
+    })
+    assert verdict["valid"], verdict["message"]
+    assert verdict["raw_score"] == grade()["raw_score"]
+    assert _normalized(verdict, scoring) < 0.01
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+def test_model_cannot_read_the_hidden_grader_files(grade: Grade) -> None:
+    """The agent's code runs as the agent user: opening the grader's files (its generator, the
+    chain's seed) fails, and the submission scores nothing."""
+    verdict = grade(split="validation", files={
+        "model.py": _model("return self.table(tokens)",
+                           head="SECRET = open('/grader/generate.py').read()"),
+    })
+    _invalid(verdict, "PermissionError", "/grader/generate.py")
