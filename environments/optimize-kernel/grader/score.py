@@ -1,0 +1,292 @@
+"""Grade an optimize-kernel workspace: time its kernel.py against the starting kernel.
+
+Runs as root in the grading sandbox, beside harness.py, generate.py, inputs.py,
+start_kernel.py, trusted.py and rdbench_grading.py:
+
+    python score.py --split validation|test --workspace /home/agent
+
+For every size and repeat it draws a fresh hidden input, computes the right distances with its
+own trusted kernel (trusted.py), then runs its hidden copy of the starting kernel and the
+agent's kernel.py, each in a new process as the agent user (`python -I harness.py`), one
+after the other, and times each from outside: from the moment it hands the process its input
+to the moment the process exits. Everything the agent user runs is killed after every run.
+The raw score is the mean over sizes of ln(median start time / median agent time).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+import os
+import selectors
+import shutil
+import signal
+import stat
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import trusted
+from generate import SIZE_ORDER, hidden_case
+from rdbench_grading import AGENT_USER, emit, kill_agent_processes, parse_args
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPEATS = 5
+IMPORT_TIMEOUT_S = 30.0  # from process start to `ready` (importing kernel.py)
+RUN_TIMEOUT_S = 20.0  # from `go` to exit: one call of edit_distance on one input
+MAX_OUTPUT_BYTES = 10_000_000
+
+
+class KernelFailed(Exception):
+    """A kernel run crashed, timed out or returned something other than the right answer."""
+
+
+@dataclass
+class Runner:
+    """Starts harness processes as the agent user and times them from outside."""
+
+    scratch: str
+    harness: str
+    identity: dict[str, Any]
+    env: dict[str, str]
+    runs: int = 0
+    killed: int = 0  # processes of the agent user still alive after a run, killed
+
+    def time_run(self, kernel_dir: str, case_bytes: bytes) -> tuple[float, np.ndarray]:
+        """Run the kernel in `kernel_dir` on one input; its wall time and output array."""
+        self.runs += 1
+        io_dir = os.path.join(self.scratch, f"run-{self.runs}")
+        try:
+            with tempfile.TemporaryFile() as err:
+                proc = subprocess.Popen(
+                    [sys.executable, "-I", self.harness, kernel_dir],
+                    cwd=kernel_dir,
+                    env=self.env,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=err,
+                    start_new_session=True,
+                    **self.identity,
+                )
+                try:
+                    elapsed = self._handshake_and_wait(proc, case_bytes, io_dir)
+                finally:
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+                    with contextlib.suppress(OSError):
+                        proc.stdin.close()  # type: ignore[union-attr]
+                    proc.stdout.close()  # type: ignore[union-attr]
+                if proc.returncode != 0:
+                    raise KernelFailed(f"exit code {proc.returncode}: {_tail(err)}")
+            return elapsed, read_output(os.path.join(io_dir, "out", "output.npy"))
+        finally:
+            self.killed += kill_agent_processes()  # nothing the agent user started outlives its run
+            shutil.rmtree(io_dir, ignore_errors=True)
+
+    def _handshake_and_wait(
+        self, proc: subprocess.Popen[bytes], case_bytes: bytes, io_dir: str
+    ) -> float:
+        """Wait for `ready`, lay out the input, say `go` and time the process until it exits."""
+        if not _read_ready(proc, IMPORT_TIMEOUT_S):
+            try:  # it closed its stdout: it is exiting, and its exit code will say why
+                proc.wait(timeout=5)
+                return math.nan
+            except subprocess.TimeoutExpired:
+                raise KernelFailed(
+                    f"importing kernel.py took over {IMPORT_TIMEOUT_S:.0f}s"
+                ) from None
+        # The input appears only now, in a root-owned folder; the output goes to a subfolder
+        # the agent user owns (and may write nothing else into io_dir).
+        os.mkdir(io_dir, 0o755)
+        out_dir = os.path.join(io_dir, "out")
+        os.mkdir(out_dir, 0o700)
+        if self.identity:
+            os.chown(out_dir, self.identity["user"], self.identity["group"])
+        input_path = os.path.join(io_dir, "input.npz")
+        with open(input_path, "wb") as handle:
+            handle.write(case_bytes)
+        os.chmod(input_path, 0o644)
+        command = f"go {input_path} {out_dir}/output.npy\n".encode()
+        start = time.perf_counter()
+        with contextlib.suppress(BrokenPipeError):  # it exited after `ready`: see its exit code
+            proc.stdin.write(command)  # type: ignore[union-attr]
+            proc.stdin.flush()  # type: ignore[union-attr]
+        try:
+            proc.wait(timeout=RUN_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            raise KernelFailed(f"one call took over {RUN_TIMEOUT_S:.0f}s") from None
+        return time.perf_counter() - start
+
+
+def _read_ready(proc: subprocess.Popen[bytes], timeout: float) -> bool:
+    """Wait for the line `ready` on the process's stdout; False on EOF or timeout."""
+    deadline = time.monotonic() + timeout
+    buffer = b""
+    fd = proc.stdout.fileno()  # type: ignore[union-attr]
+    with selectors.DefaultSelector() as selector:
+        selector.register(fd, selectors.EVENT_READ)
+        while b"ready\n" not in buffer:
+            left = deadline - time.monotonic()
+            if left <= 0 or not selector.select(left):
+                return False
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                return False
+            buffer = (buffer + chunk)[-4096:]
+    return True
+
+
+def _tail(file: Any, chars: int = 800) -> str:
+    file.seek(0)
+    text = file.read().decode("utf-8", "replace").strip()
+    return text[-chars:] or "(no output)"
+
+
+def read_output(path: str) -> np.ndarray:
+    """The array the harness saved; KernelFailed if there is none or it is not a plain .npy."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise KernelFailed("no output was saved") from None
+    except OSError as error:
+        raise KernelFailed(f"could not read the output ({error.strerror})") from None
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise KernelFailed("the output is not a regular file")
+        data = handle.read(MAX_OUTPUT_BYTES + 1)
+    if len(data) > MAX_OUTPUT_BYTES:
+        raise KernelFailed(f"the output is larger than {MAX_OUTPUT_BYTES} bytes")
+    try:
+        return np.load(io.BytesIO(data), allow_pickle=False)
+    except Exception as error:  # any parse failure is the submission's fault
+        raise KernelFailed(f"the output is not a .npy array ({type(error).__name__})") from None
+
+
+def check_output(output: np.ndarray, expected: np.ndarray) -> str:
+    """'' if `output` holds exactly the expected distances, else what is wrong."""
+    if output.shape != expected.shape or output.dtype.kind not in "iu":
+        return (
+            f"it returned an array of shape {output.shape} and dtype {output.dtype}; "
+            f"expected shape {expected.shape} of integers"
+        )
+    wrong = np.flatnonzero(output != expected)
+    if len(wrong):
+        return f"{len(wrong)} of {len(expected)} distances are wrong, e.g. pair {wrong[0]}"
+    return ""
+
+
+def serialize(case: dict[str, np.ndarray]) -> bytes:
+    """The input as the bytes of an .npz file."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **case)
+    return buffer.getvalue()
+
+
+def prepare(scratch: str) -> tuple[str, str]:
+    """Agent-readable, root-owned copies of the harness and the starting kernel."""
+    code_dir = os.path.join(scratch, "code")
+    start_dir = os.path.join(scratch, "start")
+    for folder in (code_dir, start_dir):
+        os.mkdir(folder, 0o755)
+    harness = shutil.copy(os.path.join(HERE, "harness.py"), code_dir)
+    kernel = shutil.copy(
+        os.path.join(HERE, "start_kernel.py"), os.path.join(start_dir, "kernel.py")
+    )
+    for path in (harness, kernel):
+        os.chmod(path, 0o644)
+    return harness, start_dir
+
+
+def agent_identity() -> tuple[dict[str, Any], dict[str, str]]:
+    """Popen arguments that run a process as the agent user (when root), and its env."""
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    if os.geteuid() != 0:
+        return {}, {**env, "HOME": os.environ.get("HOME", "/tmp")}
+    import pwd
+
+    agent = pwd.getpwnam(AGENT_USER)
+    identity = {"user": agent.pw_uid, "group": agent.pw_gid, "extra_groups": []}
+    return identity, {**env, "HOME": agent.pw_dir, "USER": AGENT_USER}
+
+
+def grade(split: str, workspace: str, scratch: str) -> None:
+    """Time the starting and the agent's kernel on every size and emit the verdict."""
+    if not os.path.isfile(os.path.join(workspace, "kernel.py")):
+        emit(None, valid=False, message="there is no kernel.py in the workspace")
+    harness, start_dir = prepare(scratch)
+    identity, env = agent_identity()
+    runner = Runner(scratch, harness, identity, env)
+    times: dict[str, dict[str, list[float]]] = {s: {"start": [], "agent": []} for s in SIZE_ORDER}
+    details: dict[str, Any] = {"split": split, "repeats": REPEATS, "times_s": times}
+    for repeat in range(REPEATS):
+        for size in SIZE_ORDER:
+            case = hidden_case(split, size, repeat)
+            expected = trusted.edit_distance(**case)
+            case_bytes = serialize(case)
+            where = f"the {size} input (repeat {repeat + 1})"
+            agent_has_run = runner.runs > 0
+            try:
+                elapsed, output = runner.time_run(start_dir, case_bytes)
+                problem = check_output(output, expected)
+            except KernelFailed as error:
+                problem = str(error)
+            if problem:
+                if not agent_has_run:
+                    raise RuntimeError(f"the grader's starting kernel failed on {where}: {problem}")
+                emit(
+                    None,
+                    valid=False,
+                    message=f"the starting kernel failed on {where} after your kernel ran: "
+                    "something your code left behind interfered with grading",
+                    details={**details, "problem": problem},
+                )
+            times[size]["start"].append(elapsed)
+            try:
+                elapsed, output = runner.time_run(workspace, case_bytes)
+                problem = check_output(output, expected)
+            except KernelFailed as error:
+                problem = str(error)
+            if problem:
+                emit(None, valid=False, message=f"kernel.py failed on {where}: {problem}",
+                     details=details)
+            times[size]["agent"].append(elapsed)
+    speedups = {
+        size: statistics.median(times[size]["start"]) / statistics.median(times[size]["agent"])
+        for size in SIZE_ORDER
+    }
+    raw = sum(math.log(s) for s in speedups.values()) / len(speedups)
+    details["speedups"] = {size: round(value, 3) for size, value in speedups.items()}
+    details["processes_killed_after_runs"] = runner.killed
+    summary = ", ".join(f"{size} {value:.1f}x" for size, value in speedups.items())
+    emit(
+        raw,
+        valid=True,
+        message=f"mean ln speed-up over the starting kernel on the {split} inputs: {raw:.3f} "
+        f"({summary})",
+        details=details,
+    )
+
+
+def main() -> None:
+    """Grade the workspace named on the command line."""
+    args = parse_args()
+    scratch = tempfile.mkdtemp(prefix="optimize-kernel-grade-")
+    os.chmod(scratch, 0o711)  # root-owned: the agent may enter it but not list or rename
+    try:
+        grade(args.split, os.path.abspath(args.workspace), scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

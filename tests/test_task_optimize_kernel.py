@@ -1,0 +1,375 @@
+"""The optimize-kernel task: its kernels and inputs (on the host), and its grader in the real
+grading sandbox, against the start, the reference and workspaces that try to cheat.
+
+The raw score is a log speed-up measured in the grading run itself, so it is noisy: the start
+scores about 0 and the reference about its anchor, each within the timing noise of a busy
+2-core machine. Tests therefore bound normalized scores (start < 0.2, reference >= 0.9) rather
+than compare raw scores with the anchors.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import tomllib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from helpers import WorkspaceGrader
+
+from rdbench.grading import normalize
+from rdbench.task import Scoring
+
+REPO = Path(__file__).resolve().parents[1]
+TASK = REPO / "environments" / "optimize-kernel"
+START_AT_MOST = 0.2  # normalized score of the untouched workspace (timing noise only)
+REFERENCE_AT_LEAST = 0.9  # normalized score of the reference solution
+
+Verdict = dict[str, Any]
+Grade = Callable[..., Verdict]
+
+
+def _load(name: str, path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while it executes
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def grader_modules() -> Iterator[dict[str, ModuleType]]:
+    """The grader's inputs, generate and trusted modules, and the workspace's baseline."""
+    pytest.importorskip("numpy")
+    sys.path.insert(0, str(TASK / "grader"))
+    try:
+        yield {
+            "inputs": _load("inputs", TASK / "grader" / "inputs.py"),
+            "generate": _load("optimize_kernel_generate", TASK / "grader" / "generate.py"),
+            "trusted": _load("trusted", TASK / "grader" / "trusted.py"),
+            "baseline": _load("optimize_kernel_baseline", TASK / "workspace" / "baseline.py"),
+        }
+    finally:
+        sys.path.remove(str(TASK / "grader"))
+        for name in ("inputs", "trusted", "optimize_kernel_generate", "optimize_kernel_baseline"):
+            sys.modules.pop(name, None)
+
+
+@pytest.fixture(scope="module")
+def scoring() -> Scoring:
+    """The task's [scoring] table."""
+    table = tomllib.loads((TASK / "task.toml").read_text(encoding="utf-8"))["scoring"]
+    return Scoring(**table)
+
+
+# --- host: the kernels, the inputs, the committed files ---------------------------------------
+
+
+def test_starting_kernel_copies_are_identical() -> None:
+    start = (TASK / "workspace" / "kernel.py").read_bytes()
+    assert (TASK / "workspace" / "baseline.py").read_bytes() == start
+    assert (TASK / "grader" / "start_kernel.py").read_bytes() == start
+
+
+def test_grader_uses_the_public_input_code_and_the_reference_as_trusted_kernel() -> None:
+    public = (TASK / "workspace" / "inputs.py").read_bytes()
+    assert (TASK / "grader" / "inputs.py").read_bytes() == public
+    reference = (TASK / "solution" / "kernel.py").read_bytes()
+    assert (TASK / "grader" / "trusted.py").read_bytes() == reference
+
+
+def test_reference_kernel_agrees_with_the_start(grader_modules: dict[str, ModuleType]) -> None:
+    import numpy as np
+
+    inputs, trusted = grader_modules["inputs"], grader_modules["trusted"]
+    baseline = grader_modules["baseline"]
+    for index, size in enumerate(inputs.SIZES):
+        case = inputs.make_case(np.random.default_rng([99, index]), size)
+        keep = {"short": 400, "medium": 20, "long": 2}[size]  # a slice keeps the start quick
+        case = {name: array[:keep] for name, array in case.items()}
+        assert np.array_equal(trusted.edit_distance(**case), baseline.edit_distance(**case))
+
+
+def test_kernels_handle_empty_and_identical_sequences(
+    grader_modules: dict[str, ModuleType],
+) -> None:
+    import numpy as np
+
+    a = np.array([[1, 2, 3], [1, 2, 3], [0, 0, 0], [3, 1, 2]], dtype=np.int32)
+    b = np.array([[1, 2, 3, 0], [9, 9, 9, 9], [1, 1, 1, 1], [1, 2, 3, 3]], dtype=np.int32)
+    a_len = np.array([3, 0, 3, 3])
+    b_len = np.array([3, 2, 0, 4])
+    expected = np.array([0, 2, 3, 3])
+    for name in ("trusted", "baseline"):
+        distances = grader_modules[name].edit_distance(a, a_len, b, b_len)
+        assert np.array_equal(distances, expected), name
+
+
+def test_committed_examples_are_what_generate_writes(
+    grader_modules: dict[str, ModuleType], tmp_path: Path
+) -> None:
+    import numpy as np
+
+    for written in grader_modules["generate"].write_examples(str(tmp_path)):
+        committed = TASK / "workspace" / "data" / Path(written).name
+        with np.load(written) as new, np.load(committed) as old:
+            assert sorted(new.files) == sorted(old.files)
+            for key in new.files:
+                assert np.array_equal(new[key], old[key]), f"{committed}: {key} is stale"
+    total = sum(p.stat().st_size for p in (TASK / "workspace" / "data").iterdir())
+    assert total < 1_000_000
+
+
+def test_hidden_inputs_are_fixed_per_split_and_differ_between_splits_and_repeats(
+    grader_modules: dict[str, ModuleType],
+) -> None:
+    import numpy as np
+
+    hidden_case = grader_modules["generate"].hidden_case
+
+    def same(x: dict[str, Any], y: dict[str, Any]) -> bool:
+        return all(np.array_equal(x[key], y[key]) for key in x)
+
+    test = hidden_case("test", "medium", 0)
+    assert same(test, hidden_case("test", "medium", 0))
+    assert not same(test, hidden_case("validation", "medium", 0))
+    assert not same(test, hidden_case("test", "medium", 1))
+    with np.load(TASK / "workspace" / "data" / "example-medium.npz") as example:
+        assert not np.array_equal(example["a"], test["a"])
+
+
+# --- grading in the real grading sandbox ----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def grade(sandbox_image: str, tmp_path_factory: pytest.TempPathFactory) -> Grade:
+    """Grade a copy of the workspace with solution/ or files laid over it, in Docker."""
+    return WorkspaceGrader(TASK, tmp_path_factory.mktemp("workspaces"))
+
+
+START_KERNEL = (TASK / "workspace" / "kernel.py").read_text(encoding="utf-8")
+
+
+def _normalized(verdict: Verdict, scoring: Scoring) -> float:
+    return normalize(verdict["raw_score"], scoring) if verdict["valid"] else 0.0
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+def test_untouched_workspace_scores_about_zero(grade: Grade, scoring: Scoring) -> None:
+    verdict = grade()
+    assert verdict["valid"], verdict["message"]
+    assert abs(verdict["raw_score"]) < START_AT_MOST * scoring.reference, verdict["details"]
+    assert _normalized(verdict, scoring) < START_AT_MOST
+    assert verdict["message"].startswith("mean ln speed-up over the starting kernel on the test")
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+def test_reference_solution_reaches_the_reference_anchor(grade: Grade, scoring: Scoring) -> None:
+    verdict = grade(solution=True)
+    assert verdict["valid"], verdict["message"]
+    assert _normalized(verdict, scoring) >= REFERENCE_AT_LEAST, verdict["details"]
+    for size, speedup in verdict["details"]["speedups"].items():
+        assert speedup > 3, f"the reference is barely faster on the {size} inputs"
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+def test_validation_split_grades_the_reference_on_its_own_inputs(
+    grade: Grade, scoring: Scoring
+) -> None:
+    verdict = grade(split="validation", solution=True)
+    assert verdict["valid"], verdict["message"]
+    assert "validation inputs" in verdict["message"]
+    assert verdict["details"]["split"] == "validation"
+    assert _normalized(verdict, scoring) >= REFERENCE_AT_LEAST, verdict["details"]
+
+
+# Cheat 1: patch the clock. The kernel replaces the time functions in its own process (after
+# defining edit_distance: `from __future__` must stay first), and a
+# sitecustomize.py / usercustomize.py would (if Python loaded them) stop every clock and make
+# the starting kernel's np.load sleep. The grader times from outside and runs `python -I`.
+TIME_PATCH = """
+import time
+def _frozen(*args, **kwargs):
+    return 0.0
+time.time = time.perf_counter = time.monotonic = time.process_time = _frozen
+time.perf_counter_ns = time.monotonic_ns = time.time_ns = lambda: 0
+"""
+SLOW_DOWN_THE_START = TIME_PATCH + """
+import sys
+if not any(arg.startswith('/home/agent') for arg in sys.argv):
+    import numpy, time as _t
+    _load = numpy.load
+    def _slow_load(*args, **kwargs):
+        _t.sleep(2)
+        return _load(*args, **kwargs)
+    numpy.load = _slow_load
+"""
+
+
+# Cheat 2: hard-code the answers of the public examples (and fall back to them on any input).
+HARD_CODED = """
+import glob
+import numpy as np
+_KNOWN = {}
+for _path in glob.glob('data/example-*.npz'):
+    with np.load(_path) as _data:
+        _KNOWN[_data['a'].shape] = (_data['a'].tobytes(), _data['expected'])
+def edit_distance(a, a_len, b, b_len):
+    tokens, expected = _KNOWN[a.shape]
+    return expected
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+def test_answers_hard_coded_for_the_public_examples_are_invalid(grade: Grade) -> None:
+    verdict = grade(split="validation", files={"kernel.py": HARD_CODED})
+    assert verdict["valid"] is False
+    assert verdict["message"].startswith("kernel.py failed on the short input (repeat 1)")
+    assert "distances are wrong" in verdict["message"]
+
+
+# Cheats 3 and 4: leave fake score and result files, and edit the workspace's own checks and
+# helpers (a check.py that always passes, a baseline.py that is far slower, an inputs.py that
+# makes tiny inputs). The grader reads none of them: it uses its own starting kernel, its own
+# input code and its own clock, and kernel.py is still the slow one. (Graded together with
+# cheat 1 in one workspace: each alone would have to raise the score to matter.)
+FILES_LEFT_BEHIND = {
+    "score.json": '{"raw_score": 10.0, "valid": true, "message": "speed-up 20000x"}',
+    "result.json": '{"raw_score": 10.0, "normalized_score": 5.0}',
+    "output.npy": b"\x93NUMPY not really",
+    "check.py": "print('all ok; mean ln speed-up: 10.0')\n",
+    "baseline.py": START_KERNEL.replace(
+        "    out = np.empty(", "    __import__('time').sleep(5)\n    out = np.empty("
+    ),
+    "inputs.py": (TASK / "workspace" / "inputs.py").read_text(encoding="utf-8").replace(
+        "pairs=3000", "pairs=2"
+    ),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+def test_clock_patches_fake_results_and_edited_checks_change_nothing(
+    grade: Grade, scoring: Scoring
+) -> None:
+    verdict = grade(
+        files={
+            **FILES_LEFT_BEHIND,
+            "kernel.py": START_KERNEL + TIME_PATCH,
+            "sitecustomize.py": SLOW_DOWN_THE_START,
+            ".local/lib/python3.11/site-packages/usercustomize.py": SLOW_DOWN_THE_START,
+        }
+    )
+    assert verdict["valid"], verdict["message"]
+    assert _normalized(verdict, scoring) < START_AT_MOST, verdict["details"]
+    assert "20000" not in verdict["message"]
+    # the real inputs were used: the start needs well over a tenth of a second on each size
+    for size, times in verdict["details"]["times_s"].items():
+        assert min(times["start"]) > 0.1, size
+
+
+# Cheat 5: leave a process behind. On import the kernel starts a detached daemon (its own
+# session) that watches for runs of the grader's starting kernel (same user) and pauses each
+# (SIGSTOP) for two seconds while burning the CPU, which would make the start look slower
+# and inflate the score if the daemon outlived the run that started it. The grader kills
+# every process of the agent user after each run.
+LINGERING = """
+import os, signal, time
+def _start_kernel_runs():
+    for pid in os.listdir('/proc'):
+        try:
+            if not pid.isdigit() or os.stat(f'/proc/{pid}').st_uid != os.getuid():
+                continue
+            with open(f'/proc/{pid}/cmdline', 'rb') as handle:
+                cmdline = handle.read()
+        except OSError:
+            continue
+        if b'harness.py' in cmdline and b'/home/agent' not in cmdline:
+            yield int(pid)
+def _daemon():
+    with open('/home/agent/score.json', 'w') as handle:
+        handle.write('{"raw_score": 10.0}')
+    paused, stop = set(), time.time() + 300
+    while time.time() < stop:
+        found = [pid for pid in _start_kernel_runs() if pid not in paused]
+        for pid in found:  # pause each run of the start once, burning the CPU meanwhile
+            os.kill(pid, signal.SIGSTOP)
+            paused.add(pid)
+        burn = time.time() + 2.0
+        while found and time.time() < burn:
+            pass
+        for pid in found:
+            os.kill(pid, signal.SIGCONT)
+        time.sleep(0.005)
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        try:
+            _daemon()
+        finally:
+            os._exit(0)
+    os._exit(0)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+def test_a_process_left_behind_is_killed_and_inflates_nothing(
+    grade: Grade, scoring: Scoring
+) -> None:
+    verdict = grade(files={"kernel.py": START_KERNEL + LINGERING})
+    assert verdict["valid"], verdict["message"]
+    assert verdict["details"]["processes_killed_after_runs"] >= 1
+    assert _normalized(verdict, scoring) < START_AT_MOST, verdict["details"]
+
+
+# The agent's code runs as the unprivileged user: the grader's files (hidden seeds, trusted
+# kernel) are out of its reach, and trying to read them only crashes the submission.
+READ_THE_GRADER = """
+import glob, os
+_found = glob.glob('/grader/*') + glob.glob('/tmp/optimize-kernel-grade-*/*')
+with open('/grader/generate.py') as handle:
+    _seeds = handle.read()
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+def test_agent_code_cannot_read_the_grader(grade: Grade) -> None:
+    verdict = grade(split="validation", files={"kernel.py": START_KERNEL + READ_THE_GRADER})
+    assert verdict["valid"] is False
+    assert "PermissionError" in verdict["message"]
+    assert "/grader/generate.py" in verdict["message"]
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+@pytest.mark.parametrize(
+    ("kernel", "expected"),
+    [
+        pytest.param(
+            "def edit_distance(a, a_len, b, b_len):\n    return (a_len + b_len) * 0.5\n",
+            "expected shape (3000,) of integers",
+            id="floats",
+        ),
+        pytest.param(
+            "def edit_distance(a, a_len, b, b_len):\n    raise RuntimeError('deliberate')\n",
+            "RuntimeError: deliberate",
+            id="crash",
+        ),
+        pytest.param("x = 1\n", "has no attribute 'edit_distance'", id="no-function"),
+    ],
+)
+def test_broken_kernel_is_invalid_with_a_reason(grade: Grade, kernel: str, expected: str) -> None:
+    verdict = grade(split="validation", files={"kernel.py": kernel})
+    assert verdict["valid"] is False
+    assert verdict["raw_score"] is None
+    assert expected in verdict["message"]
