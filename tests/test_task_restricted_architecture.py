@@ -290,20 +290,16 @@ def test_model_peeking_at_the_next_token_is_not_causal(grade: Grade) -> None:
 
 @pytest.mark.slow
 @pytest.mark.docker
-def test_fake_results_lingering_processes_and_saved_state_change_nothing(
+def test_fake_results_and_state_saved_between_runs_change_nothing(
     grade: Grade, scoring: Any
 ) -> None:
-    """The start's model with: fake score, result and logits files in the workspace; a detached
-    (setsid) process started at import that burns CPU and tries to overwrite every logits file
-    it can find; and files written at import to check that nothing survives from the first run
-    to the second (the workspace is read-only, the temporary directories are wiped). It grades
-    exactly as the start."""
+    """The start's model with fake score, result and logits files in the workspace, and a
+    model.py that writes files at import to see whether anything survives from the first run to
+    the second (it would raise if so: the workspace is read-only and the temporary directories
+    are wiped between the runs). It grades exactly as the start."""
     head = (
-        "import os, subprocess\n"
-        "subprocess.Popen(['setsid', 'sh', '-c', 'sleep 1; while :; do "
-        "for f in /tmp/*/*/logits.bin; do echo x > $f; done; done'],\n"
-        "                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n"
-        "for marker in ('/tmp/marker', '/var/tmp/marker', '/dev/shm/marker'):\n"
+        "import os\n"
+        "for marker in ('/tmp/marker', '/var/tmp/marker', '/dev/shm/marker', '/run/lock/m'):\n"
         "    if os.path.exists(marker):\n"
         "        raise RuntimeError('a file survived from the first run: ' + marker)\n"
         "    open(marker, 'w').close()\n"
@@ -322,6 +318,24 @@ def test_fake_results_lingering_processes_and_saved_state_change_nothing(
     assert verdict["valid"], verdict["message"]
     assert verdict["raw_score"] == grade()["raw_score"]
     assert _normalized(verdict, scoring) < 0.01
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+def test_lingering_process_started_at_import_is_caught_and_killed(grade: Grade) -> None:
+    """A detached (setsid) process started from model.py at import (through a name the static
+    check cannot see) that burns CPU and tries to overwrite every logits file it finds: the
+    harness sees another process of the agent user during the forward pass, the submission is
+    invalid, and the process is killed with the run (the grading finishes normally)."""
+    head = (
+        "import os\n"
+        "getattr(os, 'sys' + 'tem')(\"setsid sh -c 'while :; do for f in /tmp/*/*/logits.bin; \"\n"
+        "                           \"do echo x > $f; done; done' >/dev/null 2>&1 &\")\n"
+    )
+    verdict = grade(split="validation", files={
+        "model.py": _model("return self.table(tokens)", head=head),
+    })
+    _invalid(verdict, "the model's code started other processes")
 
 
 @pytest.mark.slow

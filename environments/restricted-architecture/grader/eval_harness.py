@@ -4,7 +4,7 @@ score.py copies this file to a directory the agent user may read and runs it as 
 a fresh isolated interpreter (`python -I`: no usercustomize, no .pth file, no PYTHON* variable
 of the agent's is honoured), so nothing of the agent's runs before the recorders are in place:
 
-    python -I eval_harness.py WORKSPACE TOKENS_NPY VOCAB OUT_DIR
+    python -I eval_harness.py WORKSPACE TOKENS_NPY VOCAB OUT_DIR [--alone]
 
 It imports WORKSPACE/model.py (the workspace goes at the END of sys.path: it cannot shadow
 torch or the standard library), calls build_model(), loads WORKSPACE/model.pt with
@@ -37,7 +37,9 @@ import torch
 from torch.overrides import TorchFunctionMode, _get_current_function_mode_stack
 from torch.utils._python_dispatch import TorchDispatchMode, _get_current_dispatch_mode_stack
 
-_open, _write, _close, _exit = os.open, os.write, os.close, os._exit  # before the agent's code
+# captured before the agent's code is imported: patching os later does not reach these
+_open, _write, _close, _exit = os.open, os.write, os.close, os._exit
+_listdir, _stat, _getpid, _getuid = os.listdir, os.stat, os.getpid, os.getuid
 
 BATCH = 256
 ESCAPES = frozenset({"numpy", "tolist", "__array__", "__array_wrap__", "__dlpack__", "data_ptr",
@@ -94,6 +96,19 @@ def _finish(out_dir: str, report: dict[str, Any], logits: np.ndarray | None) -> 
     _exit(0)
 
 
+def _other_processes() -> list[str]:
+    """Processes of this user other than this one (with --alone, there should be none)."""
+    me, uid, found = str(_getpid()), _getuid(), []
+    for name in _listdir("/proc"):
+        if name.isdigit() and name != me:
+            try:
+                if _stat("/proc/" + name).st_uid == uid:
+                    found.append(name)
+            except OSError:
+                continue
+    return found
+
+
 def _clean(text: str) -> str:
     return " ".join(text.split())
 
@@ -102,6 +117,7 @@ def main() -> None:
     """Import, build, load and run the agent's model; write logits and the report."""
     workspace, tokens_path, out_dir = sys.argv[1], sys.argv[2], sys.argv[4]
     vocab = int(sys.argv[3])
+    alone = sys.argv[5:] == ["--alone"]  # the grader runs us as a user with no other process
     tokens = torch.from_numpy(np.load(tokens_path).astype(np.int64))
     rows, length = tokens.shape
     torch.set_num_threads(2)
@@ -109,7 +125,7 @@ def main() -> None:
     canary = torch.zeros(1)
     ops, escapes = OpRecorder(canary), EscapeRecorder()
     report: dict[str, Any] = {"error": "", "ops": "", "escapes": "", "modules": "",
-                              "recorder_intact": True}
+                              "processes": "", "recorder_intact": True}
     logits = np.zeros((rows, length, vocab), dtype=np.float32)
     stage = "importing model.py"
     try:
@@ -141,6 +157,8 @@ def main() -> None:
                             is not ops or len(function_modes) != 1
                             or function_modes[0] is not escapes):
                         report["recorder_intact"] = False
+                    if alone and not report["processes"]:
+                        report["processes"] = ",".join(_other_processes())
                     if type(out) is not torch.Tensor:
                         raise TypeError(f"the model returned a {type(out).__name__}; "
                                         "it must return a plain torch.Tensor of logits")

@@ -7,7 +7,8 @@ that does (softmax, sigmoid, tanh, normalization layers, mean, ...). Two checks 
   of the workspace that the model's code imports may not contain the operators `/`, `//`, `**`
   (or their augmented forms) nor any of FORBIDDEN_NAMES, as a name, an attribute or an import;
 - at run time (eval_harness.py): every torch operation the forward pass executes must be one of
-  ALLOWED_OPS, and no tensor may leave torch (numpy(), tolist(), item(), ...).
+  ALLOWED_OPS, no tensor may leave torch (numpy(), tolist(), item(), ...), and no other
+  process of the agent user may be running.
 
 The workspace's check_restrictions.py holds a copy of these rules for the agent; the grader
 only ever uses this file.
@@ -58,6 +59,10 @@ FORBIDDEN_NAMES = _words(
     "_unset_dispatch_mode gc get_objects inspect builtins __builtins__ __main__ globals locals "
     "vars __dict__ __globals__ __subclasses__ __getattribute__ _getframe f_back f_globals "
     "f_locals settrace setprofile "
+    # work done outside this process or thread, where the recorders cannot see it
+    "subprocess Popen system popen spawnl spawnv spawnve spawnvp posix_spawn execl execv execve "
+    "execvp fork forkpty threading _thread Thread Timer concurrent multiprocessing "
+    "ThreadPoolExecutor ProcessPoolExecutor asyncio cffi "
     # tensors leaving torch
     "numpy tolist item __array__ __dlpack__ to_dlpack from_dlpack data_ptr untyped_storage"
 )

@@ -17,7 +17,8 @@ rdbench_grading.py:
    directories is deleted and its processes are killed, so the second run cannot learn
    anything from the first.
 4. The grader reads the logits of both runs, computes log-softmax and the cross-entropy itself,
-   checks the operations both runs recorded against the allowed list, and requires the
+   checks the operations both runs recorded against the allowed list (and that no other
+   process of the agent user was running during the forward pass), and requires the
    predictions before each row's cut to be the same in both runs (a model that looks at the
    tokens it predicts is not causal).
 
@@ -34,6 +35,7 @@ import math
 import os
 import shutil
 import stat
+import subprocess
 import sys
 import tempfile
 import time
@@ -65,7 +67,8 @@ and is scored as 0.005 rather than taking the log of noise (or of a negative num
 IMPOSSIBLE_EXCESS = -0.012
 """A loss this far below H (about 8 standard errors) cannot come from a causal model."""
 MAX_LOGITS_BYTES = 64_000_000
-SCRATCH_ROOTS = ("/tmp", "/var/tmp", "/dev/shm")
+SCRATCH_ROOTS = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock", "/dev/mqueue")
+"""Where the agent user may write in the grading sandbox once its home is locked."""
 
 
 def lock_workspace(workspace: str) -> None:
@@ -84,10 +87,13 @@ def lock_workspace(workspace: str) -> None:
 
 
 def wipe_agent_files() -> None:
-    """Kill the agent user's processes and delete what it owns in the temporary directories."""
+    """Kill the agent user's processes and delete what it owns in the temporary directories
+    (and System V shared memory, semaphores and queues): the next run starts from nothing."""
     kill_agent_processes()
     if os.geteuid() != 0:
         return
+    if shutil.which("ipcrm"):
+        subprocess.run(["ipcrm", "--all"], capture_output=True, check=False)
     import pwd
 
     uid = pwd.getpwnam(AGENT_USER).pw_uid
@@ -139,7 +145,7 @@ def run_harness(workspace: str, scratch: str, name: str, tokens: np.ndarray,
     os.chmod(tokens_path, 0o644)
     run = run_as_agent(
         [sys.executable, "-I", os.path.join(scratch, "harness", "eval_harness.py"), workspace,
-         tokens_path, str(VOCAB), io_dir],
+         tokens_path, str(VOCAB), io_dir, *(["--alone"] if os.geteuid() == 0 else [])],
         cwd=io_dir,
         timeout=HARNESS_TIMEOUT_S,
     )
@@ -186,6 +192,10 @@ def _check_report(report: dict[str, str], workspace: str) -> None:
     if report.get("recorder_intact") != "True":
         raise Invalid("the model's code interfered with the operation recorder (another torch "
                       "mode on the stack, or the recorder stopped seeing operations)")
+    processes = _items(report.get("processes", ""))
+    if processes:
+        raise Invalid(f"the model's code started other processes ({len(processes)} running "
+                      "during the forward pass); the model must run in the grader's process")
     escapes = _items(report.get("escapes", ""))
     if escapes:
         raise Invalid(f"the forward pass took tensor values out of torch ({', '.join(escapes)})")

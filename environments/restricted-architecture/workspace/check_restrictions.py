@@ -56,6 +56,10 @@ FORBIDDEN_NAMES = _words(
     "_unset_dispatch_mode gc get_objects inspect builtins __builtins__ __main__ globals locals "
     "vars __dict__ __globals__ __subclasses__ __getattribute__ _getframe f_back f_globals "
     "f_locals settrace setprofile "
+    # work done outside this process or thread, where the recorders cannot see it
+    "subprocess Popen system popen spawnl spawnv spawnve spawnvp posix_spawn execl execv execve "
+    "execvp fork forkpty threading _thread Thread Timer concurrent multiprocessing "
+    "ThreadPoolExecutor ProcessPoolExecutor asyncio cffi "
     # tensors leaving torch
     "numpy tolist item __array__ __dlpack__ to_dlpack from_dlpack data_ptr untyped_storage"
 )
