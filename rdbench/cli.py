@@ -154,7 +154,8 @@ def run(
     agent: Annotated[str, typer.Option(
         help="Agent: a name from `rdbench agents` (claude, openai, command, human, oracle, "
         "null) or module:Class.")] = "oracle",
-    sandbox: Annotated[str, typer.Option(help="Sandbox backend.")] = "docker",
+    sandbox: Annotated[str, typer.Option(
+        help="auto (docker if an engine answers, else bwrap), docker or bwrap.")] = "auto",
     out: Annotated[Path, typer.Option(help="Folder for the episodes' records.")] = Path("runs"),
     seed: Annotated[int, typer.Option(help="First seed.")] = 0,
     episodes: Annotated[int, typer.Option(min=1, help="Episodes, seeds seed..")] = 1,
@@ -264,13 +265,18 @@ def image_build(
 ) -> None:
     """Build the sandbox image if its inputs changed (the tag carries their hash)."""
     from rdbench.image import ImageBuildError, ensure_image
+    from rdbench.sandbox import SandboxUnavailable
     from rdbench.sandbox.docker import connect
+    from rdbench.sandbox.rootfs import export_for_bwrap
 
     try:
         tag = ensure_image(connect(), base=base, rebuild=rebuild)
-    except ImageBuildError as error:
+        rootfs = export_for_bwrap(tag)  # so that bwrap works later without Docker
+    except (ImageBuildError, SandboxUnavailable) as error:
         raise _fail(str(error)) from error
     console.print(f"sandbox image: {tag}")
+    if rootfs is not None:
+        console.print(f"bwrap root filesystem: {rootfs}")
 
 
 @app.command()

@@ -76,7 +76,7 @@ class RDEnv(gym.Env[str, Any]):
         self,
         task: str | TaskSpec,
         *,
-        sandbox: str | SandboxFactory = "docker",
+        sandbox: str | SandboxFactory = "auto",
         sandbox_options: dict[str, Any] | None = None,
         tools: list[str] | None = None,
         budget: dict[str, Any] | None = None,
@@ -89,6 +89,7 @@ class RDEnv(gym.Env[str, Any]):
         if max_observation_chars <= 0:
             raise ValueError(f"Expected max_observation_chars > 0, got {max_observation_chars}")
         self.sandbox_name = sandbox if isinstance(sandbox, str) else "custom"
+        self.sandbox_used = self.sandbox_name  # the backend that ran ("auto" picks one)
         self._factory = (
             default_factory(sandbox, **(sandbox_options or {}))
             if isinstance(sandbox, str)
@@ -165,6 +166,7 @@ class RDEnv(gym.Env[str, Any]):
         self.labels.setdefault("rdbench.episode", uuid.uuid4().hex[:12])
         config = self.task.sandbox_config(labels={"rdbench.role": "agent", **self.labels})
         self.sandbox = self._factory(config)
+        self.sandbox_used = getattr(self.sandbox, "backend", self.sandbox_name)
         self.sandbox.put_dir(str(self.task.workspace_dir), AGENT_HOME)
         self.steps = 0
         self.notepad = ""

@@ -83,7 +83,7 @@ def parse_verdict(stdout: str) -> dict[str, Any]:
     raise GradingError(f"The grader printed no JSON verdict; its output ended: {stdout[-500:]!r}")
 
 
-def default_factory(backend: str = "docker", **options: Any) -> SandboxFactory:
+def default_factory(backend: str = "auto", **options: Any) -> SandboxFactory:
     """A factory starting sandboxes of `backend` (with backend `options`)."""
     return lambda config: make_sandbox(backend, config, **options)
 

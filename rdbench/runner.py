@@ -39,7 +39,7 @@ class EpisodeSpec:
     task: TaskSpec
     agent: str
     seed: int = 0
-    sandbox: str = "docker"
+    sandbox: str = "auto"
     agent_options: dict[str, Any] = field(default_factory=dict)
     budget: dict[str, Any] = field(default_factory=dict)
     run_id: str = "local"
@@ -202,7 +202,7 @@ def _play(spec: EpisodeSpec, folder: Path, control: RunControl) -> dict[str, Any
         "elapsed_s": round(time.monotonic() - started, 3),
         "working_s": round(env.elapsed_s, 3),
         "usage": usage.to_dict(),
-        "sandbox": spec.sandbox,
+        "sandbox": env.sandbox_used,
         "rdbench_version": __version__,
     }
     write_json_atomic(folder / RESULT, result)

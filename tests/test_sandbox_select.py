@@ -7,8 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import TOY_TASK
 from structlog.testing import capture_logs
 
+from rdbench.env import RDEnv
 from rdbench.sandbox import (
     SandboxConfig,
     SandboxUnavailable,
@@ -17,6 +19,7 @@ from rdbench.sandbox import (
     make_sandbox,
 )
 from rdbench.sandbox import select as select_module
+from rdbench.task import load_task
 
 
 class Fake:
@@ -27,6 +30,12 @@ class Fake:
 
     def __call__(self, config: SandboxConfig, **options: Any) -> Fake:
         return self
+
+    def put_dir(self, local_dir: str, path: str, **options: Any) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 @pytest.fixture
@@ -60,6 +69,18 @@ def test_auto_falls_back_to_bwrap_without_an_engine(
         box = make_sandbox("auto", SandboxConfig())
     assert box is fakes["bwrap"]
     assert [entry["picked"] for entry in logs if entry["event"] == "sandbox.auto"] == ["bwrap"]
+
+
+def test_env_records_the_backend_auto_picked(
+    fakes: dict[str, Fake], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(select_module, "connect", no_engine)
+    env = RDEnv(load_task(TOY_TASK))  # sandbox="auto" is the default
+    try:
+        env.reset()
+        assert env.sandbox_name == "auto" and env.sandbox_used == "bwrap"
+    finally:
+        env.close()
 
 
 def test_docker_unavailable_says_how_to_start_it(monkeypatch: pytest.MonkeyPatch) -> None:

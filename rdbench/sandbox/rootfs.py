@@ -100,6 +100,14 @@ def ensure_rootfs(image: str | None = None, *, client: Any = None) -> Path:
     return folder / "root"
 
 
+def export_for_bwrap(image: str, *, client: Any = None) -> Path | None:
+    """Export `image` for the bwrap backend where bubblewrap is installed (what `rdbench
+    image build` does after building); its root folder, or None without bubblewrap."""
+    if shutil.which("bwrap") is None:
+        return None
+    return ensure_rootfs(image, client=client)
+
+
 def export_rootfs(client: Any, image: str, folder: Path) -> None:
     """Export the filesystem of Docker `image` into `folder` (replacing nothing: the folder
     must not exist), atomically."""
