@@ -31,6 +31,7 @@ still make a causal model whose source names no forbidden operation.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import shutil
@@ -113,7 +114,8 @@ def wipe_agent_files() -> None:
                     dirs.remove(name)
                     shutil.rmtree(path, ignore_errors=True)
                 else:
-                    os.unlink(path)
+                    with contextlib.suppress(OSError):
+                        os.unlink(path)
 
 
 def read_regular(path: str, limit: int) -> bytes:
