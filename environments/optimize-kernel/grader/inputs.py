@@ -37,8 +37,8 @@ class Size:
 
 SIZES = {
     "short": Size(pairs=3000, min_len=0, max_len=32, alphabet=4),
-    "medium": Size(pairs=150, min_len=40, max_len=160, alphabet=20),
-    "long": Size(pairs=8, min_len=350, max_len=650, alphabet=4),
+    "medium": Size(pairs=120, min_len=40, max_len=160, alphabet=20),
+    "long": Size(pairs=6, min_len=350, max_len=650, alphabet=4),
 }
 RELATED_SHARE = 0.8  # pairs whose second sequence is a mutated copy of the first
 MAX_MUTATION_RATE = 0.4

@@ -8,8 +8,9 @@ start_kernel.py, trusted.py and rdbench_grading.py:
 For every size and repeat it draws a fresh hidden input, computes the right distances with its
 own trusted kernel (trusted.py), then runs its hidden copy of the starting kernel and the
 agent's kernel.py, each in a new process as the agent user (`python -I harness.py`), one
-after the other, and times each from outside: from the moment it hands the process its input
-to the moment the process exits. Everything the agent user runs is killed after every run.
+after the other, and times each from outside: from just before it writes the process's input
+to the moment the process says it has saved its output. Then everything the agent user runs is
+killed, and only then is the output read and checked.
 The raw score is the mean over sizes of ln(median start time / median agent time).
 """
 
@@ -85,19 +86,22 @@ class Runner:
                     with contextlib.suppress(OSError):
                         proc.stdin.close()  # type: ignore[union-attr]
                     proc.stdout.close()  # type: ignore[union-attr]
-                if proc.returncode != 0:
+                    # nothing the agent user started outlives its run (nor writes the output
+                    # while it is read below)
+                    self.killed += kill_agent_processes()
+                if math.isnan(elapsed):
                     raise KernelFailed(f"exit code {proc.returncode}: {_tail(err)}")
             return elapsed, read_output(os.path.join(io_dir, "out", "output.npy"))
         finally:
-            self.killed += kill_agent_processes()  # nothing the agent user started outlives its run
             shutil.rmtree(io_dir, ignore_errors=True)
 
     def _handshake_and_wait(
         self, proc: subprocess.Popen[bytes], case_bytes: bytes, io_dir: str
     ) -> float:
-        """Wait for `ready`, lay out the input, say `go` and time the process until it exits."""
-        if not _read_ready(proc, IMPORT_TIMEOUT_S):
-            try:  # it closed its stdout: it is exiting, and its exit code will say why
+        """Wait for `ready`, lay out the input, say `go` and time the process until `done`."""
+        lines = Lines(proc)
+        if not lines.wait_for(b"ready", IMPORT_TIMEOUT_S):
+            try:  # it closed its stdout: it is exiting, and its exit code and output say why
                 proc.wait(timeout=5)
                 return math.nan
             except subprocess.TimeoutExpired:
@@ -112,37 +116,52 @@ class Runner:
         if self.identity:
             os.chown(out_dir, self.identity["user"], self.identity["group"])
         input_path = os.path.join(io_dir, "input.npz")
+        command = f"go {input_path} {out_dir}/output.npy\n".encode()
+        start = time.perf_counter()  # before the input exists: nothing can start on it early
         with open(input_path, "wb") as handle:
             handle.write(case_bytes)
         os.chmod(input_path, 0o644)
-        command = f"go {input_path} {out_dir}/output.npy\n".encode()
-        start = time.perf_counter()
         with contextlib.suppress(BrokenPipeError):  # it exited after `ready`: see its exit code
             proc.stdin.write(command)  # type: ignore[union-attr]
             proc.stdin.flush()  # type: ignore[union-attr]
+        if lines.wait_for(b"done", RUN_TIMEOUT_S):
+            # The clock stops here; the caller kills the process before reading its output,
+            # so a `done` said before the output was complete gains nothing.
+            return time.perf_counter() - start
+        if proc.poll() is None and time.perf_counter() - start >= RUN_TIMEOUT_S:
+            raise KernelFailed(f"one call took over {RUN_TIMEOUT_S:.0f}s")
         try:
-            proc.wait(timeout=RUN_TIMEOUT_S)
+            proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
-            raise KernelFailed(f"one call took over {RUN_TIMEOUT_S:.0f}s") from None
-        return time.perf_counter() - start
+            raise KernelFailed("the kernel closed the harness's output and hung") from None
+        return math.nan  # it exited without saying done: its exit code and output say why
 
 
-def _read_ready(proc: subprocess.Popen[bytes], timeout: float) -> bool:
-    """Wait for the line `ready` on the process's stdout; False on EOF or timeout."""
-    deadline = time.monotonic() + timeout
-    buffer = b""
-    fd = proc.stdout.fileno()  # type: ignore[union-attr]
-    with selectors.DefaultSelector() as selector:
-        selector.register(fd, selectors.EVENT_READ)
-        while b"ready\n" not in buffer:
-            left = deadline - time.monotonic()
-            if left <= 0 or not selector.select(left):
-                return False
-            chunk = os.read(fd, 4096)
-            if not chunk:
-                return False
-            buffer = (buffer + chunk)[-4096:]
-    return True
+class Lines:
+    """Waits for given lines on a process's stdout, each within a deadline."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]):
+        self.fd = proc.stdout.fileno()  # type: ignore[union-attr]
+        self.buffer = b""
+
+    def wait_for(self, line: bytes, timeout: float) -> bool:
+        """True once `line` has come; False on EOF or timeout. Lines before it are dropped."""
+        deadline = time.monotonic() + timeout
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.fd, selectors.EVENT_READ)
+            while True:
+                head, found, tail = self.buffer.partition(line + b"\n")
+                if found and (not head or head.endswith(b"\n")):
+                    self.buffer = tail
+                    return True
+                self.buffer = self.buffer[-4096:]
+                left = deadline - time.monotonic()
+                if left <= 0 or not selector.select(left):
+                    return False
+                chunk = os.read(self.fd, 4096)
+                if not chunk:
+                    return False
+                self.buffer += chunk
 
 
 def _tail(file: Any, chars: int = 800) -> str:
