@@ -95,15 +95,21 @@ def _evaluate_on_public_seeds(workspace: Path, n: int = 10) -> float:
     return float(last.split(":")[1].split()[0])
 
 
-def _workspace(tmp_path: Path, solution: bool = False, files: dict[str, str] | None = None) -> Path:
+def _workspace(
+    tmp_path: Path, solution: bool = False, files: dict[str, str | bytes] | None = None
+) -> Path:
     import shutil
 
     workspace = tmp_path / "workspace"
     shutil.copytree(TASK / "workspace", workspace)
     if solution:
         shutil.copytree(TASK / "solution", workspace, dirs_exist_ok=True)
-    for name, text in (files or {}).items():
-        (workspace / name).write_text(text, encoding="utf-8")
+    for name, content in (files or {}).items():
+        path = workspace / name
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content, encoding="utf-8")
     return workspace
 
 
@@ -221,7 +227,7 @@ def act(observation):
 """
 
 
-def _lookup_files() -> dict[str, str]:
+def _lookup_files() -> dict[str, str | bytes]:
     expert = (TASK / "solution" / "policy.py").read_text(encoding="utf-8")
     return {
         "policy.py": LOOKUP,
@@ -379,6 +385,13 @@ def test_a_process_left_behind_is_killed_and_changes_nothing(
             "import time\ndef act(observation):\n    time.sleep(3)\n    return 1\n",
             "one act() call took longer than 1s",
             id="slow-action",
+        ),
+        pytest.param(  # finds the server's channel to the grader and writes deep JSON to it
+            "import os\ndef act(observation):\n    for fd in os.listdir('/proc/self/fd'):\n"
+            "        try:\n            os.write(int(fd), b'[' * 2000 + b']' * 2000 + b'\\n')\n"
+            "        except OSError:\n            pass\n    return 1\n",
+            "not JSON",
+            id="garbage-to-the-grader",
         ),
     ],
 )

@@ -75,7 +75,7 @@ def parse_reply(line: bytes) -> Any:
     """A reply line as JSON; PolicyFailed if it is not JSON."""
     try:
         return json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested absurdly deep
         raise PolicyFailed(f"the policy server answered {line[:80]!r}, not JSON") from None
 
 
