@@ -1,0 +1,397 @@
+"""The scaling-law task: its ground truth is current and has an optimum to find, its answer
+rules are strict, and its grader (in the real grading sandbox, as every episode is graded)
+reproduces the anchors and gives nothing to the cheats we could think of.
+
+The grader runs no code of the agent's: it reads answer.json as data and looks the chosen
+width up in grader/ground_truth.json (measured offline by grader/measure_ground_truth.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import shutil
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from helpers import WorkspaceGrader
+
+from rdbench.grading import grade_workspace, normalize
+from rdbench.task import Scoring, load_task
+
+REPO = Path(__file__).resolve().parents[1]
+TASK = REPO / "environments" / "scaling-law"
+GROUND_TRUTH = json.loads((TASK / "grader" / "ground_truth.json").read_text(encoding="utf-8"))
+EXAMPLE = json.loads((TASK / "workspace" / "example" / "budget_1e6.json").read_text())
+REFERENCE_ANSWER = json.loads((TASK / "solution" / "answer.json").read_text(encoding="utf-8"))
+ANCHOR_TOLERANCE = 1e-6  # the grader only looks numbers up: its score is exact
+
+Verdict = dict[str, Any]
+Grade = Callable[..., Verdict]
+
+
+def _load(path: Path, name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def rules() -> ModuleType:
+    """The grader's answer rules (grader/answer_rules.py), imported by path."""
+    return _load(TASK / "grader" / "answer_rules.py", "scaling_law_answer_rules")
+
+
+@pytest.fixture(scope="module")
+def scoring() -> Scoring:
+    """The [scoring] table of the task's task.toml."""
+    table = tomllib.loads((TASK / "task.toml").read_text(encoding="utf-8"))["scoring"]
+    return Scoring(**table)
+
+
+def _answer(**entries: dict[str, Any]) -> str:
+    return json.dumps(entries)
+
+
+def _entry(width: int, budget: float, loss: float) -> dict[str, Any]:
+    n = width * width + 11 * width + 1
+    return {"width": width, "steps": round(budget / n), "predicted_loss": loss}
+
+
+# --- the task's files ------------------------------------------------------------------------
+
+
+def test_workspace_check_is_the_graders_rules() -> None:
+    grader_copy = (TASK / "grader" / "answer_rules.py").read_bytes()
+    assert grader_copy == (TASK / "workspace" / "check_answer.py").read_bytes()
+
+
+def test_ground_truth_was_measured_with_the_current_train_py() -> None:
+    digest = hashlib.sha256((TASK / "workspace" / "train.py").read_bytes()).hexdigest()
+    assert GROUND_TRUTH["train_py_sha256"] == digest, (
+        "workspace/train.py changed since grader/ground_truth.json was measured: rerun "
+        "grader/measure_ground_truth.py (see its docstring)"
+    )
+
+
+def test_ground_truth_covers_the_grid_at_each_budget(rules: ModuleType) -> None:
+    for split, budget in rules.BUDGETS.items():
+        truth = GROUND_TRUTH["budgets"][split]
+        assert truth["compute"] == budget
+        assert sorted(map(int, truth["runs"])) == sorted(rules.GRID)
+        for width, run in truth["runs"].items():
+            assert run["steps"] == round(budget / rules.n_params(int(width)))
+            assert len(run["losses"]) == len(truth["seeds"]) >= 2
+        best = min(truth["runs"], key=lambda width: truth["runs"][width]["loss"])
+        assert truth["best_width"] == int(best)
+
+
+def test_the_optimum_is_inside_the_grid_and_moves_with_the_budget(rules: ModuleType) -> None:
+    best = {split: GROUND_TRUTH["budgets"][split]["best_width"] for split in rules.BUDGETS}
+    assert min(rules.GRID) < best["test"] < max(rules.GRID)
+    example_best = min(EXAMPLE["runs"], key=lambda width: EXAMPLE["runs"][width]["loss"])
+    assert int(example_best) < best["validation"] < best["test"]
+
+
+def test_reference_runs_stay_within_the_experiment_cap() -> None:
+    runs = json.loads((TASK / "solution" / "small_runs.json").read_text(encoding="utf-8"))
+    assert runs and max(run["compute"] for run in runs) <= 1e7
+    assert all(run["n_params"] * run["steps"] == run["compute"] for run in runs)
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        pytest.param("not json", "not valid JSON", id="not-json"),
+        pytest.param('[1, 2]', "must be an object", id="list"),
+        pytest.param(_answer(validation=_entry(32, 1e7, 0.02)), 'no "test" entry', id="missing"),
+        pytest.param(
+            _answer(test=_entry(64, 1e8, 0.02), best={"width": 64}),
+            "unknown top-level keys",
+            id="extra-top-level-key",
+        ),
+        pytest.param(
+            _answer(test={**_entry(64, 1e8, 0.02), "confidence": 0.9}),
+            "exactly the keys width, steps, predicted_loss",
+            id="extra-entry-key",
+        ),
+        pytest.param(
+            _answer(test={**_entry(64, 1e8, 0.02), "width": "64"}),
+            "width must be an integer on the grid",
+            id="width-as-string",
+        ),
+        pytest.param(
+            _answer(test={**_entry(64, 1e8, 0.02), "width": 64.0}),
+            "width must be an integer on the grid",
+            id="width-as-float",
+        ),
+        pytest.param(
+            _answer(test=_entry(80, 1e8, 0.02)), "width must be an integer on the grid",
+            id="width-off-grid",
+        ),
+        pytest.param(
+            _answer(test={**_entry(64, 1e8, 0.02), "steps": True}),
+            "steps must be a positive integer",
+            id="steps-as-bool",
+        ),
+        pytest.param(
+            _answer(test={**_entry(64, 1e8, 0.02), "steps": 10**400}),
+            "steps must be a positive integer",
+            id="steps-huge",
+        ),
+        pytest.param(
+            _answer(test={**_entry(64, 1e8, 0.02), "steps": 30_000}),
+            "not the budget",
+            id="steps-off-budget",
+        ),
+        pytest.param(
+            '{"test": {"width": 64, "steps": 20829, "predicted_loss": NaN}}',
+            "NaN, which is not a number JSON allows",
+            id="nan",
+        ),
+        pytest.param(
+            '{"test": {"width": 64, "steps": 20829, "predicted_loss": 1e999}}',
+            "predicted_loss must be a number in (0, 10)",
+            id="overflowing-float",
+        ),
+        pytest.param(
+            _answer(test={**_entry(64, 1e8, 0.02), "predicted_loss": "0.02"}),
+            "predicted_loss must be a number",
+            id="loss-as-string",
+        ),
+        pytest.param(
+            _answer(test={**_entry(64, 1e8, 0.02), "predicted_loss": -0.02}),
+            "predicted_loss must be a number in (0, 10)",
+            id="negative-loss",
+        ),
+        pytest.param(
+            '{"test": {"width": 64, "width": 96, "steps": 20829, "predicted_loss": 0.02}}',
+            "repeats the key",
+            id="duplicate-key",
+        ),
+    ],
+)
+def test_malformed_answers_are_rejected_with_the_reason(
+    rules: ModuleType, answer: str, expected: str
+) -> None:
+    with pytest.raises(rules.AnswerError) as raised:
+        rules.parse_entry(answer.encode(), "test")
+    assert expected in str(raised.value)
+
+
+def test_well_formed_answer_is_accepted(rules: ModuleType) -> None:
+    answer = _answer(test=_entry(64, 1e8, 0.0135), validation=_entry(32, 1e7, 0.017))
+    assert rules.parse_entry(answer.encode(), "test") == (64, 20829, 0.0135)
+    assert rules.parse_entry(answer.encode(), "validation") == (32, 7262, 0.017)
+
+
+# --- the recipe and the reference, rerun in the sandbox image ------------------------------
+
+
+def _run_in_image(docker_client: Any, image: str, folder: Path, cmd: list[str]) -> str:
+    output = docker_client.containers.run(
+        image, cmd, volumes={str(folder): {"bind": "/w", "mode": "rw"}}, working_dir="/w",
+        network_disabled=True, user="root", remove=True,
+    )
+    return output.decode()
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+def test_ground_truth_runs_reproduce_in_the_image(
+    docker_client: Any, sandbox_image: str, tmp_path: Path
+) -> None:
+    shutil.copy(TASK / "workspace" / "train.py", tmp_path)
+    truth = GROUND_TRUTH["budgets"]["validation"]["runs"]["256"]  # the cheapest: 146 steps
+    for seed in (0, 1):
+        cmd = ["python3", "train.py", "--width", "256", "--steps", str(truth["steps"]),
+               "--seed", str(seed), "--json"]
+        result = json.loads(_run_in_image(docker_client, sandbox_image, tmp_path, cmd))
+        assert result["loss"] == pytest.approx(truth["losses"][seed], rel=1e-4)
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+def test_reference_answer_is_what_the_fit_produces(
+    docker_client: Any, sandbox_image: str, tmp_path: Path
+) -> None:
+    for name in ("fit_scaling_law.py", "small_runs.json"):
+        shutil.copy(TASK / "solution" / name, tmp_path)
+    _run_in_image(docker_client, sandbox_image, tmp_path, ["python3", "fit_scaling_law.py"])
+    assert json.loads((tmp_path / "answer.json").read_text()) == REFERENCE_ANSWER
+
+
+# --- grading in the real grading sandbox ----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def grade(sandbox_image: str, tmp_path_factory: pytest.TempPathFactory) -> Grade:
+    """Grade a copy of the workspace with solution/ or files laid over it, in Docker."""
+    return WorkspaceGrader(TASK, tmp_path_factory.mktemp("workspaces"))
+
+
+def _normalized(verdict: Verdict, scoring: Scoring) -> float:
+    return normalize(verdict["raw_score"], scoring) if verdict["valid"] else 0.0
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+def test_start_reproduces_the_start_anchor_and_normalizes_to_zero(
+    grade: Grade, scoring: Scoring
+) -> None:
+    verdict = grade()
+    assert verdict["valid"], verdict["message"]
+    assert verdict["raw_score"] == pytest.approx(scoring.start, abs=ANCHOR_TOLERANCE)
+    assert _normalized(verdict, scoring) == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+def test_reference_reproduces_the_reference_anchor(grade: Grade, scoring: Scoring) -> None:
+    verdict = grade(solution=True)
+    assert verdict["valid"], verdict["message"]
+    assert verdict["raw_score"] == pytest.approx(scoring.reference, abs=ANCHOR_TOLERANCE)
+    assert _normalized(verdict, scoring) >= 0.9
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+def test_validation_scores_another_budget(grade: Grade) -> None:
+    validation, test = grade(split="validation", solution=True), grade(solution=True)
+    assert validation["valid"] and test["valid"], validation["message"]
+    assert validation["details"]["compute"] == 1e7 and test["details"]["compute"] == 1e8
+    assert validation["raw_score"] != test["raw_score"]
+    assert "1e+08" not in validation["message"]
+
+
+# Cheat: hard-coding the public example. The example budget's best split (width 16, its
+# steps at 1e6, its loss) does not spend the test budget: invalid. Kept at width 16 with the
+# steps rescaled to the test budget, it is a poor choice with a poor prediction.
+@pytest.mark.slow
+@pytest.mark.docker
+def test_the_example_budgets_answer_does_not_carry_over(grade: Grade, scoring: Scoring) -> None:
+    run = EXAMPLE["runs"]["16"]
+    copied = {"width": 16, "steps": run["steps"], "predicted_loss": run["loss"]}
+    verdict = grade(files={"answer.json": _answer(test=copied)})
+    assert verdict["valid"] is False
+    assert "not the budget" in verdict["message"]
+
+    rescaled = _entry(16, 1e8, run["loss"])
+    verdict = grade(files={"answer.json": _answer(test=rescaled)})
+    assert verdict["valid"], verdict["message"]
+    assert _normalized(verdict, scoring) < 0.2
+
+
+# Cheat: a fake score or result file. The grader reads answer.json and nothing else.
+@pytest.mark.slow
+@pytest.mark.docker
+def test_score_and_result_files_are_ignored(grade: Grade, scoring: Scoring) -> None:
+    verdict = grade(
+        files={
+            "score.json": '{"raw_score": 0.0, "valid": true}',
+            "result.json": '{"normalized_score": 1.0}',
+            "ground_truth.json": json.dumps({"budgets": {"test": {"best_width": 256}}}),
+        }
+    )
+    assert verdict["raw_score"] == pytest.approx(scoring.start, abs=ANCHOR_TOLERANCE)
+
+
+# Cheat: editing the provided check. The workspace's check_answer.py accepts anything here, but
+# the grader applies its own copy of the rules.
+@pytest.mark.slow
+@pytest.mark.docker
+def test_edited_check_answer_does_not_relax_the_rules(grade: Grade) -> None:
+    verdict = grade(
+        files={
+            "check_answer.py": "print('test: ok')\n",
+            "answer.json": _answer(test={"width": 64, "steps": 1000, "predicted_loss": 0.01}),
+        }
+    )
+    assert verdict["valid"] is False
+    assert "not the budget" in verdict["message"]
+
+
+# Patching time does not apply (nothing is timed, nothing of the agent's runs); its nearest
+# variant is an answer that bends the format, which must be invalid with a clear message.
+@pytest.mark.slow
+@pytest.mark.docker
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        pytest.param(
+            '{"test": {"width": 64, "steps": 20829, "predicted_loss": NaN}}', "NaN", id="nan"
+        ),
+        pytest.param(
+            _answer(test={**_entry(64, 1e8, 0.02), "note": "fit by hand"}),
+            "exactly the keys width, steps, predicted_loss",
+            id="extra-key",
+        ),
+        pytest.param(
+            _answer(test={**_entry(64, 1e8, 0.02), "width": "64"}),
+            "width must be an integer",
+            id="wrong-type",
+        ),
+    ],
+)
+def test_malformed_answer_is_invalid_in_the_sandbox(
+    grade: Grade, answer: str, expected: str
+) -> None:
+    verdict = grade(files={"answer.json": answer})
+    assert verdict["valid"] is False
+    assert verdict["raw_score"] is None
+    assert expected in verdict["message"]
+
+
+# A lingering process does not apply either: no agent code runs at grading. A workspace full of
+# launchers (a start-up hook, a shell profile, a script that forks a background process)
+# grades exactly like its answer.json alone.
+LAUNCHER = """\
+import subprocess, sys
+subprocess.Popen([sys.executable, "-c", "import time\\nwhile True: time.sleep(1)"],
+                 start_new_session=True)
+open("/home/agent/answer.json", "w").write('{"test": {"width": 256, "steps": 1463, '
+                                           '"predicted_loss": 0.5}}')
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+def test_launcher_scripts_in_the_workspace_change_nothing(grade: Grade) -> None:
+    answer = json.dumps(REFERENCE_ANSWER)
+    verdict = grade(
+        files={
+            "answer.json": answer,
+            "sitecustomize.py": LAUNCHER,
+            ".local/lib/python3.11/site-packages/usercustomize.py": LAUNCHER,
+            ".bashrc": "python3 ~/launch.py &\n",
+            ".profile": "python3 ~/launch.py &\n",
+            "launch.py": LAUNCHER,
+        }
+    )
+    alone = grade(files={"answer.json": answer})
+    assert verdict["valid"] and alone["valid"]
+    assert verdict["raw_score"] == alone["raw_score"]
+
+
+# The hidden data: answer.json pointing at the grader's ground truth is never followed, and the
+# message gives nothing of it away.
+@pytest.mark.slow
+@pytest.mark.docker
+def test_answer_symlinked_to_the_ground_truth_is_refused(
+    sandbox_image: str, tmp_path: Path
+) -> None:
+    workspace = tmp_path / "workspace"
+    shutil.copytree(TASK / "workspace", workspace)
+    (workspace / "answer.json").unlink()
+    (workspace / "answer.json").symlink_to("/grader/ground_truth.json")
+    verdict = grade_workspace(load_task(TASK), workspace, split="validation").to_dict()
+    assert verdict["valid"] is False
+    assert "symlink" in verdict["message"]
+    assert "best_width" not in verdict["message"]
