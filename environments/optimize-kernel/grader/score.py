@@ -150,9 +150,9 @@ class Lines:
         with selectors.DefaultSelector() as selector:
             selector.register(self.fd, selectors.EVENT_READ)
             while True:
-                head, found, tail = self.buffer.partition(line + b"\n")
-                if found and (not head or head.endswith(b"\n")):
-                    self.buffer = tail
+                _, found, rest = self.buffer.partition(line + b"\n")
+                if found:
+                    self.buffer = rest
                     return True
                 self.buffer = self.buffer[-4096:]
                 left = deadline - time.monotonic()
