@@ -274,9 +274,10 @@ def test_lingering_burner_neither_inflates_the_score_nor_touches_the_model(
 
 
 # The agent's code runs as the unprivileged user: the grader's files (its seeds, its copy of
-# the original) are out of reach, and the attempt leaves nothing to score.
+# the original) are out of reach, the original's model is gone before the agent's code runs,
+# and the attempt leaves nothing to score.
 READ_GRADER = """\
-import sys
+import glob, sys
 for path in ("/grader/score.py", "/grader/original/train.py"):
     try:
         open(path).read()
@@ -284,18 +285,29 @@ for path in ("/grader/score.py", "/grader/original/train.py"):
         print(f"{type(error).__name__}: {path}", file=sys.stderr)
     else:
         print(f"read {path}", file=sys.stderr)
+found = glob.glob("/tmp/**/*.pt", recursive=True)
+for scratch in glob.glob("/tmp/speedup-training-grade-*"):  # listable: /tmp is; enter it blind
+    for name in ("original-out/model.pt", "original/model.pt"):
+        try:
+            open(f"{scratch}/{name}", "rb").read()
+            found.append(name)
+        except OSError as error:
+            print(f"{type(error).__name__}: {name}", file=sys.stderr)
+print(f"original models found: {len(found)}", file=sys.stderr)
 sys.exit(1)
 """
 
 
 @pytest.mark.slow
 @pytest.mark.docker
-def test_agent_code_cannot_read_the_grader(grade: Grade) -> None:
+def test_agent_code_cannot_read_the_grader_or_the_originals_model(grade: Grade) -> None:
     verdict = grade(split="validation", files={"train.py": READ_GRADER})
     assert verdict["valid"] is False
     assert "PermissionError: /grader/score.py" in verdict["message"]
     assert "PermissionError: /grader/original/train.py" in verdict["message"]
     assert "read /grader" not in verdict["message"]
+    assert "FileNotFoundError: original-out/model.pt" in verdict["message"]
+    assert "original models found: 0" in verdict["message"]
 
 
 def test_cheat_scripts_are_valid_python() -> None:
