@@ -8,7 +8,10 @@ cannot run), except under CI=true, where that is a failure: CI must prove those 
 from __future__ import annotations
 
 import os
+import socket
+import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import structlog
@@ -91,3 +94,28 @@ def _needs(request: pytest.FixtureRequest) -> None:
         request.getfixturevalue("docker_client")
     if request.node.get_closest_marker("bwrap"):
         request.getfixturevalue("bwrap_rootfs")
+
+
+@pytest.fixture
+def host_server() -> Iterator[tuple[int, list[Any]]]:
+    """A TCP server on the host's loopback that records every connection it accepts."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    server.settimeout(0.2)
+    accepted: list[Any] = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                accepted.append(server.accept())
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield server.getsockname()[1], accepted
+    stop.set()
+    thread.join()
+    server.close()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import socket
 import subprocess
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -78,31 +77,6 @@ def test_memory_hog_is_killed_and_told_it_ran_out_of_memory(env: RDEnv) -> None:
 def test_only_loopback_inside(env: RDEnv) -> None:
     code = "import socket; print(sorted(n for _, n in socket.if_nameindex()))"
     assert "['lo']" in bash(env, f'python3 -c "{code}"')
-
-
-@pytest.fixture
-def host_server() -> Iterator[tuple[int, list[Any]]]:
-    """A TCP server on the host's loopback that records every connection it accepts."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen()
-    server.settimeout(0.2)
-    accepted: list[Any] = []
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                accepted.append(server.accept())
-            except TimeoutError:
-                continue
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield server.getsockname()[1], accepted
-    stop.set()
-    thread.join()
-    server.close()
 
 
 def test_host_loopback_service_is_unreachable(

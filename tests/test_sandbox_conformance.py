@@ -242,31 +242,6 @@ def test_only_loopback_interface(any_sandbox: Sandbox) -> None:
     assert python(any_sandbox, code) == "['lo']"
 
 
-@pytest.fixture
-def host_server() -> Iterator[tuple[int, list[Any]]]:
-    """A TCP server on the host's loopback that records every connection it accepts."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen()
-    server.settimeout(0.2)
-    accepted: list[Any] = []
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                accepted.append(server.accept())
-            except TimeoutError:
-                continue
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield server.getsockname()[1], accepted
-    stop.set()
-    thread.join()
-    server.close()
-
-
 def test_server_on_host_loopback_cannot_be_reached_from_inside(
     any_sandbox: Sandbox, host_server: tuple[int, list[Any]]
 ) -> None:
