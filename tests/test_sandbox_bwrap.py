@@ -121,6 +121,15 @@ def test_writing_outside_the_writable_folders_says_so(sandbox: BwrapSandbox) -> 
 
 
 @pytest.mark.bwrap
+def test_the_callers_environment_reaches_only_the_unprivileged_command(
+    sandbox: BwrapSandbox,
+) -> None:
+    result = sandbox.exec(["true"], env={"LD_PRELOAD": "/home/agent/missing.so"})
+    assert result.ok
+    assert result.stderr.count("missing.so") == 1  # true, never setpriv (still privileged)
+
+
+@pytest.mark.bwrap
 def test_unknown_user_is_rejected(sandbox: BwrapSandbox) -> None:
     with pytest.raises(ValueError, match="agent' or 'root'"):
         sandbox.exec(["true"], user="nobody")

@@ -14,25 +14,17 @@ and no_new_privs; root's commands keep no capabilities, except in a grading sand
 keeps those needed to run the agent's code as the agent (GRADING_CAPS). This backend needs root.
 
 Limits: a cgroup per sandbox (memory, processes, CPU; see cgroups.py) with a leaf per command,
-and per command RLIMIT_CPU (timeout x cpus + a margin) and RLIMIT_FSIZE. A command past its
-timeout is killed with everything it started. Unlike docker there is no seccomp filter.
+and per command RLIMIT_CPU (timeout x cpus + a margin) and RLIMIT_FSIZE (see process.py). A
+command past its timeout is killed with everything it started, and a bwrap run dies with the
+rdbench thread waiting for it. Unlike docker there is no seccomp filter.
 """
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import math
 import os
 import posixpath
-import resource
 import shutil
-import signal
-import subprocess
-import threading
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
@@ -42,7 +34,6 @@ from rdbench.sandbox.base import (
     AGENT_HOME,
     AGENT_USER,
     BASE_ENV,
-    FILE_SIZE_LIMIT,
     GRADER_DIR,
     GRADING_CAPS,
     ExecResult,
@@ -56,7 +47,8 @@ from rdbench.sandbox.base import (
     sandbox_path,
     user_env,
 )
-from rdbench.sandbox.cgroups import ExecCgroup, SandboxCgroups, remove_leftover_groups
+from rdbench.sandbox.cgroups import SandboxCgroups, remove_leftover_groups
+from rdbench.sandbox.process import ProcessRunner, Run
 from rdbench.sandbox.rootfs import METADATA, ensure_rootfs, image_env
 
 log = structlog.get_logger()
@@ -64,11 +56,7 @@ log = structlog.get_logger()
 STATE_DIR = Path("/var/tmp")
 PREFIX = "rdbench-bwrap-"
 AGENT_UID = 1000
-CPU_MARGIN_S = 10  # RLIMIT_CPU is timeout x cpus plus this
 FILE_OP_TIMEOUT_S = 600.0
-KILL_GRACE_S = 10.0
-PR_SET_PDEATHSIG = 1
-_LIBC = ctypes.CDLL(None, use_errno=True)
 NAMESPACES = ["--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
               "--unshare-cgroup-try"]  # fmt: skip  (--unshare-all would add a user namespace)
 # The agent's commands: root keeps these just long enough for setpriv to drop to uid 1000.
@@ -114,18 +102,6 @@ def bwrap_problem() -> str | None:
     return None
 
 
-@dataclass(frozen=True)
-class _Run:
-    """What one bwrap run did, before decoding."""
-
-    returncode: int
-    stdout: bytes
-    stderr: bytes
-    timed_out: bool
-    truncated: bool
-    oom_kills: int
-
-
 @sandbox_backend("bwrap")
 class BwrapSandbox:
     """A sandbox made of bubblewrap runs over per-sandbox folders; ready on construction."""
@@ -149,8 +125,7 @@ class BwrapSandbox:
         self.id = f"{os.getpid()}-{uuid.uuid4().hex[:10]}"
         self.dir = Path(state_dir or STATE_DIR) / f"{PREFIX}{self.id}"
         self._closed = False
-        self._lock = threading.Lock()
-        self._running: set[subprocess.Popen[bytes]] = set()
+        self._runner = ProcessRunner()
         self.cgroups: SandboxCgroups | None = None
         try:
             self._make_folders()
@@ -195,17 +170,18 @@ class BwrapSandbox:
         self, cmd: list[str], *, owner: str, cwd: str, env: dict[str, str], caps: list[str]
     ) -> list[str]:
         argv = [self._bwrap, *self._mounts(), *NAMESPACES, "--die-with-parent", "--new-session",
-                "--hostname", "sandbox", "--clearenv"]  # fmt: skip
-        for key, value in env.items():
-            argv += ["--setenv", key, value]
-        argv += ["--chdir", cwd, "--cap-drop", "ALL"]
+                "--hostname", "sandbox", "--clearenv", "--chdir", cwd,
+                "--cap-drop", "ALL"]  # fmt: skip
+        drop: list[str] = []
         if owner == AGENT_USER:
-            caps, prefix = TO_AGENT_CAPS, TO_AGENT
-        else:
-            prefix = ["/usr/bin/env", "--"]  # a missing command exits 127, as in a shell
+            caps, drop = TO_AGENT_CAPS, TO_AGENT
         for cap in caps:
             argv += ["--cap-add", f"CAP_{cap}"]
-        return [*argv, "--", *prefix, *cmd]
+        # The environment is set by `env` once the identity is final, so nothing in it (say
+        # LD_PRELOAD) reaches setpriv while it still holds capabilities. A missing command
+        # exits 127, as in a shell.
+        assignments = [f"{key}={value}" for key, value in env.items()]
+        return [*argv, "--", *drop, "/usr/bin/env", "-i", *assignments, *cmd]
 
     def _command_env(self, user: str, env: dict[str, str] | None) -> dict[str, str]:
         return {**self._env, **BASE_ENV, "HOSTNAME": "sandbox", **user_env(user), **(env or {})}
@@ -229,9 +205,10 @@ class BwrapSandbox:
         argv = self._argv(cmd, owner=owner, cwd=cwd or AGENT_HOME,
                           env=self._command_env(user, env), caps=caps)  # fmt: skip
         limit = timeout if timeout is not None else self.config.exec_timeout_s
-        run = self._run(argv, input=input, timeout=limit, output_limit=self.config.output_limit)
+        run, oom_kills = self._run(argv, input=input, timeout=limit,
+                                   output_limit=self.config.output_limit)  # fmt: skip
         stderr = run.stderr.decode("utf-8", "replace")
-        if run.oom_kills:
+        if oom_kills:
             stderr += (f"\n[rdbench: killed: out of memory (limit {self.config.memory_mb} MB)]"
                        "\n")  # fmt: skip
         if run.timed_out:
@@ -246,74 +223,36 @@ class BwrapSandbox:
 
     def _run(
         self, argv: list[str], *, input: bytes | None, timeout: float, output_limit: int | None
-    ) -> _Run:
-        """One bwrap run in a fresh cgroup leaf, its output drained by threads."""
+    ) -> tuple[Run, int]:
+        """One bwrap run in a fresh cgroup leaf; what it did and its out-of-memory kills."""
         if self._closed:
             raise SandboxUnavailable(f"The bwrap sandbox {self.id} is closed")
         leaf = self.cgroups.exec_group() if self.cgroups is not None else None
         try:
-            proc = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL if input is None else subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                start_new_session=True,
-                preexec_fn=_preexec(leaf, timeout, self.config.cpus),
-            )
+            run = self._runner.run(argv, input=input, timeout=timeout, output_limit=output_limit,
+                                   cpus=self.config.cpus, leaf=leaf)  # fmt: skip
         except OSError as error:
+            raise SandboxUnavailable(f"Could not run bwrap ({self._bwrap}): {error}") from error
+        finally:
+            oom_kills = leaf.oom_kills() if leaf is not None else 0
             if leaf is not None and self.cgroups is not None:
                 self.cgroups.release(leaf)
-            raise SandboxUnavailable(f"Could not run bwrap ({self._bwrap}): {error}") from error
-        with self._lock:
-            self._running.add(proc)
-        assert proc.stdout is not None and proc.stderr is not None
-        readers = [_Drain(proc.stdout, output_limit), _Drain(proc.stderr, output_limit)]
-        threads: list[threading.Thread] = list(readers)
-        if input is not None:
-            threads.append(threading.Thread(target=_feed, args=(proc, input), daemon=True))
-        for thread in threads:
-            thread.start()
-        timed_out = False
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            _kill(proc, leaf)
-            proc.wait()
-        for thread in threads:
-            thread.join(KILL_GRACE_S)
-            if thread.is_alive():  # something still holds the pipes: kill it all
-                _kill(proc, leaf)
-                thread.join(KILL_GRACE_S)
-        with self._lock:
-            self._running.discard(proc)
-        oom_kills = 0
-        if leaf is not None and self.cgroups is not None:
-            oom_kills = leaf.oom_kills()
-            self.cgroups.release(leaf)
-        return _Run(
-            returncode=proc.returncode,
-            stdout=bytes(readers[0].data),
-            stderr=bytes(readers[1].data),
-            timed_out=timed_out,
-            truncated=readers[0].truncated or readers[1].truncated,
-            oom_kills=oom_kills,
-        )
+        return run, oom_kills
 
     def _as_root(
         self, what: str, script: str, *args: str, input: bytes | None = None,
         output_limit: int | None = None,
-    ) -> _Run:  # fmt: skip
+    ) -> Run:  # fmt: skip
         """Run one of the backend's own shell scripts as root, able to read and write every
         file (the host's privileged channel, like docker's archive API)."""
         argv = self._argv(["/bin/sh", "-c", script, "sh", *args], owner="root", cwd="/",
                           env=self._command_env("root", None), caps=FILE_CAPS)  # fmt: skip
-        run = self._run(argv, input=input, timeout=FILE_OP_TIMEOUT_S, output_limit=output_limit)
+        run, _ = self._run(argv, input=input, timeout=FILE_OP_TIMEOUT_S, output_limit=output_limit)
         if run.timed_out:
             raise SandboxError(f"{what} took longer than {FILE_OP_TIMEOUT_S:.0f} s and was killed")
         return run
 
-    def _fail(self, what: str, run: _Run) -> SandboxError:
+    def _fail(self, what: str, run: Run) -> SandboxError:
         if run.returncode == 6:
             return SandboxError(f"{what} failed: {READ_ONLY_HINT}")
         message = run.stderr.decode("utf-8", "replace").strip()[-500:]
@@ -371,10 +310,7 @@ class BwrapSandbox:
         if self._closed:
             return
         self._closed = True
-        with self._lock:
-            running = list(self._running)
-        for proc in running:
-            _kill(proc, None)
+        self._runner.kill_all()
         if self.cgroups is not None:
             self.cgroups.remove()
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -385,73 +321,6 @@ class BwrapSandbox:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-
-class _Drain(threading.Thread):
-    """Reads a pipe to its end, keeping at most `limit` bytes (all with None)."""
-
-    def __init__(self, pipe: object, limit: int | None):
-        super().__init__(daemon=True)
-        self._fd = pipe.fileno()  # type: ignore[attr-defined]
-        self._pipe = pipe
-        self._limit = limit
-        self.data = bytearray()
-        self.truncated = False
-
-    def run(self) -> None:
-        try:
-            while chunk := os.read(self._fd, 1 << 16):
-                if self._limit is not None and len(self.data) + len(chunk) > self._limit:
-                    self.truncated = True
-                    chunk = chunk[: max(self._limit - len(self.data), 0)]
-                self.data += chunk
-        finally:
-            self._pipe.close()  # type: ignore[attr-defined]
-
-
-def _feed(proc: subprocess.Popen[bytes], data: bytes) -> None:
-    assert proc.stdin is not None
-    with contextlib.suppress(BrokenPipeError, OSError):
-        proc.stdin.write(data)
-    with contextlib.suppress(BrokenPipeError, OSError):
-        proc.stdin.close()
-
-
-def _kill(proc: subprocess.Popen[bytes], leaf: ExecCgroup | None) -> None:
-    """Kill a bwrap run: its process group (its pid namespace dies with it), then anything
-    left in its cgroup."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    if leaf is not None:
-        leaf.kill()
-
-
-def _preexec(leaf: ExecCgroup | None, timeout: float, cpus: float) -> Callable[[], None]:
-    """What the child does between fork and exec: die with its parent (the thread waiting
-    for it: if rdbench is killed, so is the run), join the cgroups, set the rlimits."""
-    wanted = [(resource.RLIMIT_FSIZE, FILE_SIZE_LIMIT, FILE_SIZE_LIMIT)]
-    if math.isfinite(timeout):
-        cpu_s = math.ceil(timeout * max(cpus, 1.0)) + CPU_MARGIN_S
-        wanted.append((resource.RLIMIT_CPU, cpu_s, cpu_s + 5))  # SIGXCPU, then SIGKILL
-    limits = []
-    for which, soft, hard in wanted:
-        current = resource.getrlimit(which)[1]
-        if current != resource.RLIM_INFINITY:  # only root with CAP_SYS_RESOURCE may raise it
-            soft, hard = min(soft, current), min(hard, current)
-        limits.append((which, (soft, hard)))
-
-    parent = os.getpid()
-
-    def setup() -> None:
-        _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # the run dies with this thread
-        if os.getppid() != parent:  # ... which died before that took effect
-            os._exit(1)
-        if leaf is not None:
-            leaf.join()
-        for which, soft_hard in limits:
-            resource.setrlimit(which, soft_hard)
-
-    return setup
 
 
 def _checked_owner(user: str) -> str:
