@@ -284,11 +284,18 @@ def gc(
     everything: Annotated[bool, typer.Option("--all", help="Also remove containers of runs "
                                              "still going.")] = False,
 ) -> None:
-    """Remove sandbox containers left behind by runs that ended (crashed or were killed)."""
-    from rdbench.sandbox.docker import remove_leftovers
+    """Remove sandboxes left behind by runs that ended (crashed or were killed): Docker
+    containers, and bubblewrap sandboxes' folders and cgroups."""
+    from rdbench.sandbox import bwrap, docker
+    from rdbench.sandbox.base import SandboxUnavailable
 
-    removed = remove_leftovers(everything=everything)
-    console.print(f"removed {len(removed)} container(s) {' '.join(removed)}".rstrip())
+    try:
+        removed = docker.remove_leftovers(everything=everything)
+        console.print(f"removed {len(removed)} container(s) {' '.join(removed)}".rstrip())
+    except SandboxUnavailable as error:
+        console.print(f"docker: skipped ({error})")
+    folders = bwrap.remove_leftovers(everything=everything)
+    console.print(f"removed {len(folders)} bwrap sandbox(es) {' '.join(folders)}".rstrip())
 
 
 @app.command()
