@@ -5,8 +5,8 @@ For each backend it measures, in the same run:
   against the raw floor (docker: the SDK's `exec_run(["true"])` on a running container;
   bwrap: one bare `bwrap ... true` call on the same root filesystem);
 - reset: the median latency of `env.reset()` (on a fresh env) against the raw floor (docker:
-  a container start plus the workspace's archive copy; bwrap: making the workspace folder and
-  copying the workspace into it).
+  a container start plus the workspace's archive copy; bwrap: one bare bwrap call plus a
+  copy of the workspace into a fresh folder).
 and prints the ratios. Targets: step <= 1.2x its floor, reset <= 1.5x its floor.
 
     .venv/bin/python bench/sandbox_overhead.py [--backends docker,bwrap] [--steps 40]
@@ -96,7 +96,7 @@ def docker_floors(task: TaskSpec, repeats: int, steps: int) -> tuple[float, floa
 
 
 def bwrap_floors(task: TaskSpec, repeats: int, steps: int) -> tuple[float, float]:
-    """Raw bubblewrap floors: one bare bwrap call, and a workspace folder copy."""
+    """Raw bubblewrap floors: one bare bwrap call, and that call plus a workspace copy."""
     from rdbench.sandbox.rootfs import ensure_rootfs
 
     rootfs = str(ensure_rootfs())
@@ -104,12 +104,13 @@ def bwrap_floors(task: TaskSpec, repeats: int, steps: int) -> tuple[float, float
                "--unshare-all", "--die-with-parent", "true"]
     step = median_s(lambda: subprocess.run(command, check=True), steps)
 
-    def copy_workspace() -> None:
+    def start_and_copy() -> None:
         folder = tempfile.mkdtemp(prefix="rdbench-bench-")
+        subprocess.run(command, check=True)
         shutil.copytree(task.workspace_dir, folder, dirs_exist_ok=True)
         shutil.rmtree(folder)
 
-    return step, median_s(copy_workspace, repeats)
+    return step, median_s(start_and_copy, repeats)
 
 
 FLOORS = {"docker": docker_floors, "bwrap": bwrap_floors}
