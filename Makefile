@@ -27,7 +27,7 @@ test: setup lint
 	$(BIN)/pytest
 
 lint: $(BIN)/rdbench
-	$(BIN)/ruff check rdbench tests
+	$(BIN)/ruff check rdbench tests bench
 	$(BIN)/mypy rdbench
 
 clean:
