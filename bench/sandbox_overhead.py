@@ -9,7 +9,10 @@ For each backend it measures, in the same run:
   copy of the workspace into a fresh folder).
 and prints the ratios. Targets: step <= 1.2x its floor, reset <= 1.5x its floor.
 
-    .venv/bin/python bench/sandbox_overhead.py [--backends docker,bwrap] [--steps 40]
+The two sides are measured alternately, one call each in turn, so that a busy spell of the
+machine slows both alike.
+
+    .venv/bin/python bench/sandbox_overhead.py [--backends docker,bwrap] [--steps 60]
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ import statistics
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import structlog
@@ -32,43 +36,58 @@ from rdbench.task import TaskSpec, load_task
 
 TOY_TASK = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "toy-task"
 TARGETS = {"step": 1.2, "reset": 1.5}
+WARMUP = 3
+TRUE_STEP = {"tool": "bash", "input": {"command": "true"}}
+
+Timed = Callable[[], float]  # does one thing, returns the seconds the timed part took
 
 
-def median_s(action: Callable[[], object], repeats: int, warmup: int = 2) -> float:
-    """Median wall time of `action` over `repeats` runs, after `warmup` untimed ones."""
-    for _ in range(warmup):
-        action()
-    times = []
-    for _ in range(repeats):
+def timed(action: Callable[[], object]) -> Timed:
+    """`action` as a Timed: all of it is timed."""
+
+    def run() -> float:
         start = time.perf_counter()
         action()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        return time.perf_counter() - start
+
+    return run
 
 
-def env_step_s(task: TaskSpec, backend: str, repeats: int) -> float:
-    """Median latency of one bash `true` step through RDEnv."""
-    env = RDEnv(task, sandbox=backend, budget={"steps": 100_000})
+def alternate(ours: Timed, floor: Timed, repeats: int) -> tuple[float, float]:
+    """Median seconds of `ours` and of `floor`, run in turn `repeats` times after a warmup."""
+    for _ in range(WARMUP):
+        ours(), floor()
+    pairs = [(ours(), floor()) for _ in range(repeats)]
+    return statistics.median(p[0] for p in pairs), statistics.median(p[1] for p in pairs)
+
+
+@contextmanager
+def stepping_env(task: TaskSpec, backend: str) -> Iterator[Timed]:
+    """One bash `true` step through a started RDEnv."""
+    env = RDEnv(task, sandbox=backend, budget={"steps": 1_000_000})
     env.reset()
     try:
-        return median_s(lambda: env.step({"tool": "bash", "input": {"command": "true"}}), repeats)
+        yield timed(lambda: env.step(TRUE_STEP))
     finally:
         env.close()
 
 
-def env_reset_s(task: TaskSpec, backend: str, repeats: int) -> float:
-    """Median latency of reset() on a fresh env (closing it is not timed)."""
-    times = []
-    for _ in range(repeats + 1):
+def resetting_env(task: TaskSpec, backend: str) -> Timed:
+    """reset() of a fresh RDEnv; closing it is not timed."""
+
+    def run() -> float:
         env = RDEnv(task, sandbox=backend)
         start = time.perf_counter()
         env.reset()
-        times.append(time.perf_counter() - start)
+        elapsed = time.perf_counter() - start
         env.close()
-    return statistics.median(times[1:])
+        return elapsed
+
+    return run
 
 
-def docker_floors(task: TaskSpec, repeats: int, steps: int) -> tuple[float, float]:
+@contextmanager
+def docker_floors(task: TaskSpec) -> Iterator[tuple[Timed, Timed]]:
     """Raw docker SDK floors: exec_run(["true"]), and container start + archive copy."""
     import docker
 
@@ -78,39 +97,42 @@ def docker_floors(task: TaskSpec, repeats: int, steps: int) -> tuple[float, floa
     image = image_tag()
     archive = folder_tar(task.workspace_dir)
     container = client.containers.run(image, ["sleep", "infinity"], detach=True,
-                                      network_mode="none")
+                                      network_mode="none")  # fmt: skip
+
+    def start_and_copy() -> float:
+        start = time.perf_counter()
+        box = client.containers.run(image, ["sleep", "infinity"], detach=True,
+                                    network_mode="none")  # fmt: skip
+        box.put_archive("/home/agent", archive)
+        elapsed = time.perf_counter() - start
+        box.remove(force=True)
+        return elapsed
+
     try:
-        step = median_s(lambda: container.exec_run(["true"]), steps)
+        yield timed(lambda: container.exec_run(["true"])), start_and_copy
     finally:
         container.remove(force=True)
 
-    times = []
-    for _ in range(repeats + 1):
-        start = time.perf_counter()
-        box = client.containers.run(image, ["sleep", "infinity"], detach=True,
-                                    network_mode="none")
-        box.put_archive("/home/agent", archive)
-        times.append(time.perf_counter() - start)
-        box.remove(force=True)
-    return step, statistics.median(times[1:])
 
-
-def bwrap_floors(task: TaskSpec, repeats: int, steps: int) -> tuple[float, float]:
+@contextmanager
+def bwrap_floors(task: TaskSpec) -> Iterator[tuple[Timed, Timed]]:
     """Raw bubblewrap floors: one bare bwrap call, and that call plus a workspace copy."""
     from rdbench.sandbox.rootfs import ensure_rootfs
 
     rootfs = str(ensure_rootfs())
     command = ["bwrap", "--ro-bind", rootfs, "/", "--proc", "/proc", "--dev", "/dev",
-               "--unshare-all", "--die-with-parent", "true"]
-    step = median_s(lambda: subprocess.run(command, check=True), steps)
+               "--unshare-all", "--die-with-parent", "true"]  # fmt: skip
 
-    def start_and_copy() -> None:
+    def start_and_copy() -> float:
         folder = tempfile.mkdtemp(prefix="rdbench-bench-")
+        start = time.perf_counter()
         subprocess.run(command, check=True)
         shutil.copytree(task.workspace_dir, folder, dirs_exist_ok=True)
+        elapsed = time.perf_counter() - start
         shutil.rmtree(folder)
+        return elapsed
 
-    return step, median_s(start_and_copy, repeats)
+    yield timed(lambda: subprocess.run(command, check=True)), start_and_copy
 
 
 FLOORS = {"docker": docker_floors, "bwrap": bwrap_floors}
@@ -120,19 +142,20 @@ def main() -> None:
     """Measure and print the ratios for each backend."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--backends", default="docker,bwrap")
-    parser.add_argument("--steps", type=int, default=40, help="timed steps per measurement")
-    parser.add_argument("--resets", type=int, default=8, help="timed resets per measurement")
+    parser.add_argument("--steps", type=int, default=60, help="timed steps per side")
+    parser.add_argument("--resets", type=int, default=15, help="timed resets per side")
     args = parser.parse_args()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     task = load_task(TOY_TASK)
     print(f"{'backend':8} {'what':6} {'rdbench ms':>11} {'floor ms':>9} {'ratio':>6} target")
     failed = False
     for backend in args.backends.split(","):
-        floor_step, floor_reset = FLOORS[backend](task, args.resets, args.steps)
-        measured = {
-            "step": (env_step_s(task, backend, args.steps), floor_step),
-            "reset": (env_reset_s(task, backend, args.resets), floor_reset),
-        }
+        with FLOORS[backend](task) as (floor_step, floor_reset), \
+                stepping_env(task, backend) as env_step:  # fmt: skip
+            measured = {
+                "step": alternate(env_step, floor_step, args.steps),
+                "reset": alternate(resetting_env(task, backend), floor_reset, args.resets),
+            }
         for what, (ours, floor) in measured.items():
             ratio = ours / floor
             ok = ratio <= TARGETS[what]

@@ -6,9 +6,10 @@ from __future__ import annotations
 import os
 import random
 import subprocess
+import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -55,12 +56,14 @@ def test_fork_bomb_is_contained(sandbox: BwrapSandbox) -> None:
     result = outcome[0]
     assert result.timed_out and time.monotonic() - started < 20
     assert "Resource temporarily unavailable" in result.stderr  # fork failed at pids.max
-    assert _pids_in(sandbox.cgroups.dirs["pids"]) == 0
+    assert _pids_in(sandbox.cgroups.dirs["pids"], but="init") == 0  # only the holder is left
     assert sandbox.exec(["echo", "alive"]).stdout == "alive\n"
 
 
-def _pids_in(group: Path) -> int:
-    return sum(len((path / "cgroup.procs").read_text().split()) for path in group.glob("**/"))
+def _pids_in(group: Path, but: str = "") -> int:
+    """The processes in `group` and below it, except in its child group `but`."""
+    return sum(len((path / "cgroup.procs").read_text().split()) for path in group.glob("**/")
+               if not but or path.name != but)  # fmt: skip
 
 
 @pytest.mark.bwrap
@@ -78,11 +81,53 @@ def test_limits_are_set_on_the_sandbox_cgroups(sandbox: BwrapSandbox) -> None:
 
 
 @pytest.mark.bwrap
-def test_background_processes_end_with_their_command(sandbox: BwrapSandbox) -> None:
+def test_background_processes_live_until_the_sandbox_closes(bwrap_rootfs: str) -> None:
     seconds = str(random.randint(100_000, 999_999))
-    assert sandbox.exec(["sh", "-c", f"setsid sleep {seconds} & echo started"]).ok
-    time.sleep(0.2)
-    assert not _processes_with_cmdline(f"sleep\0{seconds}\0".encode())
+    sleeper = f"sleep\0{seconds}\0".encode()
+    box = BwrapSandbox(CONFIG)
+    try:
+        started = box.exec(["sh", "-c", f"setsid sleep {seconds} >/dev/null 2>&1 & echo ok"])
+        assert started.stdout == "ok\n"
+        assert _eventually(lambda: bool(_processes_with_cmdline(sleeper)))
+        assert box.exec(["pgrep", "-x", "sleep"]).ok  # seen by the next command
+    finally:
+        box.close()
+    assert not _processes_with_cmdline(sleeper)
+
+
+@pytest.mark.bwrap
+def test_the_sandbox_dies_with_rdbench(bwrap_rootfs: str) -> None:
+    seconds = str(random.randint(100_000, 999_999))
+    sleeper = f"sleep\0{seconds}\0".encode()
+    script = (
+        "import sys, time\n"
+        "from rdbench.sandbox.bwrap import BwrapSandbox\n"
+        "from rdbench.sandbox.base import SandboxConfig\n"
+        "box = BwrapSandbox(SandboxConfig(memory_mb=256, pids=64))\n"
+        f"box.exec(['sh', '-c', 'setsid sleep {seconds} >/dev/null 2>&1 &'])\n"
+        "print('started', flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    runner = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert runner.stdout is not None
+        assert "started\n" in iter(runner.stdout.readline, "")  # after structlog's lines
+        assert _eventually(lambda: bool(_processes_with_cmdline(sleeper)))
+    finally:
+        runner.kill()  # SIGKILL: rdbench cleans nothing up itself
+        runner.wait()
+    assert _eventually(lambda: not _processes_with_cmdline(sleeper)), "it outlived rdbench"
+    assert str(runner.pid) in " ".join(remove_leftovers())  # its folders and cgroups
+
+
+def _eventually(condition: Callable[[], bool], within_s: float = 10.0) -> bool:
+    """True once `condition()` is, False if it still is not after `within_s` seconds."""
+    deadline = time.monotonic() + within_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def _processes_with_cmdline(cmdline: bytes) -> list[str]:

@@ -1,29 +1,36 @@
 """The bubblewrap backend: namespaces, a read-only copy of the sandbox image, no daemon.
 
-Each command is one `bwrap` run over the same folders, made per sandbox under
+A sandbox is one long-lived `bwrap` run (see namespaces.py) over folders made for it under
 /var/tmp/rdbench-bwrap-<id>/ (mode 700): `home` is bound read-write at /home/agent, `tmp` and
 `var-tmp` at /tmp and /var/tmp, and the root-only `grader` at /grader (empty in an agent's
-sandbox). Everything else is the image's filesystem (see rootfs.py), read-only. Each run has
-its own pid, network (only `lo`), ipc, uts and cgroup namespaces, a fresh /proc, /dev and
-/dev/shm, a cleared environment, and dies with its parent. Background processes therefore do not
-outlive their command on this backend: when the command exits, its pid namespace goes with it.
+sandbox). Everything else is the image's filesystem (see rootfs.py), read-only and nosuid. It
+has its own pid, network (only `lo`), ipc, uts and cgroup namespaces and a fresh /proc, /dev and
+/dev/shm. Each command enters them with `nsenter`, so, as in a container, what a command leaves
+running in the background lives on until the sandbox is closed, and the sandbox dies with
+rdbench.
 
 Users: bwrap runs as real root without a user namespace (one would map the agent to host
-root). The agent's commands drop to uid/gid 1000 through `setpriv` with no capabilities at all
-and no_new_privs; root's commands keep no capabilities, except in a grading sandbox, where root
-keeps those needed to run the agent's code as the agent (GRADING_CAPS). This backend needs root.
+root). The agent's commands run as uid/gid 1000 with no capabilities and no_new_privs; root's
+commands keep no capabilities (setpriv), except in a grading sandbox, where root keeps those
+needed to run the agent's code as the agent (GRADING_CAPS). This backend needs root.
+A command gets the environment rdbench sets for it and nothing else; one given an `env` of the
+caller's has it set by `env -i` once the identity is final, so nothing in it (say LD_PRELOAD)
+reaches the privileged helpers.
 
 Limits: a cgroup per sandbox (memory, processes, CPU; see cgroups.py) with a leaf per command,
 and per command RLIMIT_CPU (timeout x cpus + a margin) and RLIMIT_FSIZE (see process.py). A
-command past its timeout is killed with everything it started, and a bwrap run dies with the
-rdbench thread waiting for it. Unlike docker there is no seccomp filter.
+command past its timeout is killed with everything it started. Unlike docker there is no
+seccomp filter.
 """
 
 from __future__ import annotations
 
+import io
+import math
 import os
 import posixpath
 import shutil
+import tarfile
 import uuid
 from pathlib import Path
 
@@ -48,7 +55,8 @@ from rdbench.sandbox.base import (
     user_env,
 )
 from rdbench.sandbox.cgroups import SandboxCgroups, remove_leftover_groups
-from rdbench.sandbox.process import ProcessRunner, Run
+from rdbench.sandbox.namespaces import NamespaceHolder
+from rdbench.sandbox.process import ProcessRunner, Run, limits_prelude
 from rdbench.sandbox.rootfs import METADATA, ensure_rootfs, image_env
 
 log = structlog.get_logger()
@@ -59,10 +67,8 @@ AGENT_UID = 1000
 FILE_OP_TIMEOUT_S = 600.0
 NAMESPACES = ["--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
               "--unshare-cgroup-try"]  # fmt: skip  (--unshare-all would add a user namespace)
-# The agent's commands: root keeps these just long enough for setpriv to drop to uid 1000.
-TO_AGENT = ["/usr/bin/setpriv", f"--reuid={AGENT_UID}", f"--regid={AGENT_UID}", "--clear-groups",
-            "--inh-caps=-all", "--bounding-set=-all", "--"]  # fmt: skip
-TO_AGENT_CAPS = ["SETUID", "SETGID", "SETPCAP"]
+# The folders bound read-write, by their path inside and their name in the sandbox's folder.
+WRITABLE = {AGENT_HOME: "home", "/tmp": "tmp", "/var/tmp": "var-tmp", GRADER_DIR: "grader"}
 # The host's own file operations (tar, cat as root) read and write whatever the agent left.
 FILE_CAPS = ["CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER"]
 READ_ONLY_HINT = (
@@ -125,12 +131,20 @@ class BwrapSandbox:
         self.id = f"{os.getpid()}-{uuid.uuid4().hex[:10]}"
         self.dir = Path(state_dir or STATE_DIR) / f"{PREFIX}{self.id}"
         self._closed = False
+        self._pristine = True  # nothing has run inside yet (see put_dir)
         self._runner = ProcessRunner()
         self.cgroups: SandboxCgroups | None = None
+        self._holder: NamespaceHolder | None = None
         try:
             self._make_folders()
             self.cgroups = SandboxCgroups.create(
                 self.id, memory_mb=config.memory_mb, pids=config.pids, cpus=config.cpus
+            )
+            init_group = self.cgroups.init_group() if self.cgroups is not None else None
+            self._holder = NamespaceHolder(
+                self._bwrap_argv(),
+                prelude=limits_prelude(init_group, math.inf, config.cpus),
+                log_path=self.dir / "bwrap.log",
             )
         except BaseException:
             self.close()
@@ -155,33 +169,38 @@ class BwrapSandbox:
 
     def _mounts(self) -> list[str]:
         shm_bytes = str(self.config.memory_mb * 1024 * 1024)
+        binds = [arg for inside, name in WRITABLE.items()
+                 for arg in ("--bind", str(self.dir / name), inside)]  # fmt: skip
         return [
             "--ro-bind", str(self.rootfs), "/",
-            "--bind", str(self.dir / "home"), AGENT_HOME,
-            "--bind", str(self.dir / "tmp"), "/tmp",
-            "--bind", str(self.dir / "var-tmp"), "/var/tmp",
-            "--bind", str(self.dir / "grader"), GRADER_DIR,
+            *binds,
             "--proc", "/proc",
             "--dev", "/dev",
             "--perms", "1777", "--size", shm_bytes, "--tmpfs", "/dev/shm",
         ]  # fmt: skip
 
-    def _argv(
-        self, cmd: list[str], *, owner: str, cwd: str, env: dict[str, str], caps: list[str]
-    ) -> list[str]:
-        argv = [self._bwrap, *self._mounts(), *NAMESPACES, "--die-with-parent", "--new-session",
-                "--hostname", "sandbox", "--clearenv", "--chdir", cwd,
+    def _bwrap_argv(self) -> list[str]:
+        """The long-lived bwrap run that makes the sandbox (its command is added later)."""
+        return [self._bwrap, *self._mounts(), *NAMESPACES, "--new-session",
+                "--hostname", "sandbox", "--clearenv", "--chdir", AGENT_HOME,
                 "--cap-drop", "ALL"]  # fmt: skip
-        drop: list[str] = []
-        if owner == AGENT_USER:
-            caps, drop = TO_AGENT_CAPS, TO_AGENT
-        for cap in caps:
-            argv += ["--cap-add", f"CAP_{cap}"]
-        # The environment is set by `env` once the identity is final, so nothing in it (say
-        # LD_PRELOAD) reaches setpriv while it still holds capabilities. A missing command
-        # exits 127, as in a shell.
+
+    def _argv(
+        self, cmd: list[str], *, owner: str, cwd: str, env: dict[str, str],
+        callers_env: bool, caps: list[str],
+    ) -> tuple[list[str], dict[str, str]]:  # fmt: skip
+        """The command line that runs `cmd` inside, and the environment to start it with.
+
+        The command enters the sandbox (nsenter), takes its final identity (see _identity),
+        and then runs: straight away when it runs in the agent's home with rdbench's own
+        environment, else through `env -i -C cwd` (a caller's variables are then set only
+        once the identity is final). A missing command exits 127, as in a shell."""
+        assert self._holder is not None
+        enter = [*self._holder.enter_argv(), *_identity(owner, caps)]
+        if cwd == AGENT_HOME and not callers_env:
+            return [*enter, *cmd], env
         assignments = [f"{key}={value}" for key, value in env.items()]
-        return [*argv, "--", *drop, "/usr/bin/env", "-i", *assignments, *cmd]
+        return [*enter, "/usr/bin/env", "-i", "-C", cwd, *assignments, *cmd], {}
 
     def _command_env(self, user: str, env: dict[str, str] | None) -> dict[str, str]:
         return {**self._env, **BASE_ENV, "HOSTNAME": "sandbox", **user_env(user), **(env or {})}
@@ -202,11 +221,12 @@ class BwrapSandbox:
         user = user or AGENT_USER
         owner = _checked_owner(user)
         caps = GRADING_CAPS if owner == "root" and self.config.grading else []
-        argv = self._argv(cmd, owner=owner, cwd=cwd or AGENT_HOME,
-                          env=self._command_env(user, env), caps=caps)  # fmt: skip
         limit = timeout if timeout is not None else self.config.exec_timeout_s
-        run, oom_kills = self._run(argv, input=input, timeout=limit,
-                                   output_limit=self.config.output_limit)  # fmt: skip
+        run, oom_kills = self._run(
+            cmd, owner=owner, cwd=posixpath.normpath(cwd or AGENT_HOME),
+            env=self._command_env(user, env), callers_env=bool(env), caps=caps,
+            input=input, timeout=limit, output_limit=self.config.output_limit,
+        )  # fmt: skip
         stderr = run.stderr.decode("utf-8", "replace")
         if oom_kills:
             stderr += (f"\n[rdbench: killed: out of memory (limit {self.config.memory_mb} MB)]"
@@ -222,21 +242,30 @@ class BwrapSandbox:
         )
 
     def _run(
-        self, argv: list[str], *, input: bytes | None, timeout: float, output_limit: int | None
-    ) -> tuple[Run, int]:
-        """One bwrap run in a fresh cgroup leaf; what it did and its out-of-memory kills."""
+        self, cmd: list[str], *, owner: str, cwd: str, env: dict[str, str], callers_env: bool,
+        caps: list[str], input: bytes | None, timeout: float, output_limit: int | None,
+    ) -> tuple[Run, int]:  # fmt: skip
+        """Run `cmd` inside, in an empty cgroup leaf; what it did and its out-of-memory kills."""
         if self._closed:
             raise SandboxUnavailable(f"The bwrap sandbox {self.id} is closed")
+        self._pristine = False
+        argv, start_env = self._argv(cmd, owner=owner, cwd=cwd, env=env,
+                                     callers_env=callers_env, caps=caps)  # fmt: skip
         leaf = self.cgroups.exec_group() if self.cgroups is not None else None
+        oom_kills = leaf.new_oom_kills() if leaf is not None else 0  # sets the baseline
         try:
-            run = self._runner.run(argv, input=input, timeout=timeout, output_limit=output_limit,
-                                   cpus=self.config.cpus, leaf=leaf)  # fmt: skip
+            run = self._runner.run(
+                [*limits_prelude(leaf, timeout, self.config.cpus), *argv], env=start_env,
+                input=input, timeout=timeout, output_limit=output_limit, leaf=leaf,
+            )  # fmt: skip
         except OSError as error:
-            raise SandboxUnavailable(f"Could not run bwrap ({self._bwrap}): {error}") from error
+            raise SandboxUnavailable(f"Could not run nsenter: {error}") from error
         finally:
-            oom_kills = leaf.oom_kills() if leaf is not None else 0
             if leaf is not None and self.cgroups is not None:
+                oom_kills = leaf.new_oom_kills()
                 self.cgroups.release(leaf)
+        if run.returncode != 0 and self._holder is not None and not self._holder.alive():
+            raise SandboxUnavailable(f"The bwrap sandbox {self.id} has ended (see its log)")
         return run, oom_kills
 
     def _as_root(
@@ -245,9 +274,11 @@ class BwrapSandbox:
     ) -> Run:  # fmt: skip
         """Run one of the backend's own shell scripts as root, able to read and write every
         file (the host's privileged channel, like docker's archive API)."""
-        argv = self._argv(["/bin/sh", "-c", script, "sh", *args], owner="root", cwd="/",
-                          env=self._command_env("root", None), caps=FILE_CAPS)  # fmt: skip
-        run, _ = self._run(argv, input=input, timeout=FILE_OP_TIMEOUT_S, output_limit=output_limit)
+        run, _ = self._run(
+            ["/bin/sh", "-c", script, "sh", *args], owner="root", cwd="/",
+            env=self._command_env("root", None), callers_env=False, caps=FILE_CAPS,
+            input=input, timeout=FILE_OP_TIMEOUT_S, output_limit=output_limit,
+        )  # fmt: skip
         if run.timed_out:
             raise SandboxError(f"{what} took longer than {FILE_OP_TIMEOUT_S:.0f} s and was killed")
         return run
@@ -289,12 +320,30 @@ class BwrapSandbox:
     def put_dir(self, local_dir: str, path: str, *, owner: str = AGENT_USER) -> None:
         """Copy the contents of host folder `local_dir` into `path` inside, owned by `owner`."""
         archive = folder_tar(local_dir, owner=owner, private=owner == "root")
+        host_folder = self._pristine_host_folder(sandbox_path(path))
+        if host_folder is not None:
+            _extract_trusted(archive, host_folder)
+            return
         run = self._as_root(f"Copying into {path}", UNTAR_SCRIPT, sandbox_path(path),
                             input=archive)  # fmt: skip
         if run.returncode == 3:
             raise SandboxFileNotFound(f"No such folder in the sandbox: {path}")
         if run.returncode != 0:
             raise self._fail(f"Copying into {path}", run)
+
+    def _pristine_host_folder(self, path: str) -> Path | None:
+        """The host folder behind `path` inside, while nothing has run in the sandbox yet
+        (its folders then hold only what rdbench put there, so the host may write into them
+        directly, which is much faster than a command). None when that is not the case."""
+        if not self._pristine:
+            return None
+        for inside, name in WRITABLE.items():
+            if path == inside or path.startswith(inside + "/"):
+                host = self.dir / name / posixpath.relpath(path, inside)
+                if not host.is_dir() or host.is_symlink():
+                    raise SandboxFileNotFound(f"No such folder in the sandbox: {path}")
+                return host
+        return None
 
     def get_dir(self, path: str) -> bytes:
         """A gzip tar of the folder `path` inside, names relative to it."""
@@ -311,6 +360,8 @@ class BwrapSandbox:
             return
         self._closed = True
         self._runner.kill_all()
+        if self._holder is not None:
+            self._holder.stop()
         if self.cgroups is not None:
             self.cgroups.remove()
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -321,6 +372,27 @@ class BwrapSandbox:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _identity(owner: str, caps: list[str]) -> list[str]:
+    """What follows `nsenter ... -w` to give the command its identity.
+
+    The agent: nsenter itself switches to uid/gid 1000 with no supplementary groups, which
+    leaves no capabilities (no_new_privs is inherited from the launcher thread, and every
+    mount is nosuid, so none can be regained). Root: setpriv keeps only `caps` (names
+    without CAP_), in the bounding set too."""
+    if owner == AGENT_USER:
+        return ["-S", str(AGENT_UID), "-G", str(AGENT_UID), "--"]
+    kept = "".join(f",+{cap.lower()}" for cap in caps)
+    return ["--", "/usr/bin/setpriv", "--clear-groups", f"--inh-caps=-all{kept}",
+            f"--bounding-set=-all{kept}", "--"]  # fmt: skip
+
+
+def _extract_trusted(archive: bytes, folder: Path) -> None:
+    """Unpack a tar rdbench made from a host folder into `folder`, owners and modes as in
+    the archive. Fully trusted: both the archive and the folder are rdbench's own."""
+    with tarfile.open(fileobj=io.BytesIO(archive), mode="r:") as tar:
+        tar.extractall(folder, numeric_owner=True, filter="fully_trusted")
 
 
 def _checked_owner(user: str) -> str:

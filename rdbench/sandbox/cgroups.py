@@ -2,9 +2,11 @@
 
 For each of the memory, pids and cpu controllers a sandbox gets
 `/sys/fs/cgroup/<controller>/rdbench/<sandbox id>/`, which holds its limits (memory and
-memory+swap, number of processes, CPU quota). Each command runs in a leaf `exec-<n>` below it,
-so the limits are shared by everything the sandbox runs, while a timeout kills exactly one
-command's processes and an out-of-memory kill is counted where it happened.
+memory+swap, number of processes, CPU quota). The process that holds the sandbox's namespaces
+lives in the leaf `init`, and each command in a leaf `exec-<n>`, so the limits are shared by
+everything the sandbox runs, while a timeout kills exactly one command's processes and an
+out-of-memory kill is counted where it happened. A leaf is reused by a later command once the
+processes of its last one are all gone (making and removing groups costs more than a command).
 
 Making groups needs root and cgroup v1 controllers mounted at /sys/fs/cgroup (not the unified
 v2 hierarchy); without them `SandboxCgroups.create` logs a warning and returns None, and the
@@ -18,6 +20,7 @@ import errno
 import itertools
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -39,17 +42,12 @@ class ExecCgroup:
     def __init__(self, dirs: dict[str, Path]):
         self.dirs = dirs
         self._procs_files = [os.fsencode(path / "cgroup.procs") for path in dirs.values()]
+        self._oom_kills_seen = 0
 
-    def join(self) -> None:
-        """Move the calling process into the groups. Safe between fork and exec (a
-        subprocess preexec_fn): no locks, no allocation beyond a few bytes."""
-        pid = str(os.getpid()).encode()
-        for path in self._procs_files:
-            fd = os.open(path, os.O_WRONLY)
-            try:
-                os.write(fd, pid)
-            finally:
-                os.close(fd)
+    @property
+    def procs_files(self) -> list[str]:
+        """The `cgroup.procs` file of each group: a process writing its pid there joins."""
+        return [os.fsdecode(path) for path in self._procs_files]
 
     def pids(self) -> set[int]:
         """The processes in the groups now."""
@@ -75,8 +73,17 @@ class ExecCgroup:
                 return False
             time.sleep(0.01)
 
-    def oom_kills(self) -> int:
-        """How many processes the kernel killed in this group for want of memory."""
+    def is_empty(self) -> bool:
+        """True when no process is left in the groups."""
+        return not self.pids()
+
+    def new_oom_kills(self) -> int:
+        """How many processes the kernel killed in this group for want of memory since the
+        last call."""
+        seen, self._oom_kills_seen = self._oom_kills_seen, self._oom_kills()
+        return self._oom_kills_seen - seen
+
+    def _oom_kills(self) -> int:
         path = self.dirs.get("memory")
         if path is None:
             return 0
@@ -104,7 +111,8 @@ class SandboxCgroups:
         self.memory_mb = memory_mb
         self.dirs = {controller: root / controller / PARENT / name for controller in CONTROLLERS}
         self._counter = itertools.count(1)
-        self._leaves: list[ExecCgroup] = []
+        self._lock = threading.Lock()
+        self._idle: list[ExecCgroup] = []  # leaves whose command is over
         try:
             for path in self.dirs.values():
                 path.mkdir(parents=True)
@@ -136,26 +144,36 @@ class SandboxCgroups:
                     consequence="no memory, process or CPU limits")  # fmt: skip
         return None
 
+    def init_group(self) -> ExecCgroup:
+        """The leaf of the process that holds the sandbox's namespaces."""
+        return self._make_leaf("init")
+
     def exec_group(self) -> ExecCgroup:
-        """A new leaf for one command."""
-        name = f"exec-{next(self._counter)}"
+        """An empty leaf for one command: an idle one whose processes are all gone, or a new
+        one. Give it back with `release` when the command is over."""
+        with self._lock:
+            for leaf in self._idle:
+                if leaf.is_empty():
+                    self._idle.remove(leaf)
+                    return leaf
+        return self._make_leaf(f"exec-{next(self._counter)}")
+
+    def release(self, leaf: ExecCgroup) -> None:
+        """Take back a command's leaf; a later command reuses it once it is empty (a
+        background process the command left keeps it busy)."""
+        with self._lock:
+            self._idle.append(leaf)
+
+    def _make_leaf(self, name: str) -> ExecCgroup:
         dirs = {controller: path / name for controller, path in self.dirs.items()}
         for path in dirs.values():
             path.mkdir()
-        leaf = ExecCgroup(dirs)
-        self._leaves.append(leaf)
-        return leaf
-
-    def release(self, leaf: ExecCgroup) -> None:
-        """Remove a command's leaf once it is over."""
-        leaf.remove()
-        with contextlib.suppress(ValueError):
-            self._leaves.remove(leaf)
+        return ExecCgroup(dirs)
 
     def remove(self) -> None:
         """Kill every process of the sandbox and remove its groups."""
-        for leaf in list(self._leaves):
-            self.release(leaf)
+        with self._lock:
+            self._idle.clear()
         for controller, path in self.dirs.items():
             if path.is_dir():
                 for child in path.iterdir():  # leaves whose command was never released
