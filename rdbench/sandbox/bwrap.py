@@ -252,7 +252,7 @@ class BwrapSandbox:
         argv, start_env = self._argv(cmd, owner=owner, cwd=cwd, env=env,
                                      callers_env=callers_env, caps=caps)  # fmt: skip
         leaf = self.cgroups.exec_group() if self.cgroups is not None else None
-        oom_kills = leaf.new_oom_kills() if leaf is not None else 0  # sets the baseline
+        oom_kills = 0
         try:
             run = self._runner.run(
                 [*limits_prelude(leaf, timeout, self.config.cpus), *argv], env=start_env,

@@ -74,8 +74,13 @@ class ExecCgroup:
             time.sleep(0.01)
 
     def is_empty(self) -> bool:
-        """True when no process is left in the groups."""
-        return not self.pids()
+        """True when no process is left in the groups (each holds the same processes: every
+        process joins all of them at once)."""
+        try:
+            with open(self._procs_files[0], "rb") as procs:
+                return not procs.read(1)
+        except OSError:
+            return True
 
     def new_oom_kills(self) -> int:
         """How many processes the kernel killed in this group for want of memory since the
@@ -150,11 +155,13 @@ class SandboxCgroups:
 
     def exec_group(self) -> ExecCgroup:
         """An empty leaf for one command: an idle one whose processes are all gone, or a new
-        one. Give it back with `release` when the command is over."""
+        one; its `new_oom_kills()` counts from now. Give it back with `release` when the
+        command is over."""
         with self._lock:
             for leaf in self._idle:
                 if leaf.is_empty():
                     self._idle.remove(leaf)
+                    leaf.new_oom_kills()  # from here on, they are the next command's
                     return leaf
         return self._make_leaf(f"exec-{next(self._counter)}")
 
