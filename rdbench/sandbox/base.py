@@ -122,6 +122,17 @@ class Sandbox(Protocol):
         ...
 
 
+def require_command(cmd: list[str]) -> None:
+    """Refuse an empty command list (every backend's exec starts with this)."""
+    if not cmd:
+        raise ValueError("Expected a non-empty command list, got []")
+
+
+def out_of_memory_note(memory_mb: int) -> str:
+    """What every backend appends to the stderr of a command killed for want of memory."""
+    return f"\n[rdbench: killed: out of memory (limit {memory_mb} MB)]\n"
+
+
 def owner_of(user: str) -> str:
     """The file owner a command's `user` stands for: "root" for root (or uid 0), else the
     agent."""

@@ -49,7 +49,9 @@ from rdbench.sandbox.base import (
     SandboxFileNotFound,
     SandboxOutputLimit,
     SandboxUnavailable,
+    out_of_memory_note,
     owner_of,
+    require_command,
     sandbox_backend,
     sandbox_path,
     user_env,
@@ -100,6 +102,8 @@ def bwrap_problem() -> str | None:
             "bubblewrap (bwrap) is not installed; install it with `apt-get install bubblewrap`, "
             "or run with --sandbox docker"
         )
+    if shutil.which("nsenter") is None:
+        return "nsenter is not installed; install it with `apt-get install util-linux`"
     if os.geteuid() != 0:
         return (
             "The bwrap backend needs root: it runs commands as root or as the agent user "
@@ -216,8 +220,7 @@ class BwrapSandbox:
         timeout: float | None = None,
     ) -> ExecResult:
         """Run `cmd` inside; on timeout kill it and everything it started."""
-        if not cmd:
-            raise ValueError("Expected a non-empty command list, got []")
+        require_command(cmd)
         user = user or AGENT_USER
         owner = _checked_owner(user)
         caps = GRADING_CAPS if owner == "root" and self.config.grading else []
@@ -229,8 +232,7 @@ class BwrapSandbox:
         )  # fmt: skip
         stderr = run.stderr.decode("utf-8", "replace")
         if oom_kills:
-            stderr += (f"\n[rdbench: killed: out of memory (limit {self.config.memory_mb} MB)]"
-                       "\n")  # fmt: skip
+            stderr += out_of_memory_note(self.config.memory_mb)
         if run.timed_out:
             log.warning("sandbox.exec_timeout", cmd=cmd[:3], timeout=limit)
         return ExecResult(

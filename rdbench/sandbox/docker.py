@@ -33,7 +33,9 @@ from rdbench.sandbox.base import (
     SandboxFileNotFound,
     SandboxOutputLimit,
     SandboxUnavailable,
+    out_of_memory_note,
     owner_of,
+    require_command,
     sandbox_backend,
     sandbox_path,
     user_env,
@@ -126,8 +128,7 @@ class DockerSandbox:
         timeout: float | None = None,
     ) -> ExecResult:
         """Run `cmd` inside; on timeout kill it and everything it started."""
-        if not cmd:
-            raise ValueError("Expected a non-empty command list, got []")
+        require_command(cmd)
         user = user or AGENT_USER
         marker = uuid.uuid4().hex
         if input is not None:
@@ -156,7 +157,7 @@ class DockerSandbox:
         returncode = api.exec_inspect(exec_id).get("ExitCode")
         stderr = bytes(reader.stderr).decode("utf-8", "replace")
         if returncode == 137 and not timed_out and self._new_oom_kills():
-            stderr += f"\n[rdbench: killed: out of memory (limit {self.config.memory_mb} MB)]\n"
+            stderr += out_of_memory_note(self.config.memory_mb)
         return ExecResult(
             returncode=-9 if returncode is None else int(returncode),
             stdout=bytes(reader.stdout).decode("utf-8", "replace"),
