@@ -262,3 +262,19 @@ def test_export_is_cached_and_complete(
     folders = sorted(path.name for path in root.parent.parent.iterdir())
     assert folders == [".lock", root.parent.name]  # no half-made exports left behind
     assert ensure_rootfs(base, client=None) == root  # cached: Docker is not asked again
+
+
+@pytest.mark.bwrap
+def test_a_command_after_the_sandbox_died_fails_and_runs_nowhere(bwrap_rootfs: str) -> None:
+    box = BwrapSandbox(CONFIG)
+    try:
+        assert box.exec(["true"]).ok
+        assert box._holder is not None
+        box._holder._proc.kill()  # bwrap, and with it the sandbox's init
+        box._holder._proc.wait()
+        marker = f"/tmp/rdbench-ran-{random.randint(0, 10**9)}"
+        with pytest.raises(SandboxUnavailable, match="has ended"):
+            box.exec(["touch", marker])
+        assert not os.path.exists(marker)  # not on the host either
+    finally:
+        box.close()

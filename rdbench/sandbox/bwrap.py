@@ -258,6 +258,7 @@ class BwrapSandbox:
         try:
             run = self._runner.run(
                 [*limits_prelude(leaf, timeout, self.config.cpus), *argv], env=start_env,
+                pass_fds=self._holder.fds if self._holder is not None else None,
                 input=input, timeout=timeout, output_limit=output_limit, leaf=leaf,
             )  # fmt: skip
         except OSError as error:

@@ -30,6 +30,9 @@ READY = b"ready\n"
 START_TIMEOUT_S = 60.0
 # What runs inside: say that the sandbox is set up, then wait to be killed.
 HOLD = ["/bin/sh", "-c", "echo ready && exec sleep infinity"]
+# bwrap's name for each namespace (in its info and under /proc/<pid>/ns) -> nsenter's option.
+NAMESPACE_OPTIONS = {"mnt": "--mount", "pid": "--pid", "net": "--net", "ipc": "--ipc",
+                     "uts": "--uts", "cgroup": "--cgroup"}  # fmt: skip
 
 
 class NamespaceHolder:
@@ -40,8 +43,7 @@ class NamespaceHolder:
         `prelude` (cgroups and rlimits). It returns at once; `pid` waits until it is ready."""
         self._nsenter = shutil.which("nsenter") or "/usr/bin/nsenter"
         self._log_path = log_path
-        self._pid: int | None = None
-        self._namespaces: list[str] = []
+        self._fds: dict[str, int] | None = None  # nsenter option -> open descriptor
         info_read, info_write = os.pipe()
         argv = [*prelude, *bwrap_argv, "--die-with-parent", "--info-fd", str(info_write),
                 "--", *HOLD]  # fmt: skip
@@ -64,20 +66,27 @@ class NamespaceHolder:
         self._info_read: int | None = info_read
 
     @property
-    def pid(self) -> int:
-        """The host pid of the sandbox's init, once the sandbox is set up (waits for it)."""
-        if self._pid is None:
-            self._pid = self._wait_ready()
-        return self._pid
+    def fds(self) -> list[int]:
+        """The descriptors `enter_argv()` names, to pass on to nsenter."""
+        return list(self._opened().values())
 
     def enter_argv(self) -> list[str]:
         """nsenter into every namespace of the sandbox, its root and its working folder (the
-        agent's home); more nsenter options (then "--") and the command follow."""
-        pid = self.pid
-        return [self._nsenter, "-t", str(pid), *self._namespaces, "-r", "-w"]
+        agent's home), through descriptors held open since the sandbox started (so a pid that
+        the kernel reused can never lead elsewhere); pass `fds` with it. More nsenter options
+        (then "--") and the command follow."""
+        options = self._opened().items()
+        return [self._nsenter, *(f"{option}=/proc/self/fd/{fd}" for option, fd in options)]
 
-    def _wait_ready(self) -> int:
-        """Read bwrap's info (the init's pid) and the holder's "ready" line."""
+    def _opened(self) -> dict[str, int]:
+        """nsenter option -> open descriptor; waits until the sandbox is set up."""
+        if self._fds is None:
+            self._fds = self._wait_ready()
+        return self._fds
+
+    def _wait_ready(self) -> dict[str, int]:
+        """Read bwrap's info and the holder's "ready" line; open the init's namespaces, root
+        and working folder, and check they are the sandbox's."""
         assert self._proc.stdout is not None and self._info_read is not None
         deadline = time.monotonic() + START_TIMEOUT_S
         info = _read_to_end(self._info_read, deadline)
@@ -87,10 +96,23 @@ class NamespaceHolder:
             self.stop()
             raise SandboxUnavailable(f"bwrap could not start the sandbox: {self._log_tail()}")
         details = json.loads(info)
-        flags = {"mnt": "-m", "pid": "-p", "net": "-n", "ipc": "-i", "uts": "-u", "cgroup": "-C"}
-        self._namespaces = [flag for name, flag in flags.items()
-                            if f"{name}-namespace" in details]  # fmt: skip
-        return int(details["child-pid"])
+        pid = int(details["child-pid"])
+        fds: dict[str, int] = {}
+        try:
+            for name, option in NAMESPACE_OPTIONS.items():
+                if f"{name}-namespace" in details:
+                    fds[option] = os.open(f"/proc/{pid}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC)
+                    if os.fstat(fds[option]).st_ino != details[f"{name}-namespace"]:
+                        raise SandboxUnavailable(f"The sandbox's init (pid {pid}) is gone")
+            for option, link in (("--root", "root"), ("--wd", "cwd")):
+                fds[option] = os.open(f"/proc/{pid}/{link}",
+                                      os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)  # fmt: skip
+        except (OSError, SandboxUnavailable) as error:
+            for fd in fds.values():
+                os.close(fd)
+            self.stop()
+            raise SandboxUnavailable(f"The bwrap sandbox ended as it started: {error}") from error
+        return fds
 
     def _log_tail(self) -> str:
         with contextlib.suppress(OSError):
@@ -111,6 +133,9 @@ class NamespaceHolder:
     def stop(self) -> None:
         """Kill bwrap (everything inside dies with it) and reap it. Safe to repeat."""
         self._close_reading_ends()
+        for fd in (self._fds or {}).values():
+            os.close(fd)
+        self._fds = {}
         with contextlib.suppress(ProcessLookupError):
             self._proc.kill()
         self._proc.wait()

@@ -85,10 +85,12 @@ class ProcessRunner:
         output_limit: int | None,
         leaf: ExecCgroup | None,
         env: dict[str, str] | None = None,
+        pass_fds: list[int] | None = None,
     ) -> Run:
-        """Run `argv` in its own session, keeping at most `output_limit` bytes of each stream
-        (all with None); past `timeout` seconds kill it with everything it started, including
-        what is left in its cgroup `leaf`. OSError when it cannot be started."""
+        """Run `argv` in its own session (with `env` and the descriptors `pass_fds`), keeping
+        at most `output_limit` bytes of each stream (all with None); past `timeout` seconds
+        kill it with everything it started, including what is left in its cgroup `leaf`.
+        OSError when it cannot be started."""
         proc = launch(
             argv,
             stdin=subprocess.DEVNULL if input is None else subprocess.PIPE,
@@ -96,6 +98,7 @@ class ProcessRunner:
             stderr=subprocess.PIPE,
             start_new_session=True,
             env={} if env is None else env,
+            pass_fds=pass_fds or (),
         )
         with self._lock:
             self._running.add(proc)
