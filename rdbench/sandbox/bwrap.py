@@ -114,7 +114,8 @@ def bwrap_problem() -> str | None:
 
 @sandbox_backend("bwrap")
 class BwrapSandbox:
-    """A sandbox made of bubblewrap runs over per-sandbox folders; ready on construction."""
+    """A sandbox: one long-lived bwrap run over per-sandbox folders, which every command
+    enters. Usable on construction (the first command waits until bwrap has set it up)."""
 
     backend = "bwrap"  # the registered name, recorded with results
 
