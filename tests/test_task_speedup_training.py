@@ -2,10 +2,11 @@
 real grading sandbox, as every episode is graded) scores the start about 0, the reference
 about 1, and every way of cheating we could think of 0 or invalid.
 
-The score is a ratio of CPU times measured in the same grading run, so the anchors are checked
-the way the brief for timing tasks asks: the untouched workspace normalizes below 0.2 and the
-reference to at least 0.9 (task.toml's reference is the lower quartile of repeated gradings
-on a loaded machine, see the comment there).
+The score is a ratio of CPU times measured in the same grading run (the original's, and the
+median of several runs of train.py interleaved with it), so the anchors are checked the way the
+brief for timing tasks asks: the untouched workspace normalizes below 0.2 and the reference to
+at least 0.9 (task.toml's reference is the lower quartile of repeated gradings, idle and
+loaded, see the comment there).
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from typing import Any
 import pytest
 from helpers import WorkspaceGrader
 
-from rdbench.grading import normalize
 from rdbench.task import Scoring
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,6 +50,11 @@ def test_grader_checks_with_the_same_code_as_the_workspace_check() -> None:
     assert grader_copy == (TASK / "workspace" / "check_tolerance.py").read_bytes()
 
 
+def test_grader_checks_later_runs_against_the_reference_solution() -> None:
+    trusted = (TASK / "grader" / "trusted_train.py").read_bytes()
+    assert trusted == (TASK / "solution" / "train.py").read_bytes()
+
+
 def test_solution_trains_the_same_configuration_as_the_original() -> None:
     constants = ["N_TRAIN", "N_FEATURES", "HIDDEN", "TEACHER_HIDDEN", "NOISE", "EPOCHS", "BATCH",
                  "LR_MAX", "LR_MIN", "MOMENTUM", "WEIGHT_DECAY"]
@@ -67,10 +72,6 @@ def grade(sandbox_image: str, tmp_path_factory: pytest.TempPathFactory) -> Grade
     return WorkspaceGrader(TASK, tmp_path_factory.mktemp("workspaces"))
 
 
-def _normalized(verdict: Verdict, scoring: Scoring) -> float:
-    return normalize(verdict["raw_score"], scoring) if verdict["valid"] else 0.0
-
-
 def _with_prelude(script: str, prelude: str) -> str:
     """`script` with `prelude` run first (right after its `from __future__` import)."""
     future = "from __future__ import annotations\n"
@@ -84,23 +85,23 @@ def test_untouched_workspace_scores_about_zero(grade: Grade, scoring: Scoring) -
     verdict = grade()
     assert verdict["valid"], verdict["message"]
     assert verdict["details"]["distance"] == 0.0  # the same code trains the same model
-    assert _normalized(verdict, scoring) < NULL_CEILING, verdict["details"]
+    assert verdict["normalized_score"] < NULL_CEILING, verdict["details"]
     assert abs(verdict["raw_score"] - scoring.start) < NULL_CEILING * scoring.reference
 
 
 @pytest.mark.slow
 @pytest.mark.docker
-def test_reference_solution_reaches_the_reference(grade: Grade, scoring: Scoring) -> None:
+def test_reference_solution_reaches_the_reference(grade: Grade) -> None:
     verdict = grade(solution=True)
     assert verdict["valid"], verdict["message"]
     assert verdict["details"]["distance"] < 1e-5
-    assert _normalized(verdict, scoring) >= ORACLE_FLOOR, verdict["details"]
+    assert verdict["normalized_score"] >= ORACLE_FLOOR, verdict["details"]
     assert verdict["details"]["original_cpu_s"] / verdict["details"]["agent_cpu_s"] >= 4
 
 
 @pytest.mark.slow
 @pytest.mark.docker
-def test_validation_trains_on_another_seed_than_test(grade: Grade, scoring: Scoring) -> None:
+def test_validation_trains_on_another_seed_than_test(grade: Grade) -> None:
     validation, test = grade(split="validation", solution=True), grade(solution=True)
     assert validation["valid"] and test["valid"], validation["message"]
     assert validation["details"]["seed"] != test["details"]["seed"]
@@ -110,7 +111,8 @@ def test_validation_trains_on_another_seed_than_test(grade: Grade, scoring: Scor
 
 # Cheat 1: patching time. The grader counts CPU time from outside (the kernel's accounting of
 # every process of the run), so patched time functions change nothing; Python start-up hooks
-# in the workspace or in ~/.local cannot reach the original's run (`python -I`, another HOME).
+# in the workspace or in ~/.local never run: no run starts Python, every run is forked from the
+# grader's runner, which was started with `python -I`.
 TIME_PATCH = """\
 import time
 for name in ("time", "perf_counter", "monotonic", "process_time"):
@@ -129,9 +131,7 @@ if not os.getcwd().startswith("/home/agent"):  # the grader's original runs else
 
 @pytest.mark.slow
 @pytest.mark.docker
-def test_patching_time_and_python_startup_changes_nothing(
-    grade: Grade, scoring: Scoring
-) -> None:
+def test_patching_time_and_python_startup_changes_nothing(grade: Grade) -> None:
     user_site = ".local/lib/python3.11/site-packages"
     verdict = grade(
         files={
@@ -142,7 +142,7 @@ def test_patching_time_and_python_startup_changes_nothing(
         }
     )
     assert verdict["valid"], verdict["message"]
-    assert _normalized(verdict, scoring) < NULL_CEILING, verdict["details"]
+    assert verdict["normalized_score"] < NULL_CEILING, verdict["details"]
     untouched = grade()["details"]["original_cpu_s"]
     assert verdict["details"]["original_cpu_s"] < untouched + 5  # the 10 s hook never ran
 
@@ -265,19 +265,20 @@ subprocess.Popen(
 @pytest.mark.slow
 @pytest.mark.docker
 def test_lingering_burner_neither_inflates_the_score_nor_touches_the_model(
-    grade: Grade, scoring: Scoring
+    grade: Grade,
 ) -> None:
     verdict = grade(files={"train.py": _with_prelude(START_SCRIPT, LINGERING)})
     assert verdict["valid"], verdict["message"]
     assert verdict["details"]["distance"] == 0.0  # the model read is train.py's own
-    assert _normalized(verdict, scoring) < NULL_CEILING, verdict["details"]
+    assert verdict["normalized_score"] < NULL_CEILING, verdict["details"]
 
 
 # The agent's code runs as the unprivileged user: the grader's files (its seeds, its copy of
-# the original) are out of reach, the original's model is gone before the agent's code runs,
-# and the attempt leaves nothing to score.
+# the original) and the original's run (root's, in a root-only folder) are out of reach, no
+# command line in /proc shows a seed (every run is forked from the grader's runner, so each
+# shows the runner's), and the attempt leaves nothing to score.
 READ_GRADER = """\
-import glob, sys
+import glob, os, sys
 for path in ("/grader/score.py", "/grader/original/train.py"):
     try:
         open(path).read()
@@ -287,13 +288,20 @@ for path in ("/grader/score.py", "/grader/original/train.py"):
         print(f"read {path}", file=sys.stderr)
 found = glob.glob("/tmp/**/*.pt", recursive=True)
 for scratch in glob.glob("/tmp/speedup-training-grade-*"):  # listable: /tmp is; enter it blind
-    for name in ("original-out/model.pt", "original/model.pt"):
+    for name in ("original/model.pt", "original/train.py"):
         try:
             open(f"{scratch}/{name}", "rb").read()
             found.append(name)
         except OSError as error:
             print(f"{type(error).__name__}: {name}", file=sys.stderr)
 print(f"original models found: {len(found)}", file=sys.stderr)
+seeds = 0
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        seeds += b"--seed" in open(f"/proc/{pid}/cmdline", "rb").read()
+    except OSError:
+        pass
+print(f"command lines with a seed: {seeds}", file=sys.stderr)
 sys.exit(1)
 """
 
@@ -306,10 +314,49 @@ def test_agent_code_cannot_read_the_grader_or_the_originals_model(grade: Grade) 
     assert "PermissionError: /grader/score.py" in verdict["message"]
     assert "PermissionError: /grader/original/train.py" in verdict["message"]
     assert "read /grader" not in verdict["message"]
-    assert "FileNotFoundError: original-out/model.pt" in verdict["message"]
+    assert "PermissionError: original/model.pt" in verdict["message"]
+    assert "PermissionError: original/train.py" in verdict["message"]
     assert "original models found: 0" in verdict["message"]
+    assert "command lines with a seed: 0" in verdict["message"]
+
+
+# Cheat 6: reuse work between runs. train.py (the reference) copies a model an earlier run left
+# in a cache (in the temporary folders or the workspace) instead of training. Before every run
+# after the first the grader deletes what the agent user owns in the temporary folders and
+# what changed in the workspace, so every run trains (and a cached model would be for another
+# seed anyway: each run gets its own).
+CACHES = (
+    "/tmp/cache.pt", "/var/tmp/cache.pt", "/dev/shm/cache.pt", "/run/lock/cache.pt",
+    "/home/agent/.cache/model.pt", "/home/agent/model-cache.pt",
+)
+USE_A_CACHE = f"""\
+import os, shutil, sys
+_out = sys.argv[sys.argv.index("--out") + 1]
+for _path in {CACHES!r}:
+    if os.path.exists(_path):
+        shutil.copyfile(_path, _out)
+        raise SystemExit(0)
+"""
+FILL_THE_CACHES = f"""
+for _path in {CACHES!r}:
+    os.makedirs(os.path.dirname(_path), exist_ok=True)
+    shutil.copyfile(_out, _path)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+def test_models_cached_by_an_earlier_run_are_gone_before_the_next(grade: Grade) -> None:
+    script = _with_prelude(SOLUTION_SCRIPT, USE_A_CACHE) + FILL_THE_CACHES
+    verdict = grade(split="validation", files={"train.py": script})
+    assert verdict["valid"], verdict["message"]
+    runs = verdict["details"]["runs"]
+    assert len(runs) >= 2
+    assert min(run["cpu_s"] for run in runs) > 0.1, runs  # every run trained
 
 
 def test_cheat_scripts_are_valid_python() -> None:
-    for source in (TIME_PATCH + SLOW_ORIGINAL_HOOK, COPY_MODEL, BURNER, LINGERING, READ_GRADER):
+    sources = (TIME_PATCH + SLOW_ORIGINAL_HOOK, COPY_MODEL, BURNER, LINGERING, READ_GRADER,
+               USE_A_CACHE + FILL_THE_CACHES)
+    for source in sources:
         compile(source, "<cheat>", "exec")

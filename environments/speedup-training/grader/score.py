@@ -1,164 +1,364 @@
-"""Grade a speedup-training workspace: time the original training and the agent's train.py on
-a seed of the grader's, check the agent's model against the original's, score the speed-up.
+"""Grade a speedup-training workspace: time the original training and the agent's train.py,
+interleaved, on seeds of the grader's; check every model train.py saved; score the speed-up.
 
-Runs as root in the grading sandbox, beside `tolerance.py`, `original/train.py` and
-`rdbench_grading.py`:
+Runs as root in the grading sandbox, beside `tolerance.py`, `runner.py`, `trusted_train.py`,
+`original/train.py` and `rdbench_grading.py`:
 
     python score.py --split validation|test --workspace /home/agent
 
-1. The grader's own copy of the original training runs first, as the agent user, before any of
-   the agent's code has run in this sandbox, from a root-owned directory with `python -I` (no
-   user site-packages, no PYTHON* variables): nothing in the workspace can slow it down.
-   Its model is read into this process and its folder deleted before the agent's code runs.
-2. The agent's `python train.py --seed SEED --out PATH` runs as the agent user, from the
-   workspace; every agent process is killed when it exits.
-3. Both get the same thread settings and are timed from outside by the CPU time (user +
-   system) of every process the run started: this grader is their "subreaper", so even a
-   daemon that left its parent is re-parented to it, killed after the run and reaped, and
-   its CPU time counted. CPU time, unlike wall-clock time, barely moves when other work
-   shares the machine. The agent's model must load with torch.load(weights_only=True) into
-   the original architecture and lie within the tolerance of `tolerance.py` of the
-   original's model; then raw = log(cpu_original / cpu_agent).
+1. runner.py, started here as root, imports numpy and torch (with OMP_NUM_THREADS=1 and
+   MKL_NUM_THREADS=1) and forks every timed run, so no run pays for starting Python or for
+   those imports, and every run starts from the same state.
+2. The grader's own copy of the original training is forked first, as root (the agent's code
+   can neither signal nor trace it), from a root-owned folder, for the split's seed. It runs
+   alone for its first SLOT_S seconds, before any of the agent's code; then it is paused and
+   resumed in slices of SLOT_S seconds until it ends.
+3. While it is paused, the agent's `train.py --seed SEED --out PATH` runs, forked as the agent
+   user, from the workspace: first on the split's seed, then on other hidden seeds (so a run
+   cannot reuse what an earlier one left). It runs again, up to MAX_RUNS times, while its runs
+   so far used less CPU time than AGENT_SHARE of the original's running time so far; then the
+   last runs come after the original has ended, if needed. Slices of the original and runs of
+   train.py so alternate, and a phase of load on the machine slows both alike. After every run,
+   every process of the agent user is killed and reaped (runner.py is their "subreaper"): the
+   run's CPU time is user + system time of every process it started.
+4. raw = ln(CPU time of the original / median CPU time of train.py's runs).
+5. Every run's model must load with torch.load(weights_only=True) into the original
+   architecture and lie within the tolerance of tolerance.py: the first run's of the original's
+   model, the others' of the model that trusted_train.py (the reference solution, a float32
+   re-implementation of the original, about 1e-6 from it) trains for their seed.
 Nothing the agent left in the workspace (models, logs, timings) is read.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import math
 import os
+import pwd
 import shutil
+import stat
+import statistics
+import subprocess
 import sys
 import tempfile
+from typing import Any
 
-import torch  # imported before the timed runs: its files are then warm in the page cache
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from rdbench_grading import (
-    AgentRun,
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from rdbench_grading import (  # noqa: E402
+    AGENT_USER,
     emit,
     kill_agent_processes,
     make_agent_dir,
     parse_args,
-    run_as_agent,
 )
-from tolerance import (
-    ORIGINAL,
-    THREAD_ENV,
-    ModelError,
-    adopt_orphans,
-    children_cpu_s,
-    compare,
-    load_original,
-    read_model,
-    reap_orphans,
-)
+from tolerance import ORIGINAL, ModelError, compare, load_original, read_model  # noqa: E402
 
 SEEDS = {"validation": 52_817, "test": 90_413}  # hidden: the agent cannot precompute them
-ORIGINAL_TIMEOUT_S = 300
-AGENT_TIMEOUT_S = 300
-MIN_CPU_S = 0.01  # a floor for the ratio: no real run of Python takes less
+SLOT_S = 1.0  # the original runs this long between two runs of train.py
+MAX_RUNS = 5  # runs of train.py
+AGENT_SHARE = 0.25  # train.py runs again while its CPU time so far is below this share
+ORIGINAL_TIMEOUT_S = 300  # running time of the original
+AGENT_TIMEOUT_S = 300  # wall-clock time of one run of train.py
+MIN_CPU_S = 0.01  # a floor for the ratio: no real training takes less
+PARAM_NAMES = ("0.weight", "0.bias", "2.weight", "2.bias", "4.weight", "4.bias")
+SCRATCH_ROOTS = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock", "/dev/mqueue")
+"""Where the agent user may write in the grading sandbox, besides its home."""
 
 
 class GraderError(RuntimeError):
-    """The grader's own original training failed: an infrastructure error, not the agent's."""
+    """The grader's own machinery or original training failed: not the agent's fault."""
 
 
-def cpu_timed_run(cmd: list[str], cwd: str, env: dict[str, str], timeout: float) -> AgentRun:
-    """run_as_agent, with the CPU seconds of every process of the run in details["cpu_s"]."""
-    before = children_cpu_s()
-    run = run_as_agent(cmd, cwd=cwd, timeout=timeout, env=env)
-    reap_orphans()  # run_as_agent killed what was left; its zombies are ours (adopt_orphans)
-    run.details["cpu_s"] = children_cpu_s() - before
-    return run
+def run_seed(split: str, run: int) -> int:
+    """The seed of train.py's run number `run` (0-based) on `split`; run 0: the original's."""
+    if run == 0:
+        return SEEDS[split]
+    return int(np.random.default_rng([SEEDS[split], run]).integers(1, 2**31 - 1))
 
 
-def train_original(seed: int, scratch: str) -> tuple[dict[str, torch.Tensor], AgentRun]:
-    """Run the grader's copy of the original training; its model and its timed run."""
-    code_dir = os.path.join(scratch, "original")
-    os.makedirs(code_dir, mode=0o755)
-    script = os.path.join(code_dir, "train.py")
-    shutil.copyfile(ORIGINAL, script)
-    os.chmod(script, 0o644)
-    out_dir = make_agent_dir(os.path.join(scratch, "original-out"))
-    model_path = os.path.join(out_dir, "model.pt")
-    run = cpu_timed_run(
-        [sys.executable, "-I", script, "--seed", str(seed), "--out", model_path],
-        cwd=code_dir,
-        env={**THREAD_ENV, "HOME": out_dir},
-        timeout=ORIGINAL_TIMEOUT_S,
-    )
-    if not run.ok:
-        raise GraderError(f"the grader's original training failed: {run.tail()}")
-    try:
-        model = read_model(model_path, load_original())
-    except ModelError as error:
-        message = f"the grader's original training left no usable model: {error}"
-        raise GraderError(message) from error
-    shutil.rmtree(out_dir)
-    return model, run
+class Runner:
+    """runner.py, started as a child of this process: one command, one answer."""
+
+    def __init__(self, scratch: str):
+        self.errors = tempfile.TemporaryFile(dir=scratch)  # noqa: SIM115  (closed in close)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-I", os.path.join(HERE, "runner.py")],
+            cwd=scratch,
+            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8",
+                 "HOME": scratch, "PYTHONDONTWRITEBYTECODE": "1"},
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.errors,
+            text=True,
+        )
+
+    def ask(self, **command: Any) -> dict[str, Any]:
+        """Send one command, return its answer."""
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        try:
+            self.proc.stdin.write(json.dumps(command) + "\n")
+            self.proc.stdin.flush()
+        except BrokenPipeError:
+            pass
+        answer = self.proc.stdout.readline()
+        if not answer:
+            self.proc.wait()
+            self.errors.seek(0)
+            tail = self.errors.read().decode("utf-8", "replace")[-800:]
+            raise GraderError(f"runner.py died (exit {self.proc.returncode}): {tail}")
+        result: dict[str, Any] = json.loads(answer)
+        return result
+
+    def close(self) -> None:
+        """Stop it (it kills the original, if that still runs)."""
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.errors.close()
+
+
+def _tail(path: str, chars: int = 800) -> str:
+    """The end of a run's stderr (or stdout)."""
+    texts = []
+    for suffix in ("err", "out"):
+        try:
+            with open(f"{path}.{suffix}", "rb") as handle:
+                handle.seek(0, os.SEEK_END)
+                handle.seek(max(0, handle.tell() - 4 * chars))
+                texts.append(handle.read().decode("utf-8", "replace").strip())
+        except OSError:
+            texts.append("")
+    return (texts[0] or texts[1])[-chars:] or "(no output)"
+
+
+def trusted_model(seed: int) -> dict[str, torch.Tensor]:
+    """The model trusted_train.py (the reference solution) trains for `seed`, as float64."""
+    import trusted_train
+
+    params, _ = trusted_train.train(seed)
+    return {name: p.detach().to(torch.float64) for name, p in zip(PARAM_NAMES, params, strict=True)}
+
+
+def snapshot(workspace: str) -> dict[str, tuple[int, int]]:
+    """Every path under `workspace` with its inode and change time."""
+    found = {}
+    for folder, dirs, files in os.walk(workspace):
+        for name in dirs + files:
+            path = os.path.join(folder, name)
+            with contextlib.suppress(OSError):
+                info = os.lstat(path)
+                found[path] = (info.st_ino, info.st_ctime_ns)
+    return found
+
+
+def undo_changes(workspace: str, before: dict[str, tuple[int, int]]) -> None:
+    """Delete what was created or changed under `workspace` since `before` (a snapshot) and
+    what the agent user owns in the scratch places, with System V IPC objects: a run of
+    train.py finds nothing an earlier run left."""
+    for folder, dirs, files in os.walk(workspace, topdown=True):
+        for name in list(dirs) + files:
+            path = os.path.join(folder, name)
+            try:
+                info = os.lstat(path)
+            except OSError:
+                continue
+            known = before.get(path)
+            is_dir = name in dirs and stat.S_ISDIR(info.st_mode)
+            if known is not None and known[0] == info.st_ino and (
+                is_dir or known[1] == info.st_ctime_ns
+            ):
+                continue  # there before, unchanged (a folder: its entries are looked at)
+            if name in dirs:
+                dirs.remove(name)
+            if is_dir:
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+    if os.geteuid() != 0:
+        return
+    if shutil.which("ipcrm"):
+        subprocess.run(["ipcrm", "--all"], capture_output=True, check=False)
+    uid = pwd.getpwnam(AGENT_USER).pw_uid
+    for root in SCRATCH_ROOTS:
+        for folder, dirs, files in os.walk(root, topdown=True):
+            for name in list(dirs) + files:
+                path = os.path.join(folder, name)
+                try:
+                    if os.lstat(path).st_uid != uid:
+                        continue
+                except OSError:
+                    continue
+                if name in dirs:
+                    dirs.remove(name)
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    with contextlib.suppress(OSError):
+                        os.unlink(path)
+
+
+class Grading:
+    """One grading: the timed runs, then the checks."""
+
+    def __init__(self, split: str, workspace: str, scratch: str):
+        self.split = split
+        self.workspace = workspace
+        self.scratch = scratch
+        self.logs = os.path.join(scratch, "logs")
+        os.mkdir(self.logs, 0o700)
+        self.original = load_original()
+        self.runs: list[dict[str, Any]] = []
+        self.models: list[dict[str, torch.Tensor]] = []
+        self.details: dict[str, Any] = {"split": split, "seed": run_seed(split, 0)}
+        self.workspace_before = snapshot(workspace)
+
+    def invalid(self, message: str) -> None:
+        """The verdict for a submission that failed."""
+        self.details["runs"] = self.runs
+        emit(None, valid=False, message=message, details=self.details)
+
+    def run_agent(self, runner: Runner) -> None:
+        """One run of train.py; its model is read (and its folder removed) at once."""
+        number = len(self.runs)
+        seed = run_seed(self.split, number)
+        if number:
+            undo_changes(self.workspace, self.workspace_before)
+        out_dir = make_agent_dir(os.path.join(self.scratch, f"agent-out-{number}"))
+        model_path = os.path.join(out_dir, "model.pt")
+        log = os.path.join(self.logs, f"run-{number}")
+        run = runner.ask(
+            do="run_agent",
+            script=os.path.join(self.workspace, "train.py"),
+            args=["--seed", str(seed), "--out", model_path],
+            cwd=self.workspace,
+            log=log,
+            timeout=AGENT_TIMEOUT_S,
+        )
+        self.runs.append(
+            {key: round(value, 4) if isinstance(value, float) else value
+             for key, value in run.items()}
+        )
+        which = f"run {number + 1}" if number else "the first run"
+        if run["timed_out"]:
+            self.invalid(f"train.py ({which}) timed out after {AGENT_TIMEOUT_S}s")
+        if run["returncode"] != 0:
+            self.invalid(f"train.py failed ({which}): exit code {run['returncode']}: "
+                         f"{_tail(log)}")
+        try:
+            self.models.append(read_model(model_path, self.original))
+        except ModelError as error:
+            self.invalid(f"train.py's model ({which}): {error}")
+        shutil.rmtree(out_dir)
+
+    def more_runs(self, original_running_s: float) -> bool:
+        """Whether train.py runs again."""
+        if not self.runs:
+            return True
+        used = sum(run["cpu_s"] for run in self.runs)
+        return len(self.runs) < MAX_RUNS and used < AGENT_SHARE * original_running_s
+
+    def time_runs(self, runner: Runner) -> tuple[dict[str, torch.Tensor], float]:
+        """Run the original and train.py interleaved; the original's model and CPU time."""
+        code_dir = os.path.join(self.scratch, "original")
+        os.mkdir(code_dir, 0o700)
+        script = shutil.copy(ORIGINAL, os.path.join(code_dir, "train.py"))
+        model_path = os.path.join(code_dir, "model.pt")
+        state = runner.ask(
+            do="start_original",
+            script=script,
+            args=["--seed", str(run_seed(self.split, 0)), "--out", model_path],
+            cwd=code_dir,
+            log=os.path.join(self.logs, "original"),
+            seconds=SLOT_S,
+        )
+        while state["state"] == "paused":
+            if state["running_s"] > ORIGINAL_TIMEOUT_S:
+                raise GraderError(f"the original training ran over {ORIGINAL_TIMEOUT_S}s")
+            if self.more_runs(state["running_s"]):
+                self.run_agent(runner)
+            state = runner.ask(do="resume_original", seconds=SLOT_S)
+        agent_ran = len(self.runs)
+        while self.more_runs(state["running_s"]):
+            self.run_agent(runner)
+        self.details.update(original_running_s=round(state["running_s"], 3))
+        if state["returncode"] != 0:
+            if not agent_ran:
+                tail = _tail(os.path.join(self.logs, "original"))
+                raise GraderError(f"the grader's original training failed: exit code "
+                                  f"{state['returncode']}: {tail}")
+            self.invalid("the original training failed after train.py had run: something your "
+                         "code did interfered with grading")
+        try:
+            model = read_model(model_path, self.original)
+        except ModelError as error:
+            raise GraderError(f"the original training left no usable model: {error}") from error
+        return model, state["cpu_s"]
+
+    def check(self, original_model: dict[str, torch.Tensor]) -> list[Any]:
+        """Compare every run's model with its reference; invalid at the first outside."""
+        results = []
+        for number, model in enumerate(self.models):
+            seed = run_seed(self.split, number)
+            reference = original_model if number == 0 else trusted_model(seed)
+            result = compare(self.original, model, reference, seed)
+            problem = result.problem()
+            if problem:
+                which = f"run {number + 1}'s, on another seed" if number else "the first run's"
+                self.details.update(distance=result.distance, loss=result.loss)
+                self.invalid(f"train.py's model ({which}) is not the original training's "
+                             f"model: {problem}")
+            results.append(result)
+        return results
 
 
 def grade(split: str, workspace: str, scratch: str) -> None:
-    """Time both trainings for `split`'s seed, check the agent's model, emit the verdict."""
+    """Time the runs, check every model, emit the verdict."""
     if not os.path.isfile(os.path.join(workspace, "train.py")):
         emit(None, valid=False, message="there is no train.py in the workspace")
-    seed = SEEDS[split]
     kill_agent_processes()  # nothing of the agent's may run during the original's timing
-    reference, original_run = train_original(seed, scratch)
-
-    out_dir = make_agent_dir(os.path.join(scratch, "agent-out"))
-    model_path = os.path.join(out_dir, "model.pt")
-    run = cpu_timed_run(
-        [sys.executable, "train.py", "--seed", str(seed), "--out", model_path],
-        cwd=workspace,
-        env=THREAD_ENV,
-        timeout=AGENT_TIMEOUT_S,
-    )
-    original_s = original_run.details["cpu_s"]
-    agent_s = max(run.details["cpu_s"], MIN_CPU_S)
-    details = {
-        "split": split,
-        "seed": seed,
-        "original_cpu_s": round(original_s, 3),
-        "agent_cpu_s": round(agent_s, 3),
-        "original_wall_s": round(original_run.elapsed_s, 3),
-        "agent_wall_s": round(run.elapsed_s, 3),
-    }
-    if not run.ok:
-        details.update(returncode=run.returncode, timed_out=run.timed_out)
-        emit(None, valid=False, message=f"train.py failed: {run.tail()}", details=details)
-    original = load_original()
+    grading = Grading(split, workspace, scratch)
+    runner = Runner(scratch)
     try:
-        model = read_model(model_path, original)
-    except ModelError as error:
-        emit(None, valid=False, message=f"train.py's model: {error}", details=details)
-    result = compare(original, model, reference, seed)
-    details.update(
-        distance=result.distance, loss=result.loss, original_loss=result.original_loss
-    )
-    problem = result.problem()
-    if problem:
-        emit(
-            None,
-            valid=False,
-            message=f"train.py's model is not the original training's model: {problem}",
-            details=details,
-        )
+        original_model, original_s = grading.time_runs(runner)
+    finally:
+        runner.close()
+    results = grading.check(original_model)
+    cpu = [run["cpu_s"] for run in grading.runs]
+    agent_s = max(statistics.median(cpu), MIN_CPU_S)
     raw = math.log(original_s / agent_s)
+    first = results[0]
+    grading.details.update(
+        original_cpu_s=round(original_s, 3),
+        agent_cpu_s=round(agent_s, 4),
+        runs=grading.runs,
+        distance=first.distance,
+        max_distance=max(result.distance for result in results),
+        loss=first.loss,
+        original_loss=first.original_loss,
+    )
+    times = "the median of its 1 run" if len(cpu) == 1 else f"the median of its {len(cpu)} runs"
     message = (
         f"speed-up {original_s / agent_s:.2f}x over the original training on the {split} "
-        f"split (score log(speed-up) = {raw:.3f}; CPU time: original {original_s:.2f}s, "
-        f"train.py {agent_s:.2f}s); model within tolerance (parameter distance "
-        f"{result.distance:.1e}, held-out loss {result.loss:.5f} vs {result.original_loss:.5f})"
+        f"split (score ln(speed-up) = {raw:.3f}; CPU time: original {original_s:.2f}s, "
+        f"train.py {agent_s:.3f}s, {times}); every model within tolerance (parameter "
+        f"distance up to {grading.details['max_distance']:.1e}; first run's held-out loss "
+        f"{first.loss:.5f} vs the original's {first.original_loss:.5f})"
     )
-    emit(raw, valid=True, message=message, details=details)
+    emit(raw, valid=True, message=message, details=grading.details)
 
 
 def main() -> None:
     """Grade the workspace named on the command line."""
     args = parse_args()
     torch.set_num_threads(1)
-    adopt_orphans()
     scratch = tempfile.mkdtemp(prefix="speedup-training-grade-")
     os.chmod(scratch, 0o711)  # root-owned: the agent may enter it but not list or rename in it
     try:

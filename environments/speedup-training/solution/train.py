@@ -10,8 +10,8 @@ up to float32 rounding), but:
 - each batch is one forward and one backward pass over 32 rows instead of 32 single-example
   passes, in float32 instead of float64 (the initial weights are the original's: PyTorch
   draws them in float32 before the original converts the network to float64);
-- SGD with momentum and weight decay is written out in a few tensor operations:
-  importing torch.optim alone costs about a second (it pulls in torch._dynamo);
+- SGD with momentum and weight decay is written out in a few tensor operations on all the
+  parameters at once (torch._foreach_*), with less Python per step than torch.optim.SGD;
 - the per-epoch training loss, printed but never used, is computed once, at the end;
 - one thread: the matrices are far too small for threads to pay.
 """

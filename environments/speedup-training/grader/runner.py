@@ -1,0 +1,234 @@
+"""Starts and times score.py's training runs, each in a process forked from this one.
+
+    python -I runner.py      (as root in the grading sandbox, by score.py)
+
+It imports numpy and torch with the grader's thread settings (through tolerance.py), so no run
+pays for starting Python or for those imports, makes itself the "subreaper" of everything it
+starts (a process that leaves its parent is re-parented here, so its CPU time is counted when
+it is reaped), then answers score.py's commands, one JSON object a line on stdin, each answered
+by one JSON line on stdout:
+
+- `{"do": "start_original", "script", "args", "cwd", "log", "seconds"}`: fork the original
+  training (as root: the agent's code can neither signal nor trace it) and let it run for
+  `seconds`, then pause it (SIGSTOP);
+- `{"do": "resume_original", "seconds"}`: let it run for `seconds` more (null: to its end);
+- `{"do": "run_agent", "script", "args", "cwd", "log", "timeout"}`: fork a run of the agent's
+  script as the agent user, in its own session, while the original is paused; when it exits
+  (or times out), kill every process of the agent user and reap them all.
+
+Answers about the original give its state ("paused" or "exited"), its running time so far and,
+once it has exited, its exit code and CPU seconds. Answers about an agent run give its exit
+code, whether it timed out, its wall-clock seconds and the CPU seconds of every process it
+started (its own, its threads', and its descendants' however they ended).
+
+It learns each run's arguments only when it is told to start it, so a run (a copy of this
+process's memory) never finds the seeds of the runs after it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import pwd
+import select
+import signal
+import sys
+import time
+from typing import Any
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import tolerance  # noqa: E402  (imports numpy and torch, with the thread settings)
+from rdbench_grading import AGENT_USER  # noqa: E402
+
+GRADER_MODULES = ("tolerance", "rdbench_grading")
+PR_SET_DUMPABLE = 4
+REAP_TIMEOUT_S = 5.0
+
+
+class Original:
+    """The grader's original training: forked once, then run in slices and paused between."""
+
+    def __init__(self, script: str, args: list[str], cwd: str, log: str):
+        def prepare() -> None:
+            os.chdir(cwd)
+            _redirect_output(log)
+
+        self.pid = tolerance.run_forked(script, args, prepare=prepare)
+        self.pidfd = os.pidfd_open(self.pid)
+        self.running_s = 0.0
+        self.result: dict[str, Any] | None = None  # set when it has exited
+
+    def run_for(self, seconds: float | None) -> dict[str, Any]:
+        """Let it run `seconds` (None: to its end) and pause it again; what it did."""
+        if self.result is None:
+            start = time.perf_counter()
+            os.kill(self.pid, signal.SIGCONT)
+            exited = select.select([self.pidfd], [], [], seconds)[0]
+            if not exited:
+                os.kill(self.pid, signal.SIGSTOP)
+            _, status, usage = os.wait4(self.pid, os.WUNTRACED)  # stopped, or exited meanwhile
+            self.running_s += time.perf_counter() - start
+            if not os.WIFSTOPPED(status):
+                self.exited(status, usage)
+        return {"state": "paused", **(self.result or {}), "running_s": self.running_s}
+
+    def exited(self, status: int, usage: Any) -> None:
+        """Record its end (reaped here, or by whoever reaped it)."""
+        self.result = {
+            "state": "exited",
+            "returncode": os.waitstatus_to_exitcode(status),
+            "cpu_s": tolerance.cpu_s(usage),
+        }
+        os.close(self.pidfd)
+
+    def kill(self) -> None:
+        """End it, if it still runs."""
+        if self.result is None:
+            os.kill(self.pid, signal.SIGKILL)
+            os.wait4(self.pid, 0)
+            self.result = {"state": "killed"}
+
+
+def _redirect_output(log: str) -> None:
+    """In a forked child: stdin from /dev/null, stdout and stderr to `log`.out and `log`.err,
+    and no other file descriptor of this process left open."""
+    streams = [os.open(os.devnull, os.O_RDONLY)]
+    for suffix in ("out", "err"):
+        streams.append(os.open(f"{log}.{suffix}", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+    for target, fd in enumerate(streams):
+        os.dup2(fd, target)
+    os.closerange(3, 1 << 16)
+    sys.stdin = open(0, encoding="utf-8", closefd=False)  # noqa: SIM115
+    sys.stdout = open(1, "w", encoding="utf-8", closefd=False)  # noqa: SIM115
+    sys.stderr = open(2, "w", encoding="utf-8", closefd=False, buffering=1)  # noqa: SIM115
+
+
+def _become_agent(cwd: str, log: str) -> None:
+    """In a forked child: become a process of the agent's, as `python train.py` would be."""
+    os.setsid()
+    _redirect_output(log)  # the log files are root's; the open descriptors stay usable
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
+        "LANG": "C.UTF-8",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        **tolerance.THREAD_ENV,
+    }
+    if os.geteuid() == 0:
+        agent = pwd.getpwnam(AGENT_USER)
+        os.setgroups([])
+        os.setgid(agent.pw_gid)
+        os.setuid(agent.pw_uid)
+        # A process that changed its user is not "dumpable": its /proc entry would stay root's
+        # and kill_agent_processes would miss it. It holds nothing of root's any more.
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)
+        env.update(HOME=agent.pw_dir, USER=AGENT_USER)
+    else:
+        env["HOME"] = os.environ.get("HOME", cwd)
+    os.environ.clear()
+    os.environ.update(env)
+    os.chdir(cwd)
+    for name in GRADER_MODULES:
+        sys.modules.pop(name, None)
+    sys.path[:] = [entry for entry in sys.path if entry != HERE]
+
+
+def run_agent(
+    original: Original | None, script: str, args: list[str], cwd: str, log: str, timeout: float
+) -> dict[str, Any]:
+    """Run the agent's script once (forked, as the agent user) and clean up after it."""
+    start = time.perf_counter()
+    pid = tolerance.run_forked(script, args, prepare=lambda: _become_agent(cwd, log))
+    pidfd = os.pidfd_open(pid)
+    timed_out = not select.select([pidfd], [], [], timeout)[0]
+    os.close(pidfd)
+    if timed_out:
+        os.kill(pid, signal.SIGKILL)
+    _, status, usage = os.wait4(pid, 0)
+    wall_s = time.perf_counter() - start
+    cpu = tolerance.cpu_s(usage)
+    killed: set[int] = set()
+    deadline = time.monotonic() + REAP_TIMEOUT_S
+    while time.monotonic() < deadline:  # kill what it left behind, reap it, count its CPU
+        cpu += _reap_exited(original)  # (everything it left is re-parented here)
+        alive = _agent_processes()
+        if not alive:
+            break
+        for left in alive:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(left, signal.SIGKILL)
+        killed |= alive
+        time.sleep(0.01)
+    return {
+        "returncode": os.waitstatus_to_exitcode(status),
+        "timed_out": timed_out,
+        "wall_s": wall_s,
+        "cpu_s": cpu,
+        "killed": len(killed - {pid}),
+    }
+
+
+def _agent_processes() -> set[int]:
+    """The pids of every process of the agent user (none when this runs as a plain user)."""
+    if os.geteuid() != 0:
+        return set()
+    uid = pwd.getpwnam(AGENT_USER).pw_uid
+    found = set()
+    for name in os.listdir("/proc"):
+        try:
+            if name.isdigit() and os.stat(f"/proc/{name}").st_uid == uid:
+                found.add(int(name))
+        except OSError:
+            continue
+    return found
+
+
+def _reap_exited(original: Original | None) -> float:
+    """Reap every exited child but the original; the CPU seconds they used."""
+    total = 0.0
+    while True:
+        try:
+            pid, status, usage = os.wait4(-1, os.WNOHANG)
+        except ChildProcessError:
+            return total
+        if pid == 0:
+            return total
+        if original is not None and pid == original.pid:
+            original.exited(status, usage)  # killed while paused (out of memory?): not ours
+        else:
+            total += tolerance.cpu_s(usage)
+
+
+def main() -> None:
+    """Answer score.py's commands until stdin closes."""
+    tolerance.adopt_orphans()
+    original: Original | None = None
+    answer: dict[str, Any]
+    try:
+        for line in sys.stdin:
+            command = json.loads(line)
+            if command["do"] == "start_original":
+                original = Original(
+                    command["script"], command["args"], command["cwd"], command["log"]
+                )
+                answer = original.run_for(command["seconds"])
+            elif command["do"] == "resume_original":
+                assert original is not None, "start_original first"
+                answer = original.run_for(command["seconds"])
+            elif command["do"] == "run_agent":
+                answer = run_agent(
+                    original, command["script"], command["args"], command["cwd"],
+                    command["log"], command["timeout"],
+                )
+            else:
+                raise ValueError(f"unknown command {command['do']!r}")
+            print(json.dumps(answer), flush=True)
+    finally:
+        if original is not None:
+            original.kill()
+
+
+if __name__ == "__main__":
+    main()
