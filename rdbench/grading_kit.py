@@ -24,7 +24,9 @@ import contextlib
 import json
 import os
 import pwd
+import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -166,6 +168,71 @@ def kill_agent_processes() -> int:
                 killed += 1
         time.sleep(0.05)
     return killed
+
+
+SCRATCH_ROOTS = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock", "/dev/mqueue")
+"""Where the agent user may write in a grading sandbox, besides its home."""
+
+
+def snapshot_files(folder: str) -> dict[str, tuple[int, int]]:
+    """Every path under `folder` with its inode number and change time, for
+    undo_agent_changes. Take it before any of the agent's code runs."""
+    found = {}
+    for parent, dirs, files in os.walk(folder):
+        for name in dirs + files:
+            path = os.path.join(parent, name)
+            with contextlib.suppress(OSError):
+                info = os.lstat(path)
+                found[path] = (info.st_ino, info.st_ctime_ns)
+    return found
+
+
+def undo_agent_changes(workspace: str, before: dict[str, tuple[int, int]]) -> None:
+    """Between two runs of the agent's code: delete what was created or changed under
+    `workspace` since `before` (its snapshot_files), what the agent user owns in the scratch
+    places (SCRATCH_ROOTS) and the System V IPC objects, so that a run finds nothing an
+    earlier run left (a cache of its results). Kill the agent's processes first."""
+    for parent, dirs, files in os.walk(workspace, topdown=True):
+        for name in [*dirs, *files]:
+            path = os.path.join(parent, name)
+            try:
+                info = os.lstat(path)
+            except OSError:
+                continue
+            known = before.get(path)
+            is_dir = stat.S_ISDIR(info.st_mode)
+            if known is not None and known[0] == info.st_ino and (
+                is_dir or known[1] == info.st_ctime_ns
+            ):
+                continue  # there before and unchanged (a folder: its entries are looked at)
+            _remove(path, is_dir)
+            if name in dirs:
+                dirs.remove(name)
+    if os.geteuid() != 0:
+        return
+    if shutil.which("ipcrm"):
+        subprocess.run(["ipcrm", "--all"], capture_output=True, check=False)
+    uid = _agent_identity().pw_uid
+    for root in SCRATCH_ROOTS:
+        for parent, dirs, files in os.walk(root, topdown=True):
+            for name in [*dirs, *files]:
+                path = os.path.join(parent, name)
+                try:
+                    info = os.lstat(path)
+                except OSError:
+                    continue
+                if info.st_uid == uid:
+                    _remove(path, stat.S_ISDIR(info.st_mode))
+                    if name in dirs:
+                        dirs.remove(name)
+
+
+def _remove(path: str, is_dir: bool) -> None:
+    if is_dir:
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
 
 
 def _owner(pid: int) -> int | None:

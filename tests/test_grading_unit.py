@@ -1,6 +1,8 @@
-"""Normalization and verdict parsing, without a sandbox."""
+"""Normalization, verdict parsing and the grading kit's file helpers, without a sandbox."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
@@ -45,3 +47,23 @@ def test_verdict_is_the_last_json_line() -> None:
 def test_no_verdict_is_a_grading_error() -> None:
     with pytest.raises(GradingError, match="no JSON verdict"):
         parse_verdict("Traceback (most recent call last): ...")
+
+
+def test_undo_agent_changes_deletes_what_a_run_created_or_changed(tmp_path: Path) -> None:
+    from rdbench.grading_kit import snapshot_files, undo_agent_changes
+
+    workspace = tmp_path / "home"
+    (workspace / "data").mkdir(parents=True)
+    (workspace / "kernel.py").write_text("kept")
+    (workspace / "data" / "input.npz").write_text("kept")
+    (workspace / "notes.txt").write_text("rewritten by a run")
+    before = snapshot_files(str(workspace))
+    (workspace / "notes.txt").write_text("a cache")
+    (workspace / "cache.pt").write_text("a cache")
+    (workspace / "data" / "more.npz").write_text("a cache")
+    (workspace / ".cache" / "deep").mkdir(parents=True)
+    (workspace / ".cache" / "deep" / "model.pt").write_text("a cache")
+    (workspace / "link").symlink_to(workspace / "kernel.py")
+    undo_agent_changes(str(workspace), before)
+    left = sorted(str(p.relative_to(workspace)) for p in workspace.rglob("*"))
+    assert left == ["data", "data/input.npz", "kernel.py"]

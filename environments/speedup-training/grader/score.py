@@ -31,13 +31,10 @@ Nothing the agent left in the workspace (models, logs, timings) is read.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
-import pwd
 import shutil
-import stat
 import statistics
 import subprocess
 import sys
@@ -49,11 +46,12 @@ sys.path.insert(0, HERE)
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from rdbench_grading import (  # noqa: E402
-    AGENT_USER,
     emit,
     kill_agent_processes,
     make_agent_dir,
     parse_args,
+    snapshot_files,
+    undo_agent_changes,
 )
 from tolerance import ORIGINAL, ModelError, compare, load_original, read_model  # noqa: E402
 
@@ -65,10 +63,6 @@ ORIGINAL_TIMEOUT_S = 300  # running time of the original
 AGENT_TIMEOUT_S = 300  # wall-clock time of one run of train.py
 MIN_CPU_S = 0.01  # a floor for the ratio: no real training takes less
 PARAM_NAMES = ("0.weight", "0.bias", "2.weight", "2.bias", "4.weight", "4.bias")
-SCRATCH_ROOTS = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock", "/dev/mqueue")
-"""Where the agent user may write in the grading sandbox, besides its home."""
-
-
 class GraderError(RuntimeError):
     """The grader's own machinery or original training failed: not the agent's fault."""
 
@@ -147,64 +141,6 @@ def trusted_model(seed: int) -> dict[str, torch.Tensor]:
     return {name: p.detach().to(torch.float64) for name, p in zip(PARAM_NAMES, params, strict=True)}
 
 
-def snapshot(workspace: str) -> dict[str, tuple[int, int]]:
-    """Every path under `workspace` with its inode and change time."""
-    found = {}
-    for folder, dirs, files in os.walk(workspace):
-        for name in dirs + files:
-            path = os.path.join(folder, name)
-            with contextlib.suppress(OSError):
-                info = os.lstat(path)
-                found[path] = (info.st_ino, info.st_ctime_ns)
-    return found
-
-
-def undo_changes(workspace: str, before: dict[str, tuple[int, int]]) -> None:
-    """Delete what was created or changed under `workspace` since `before` (a snapshot) and
-    what the agent user owns in the scratch places, with System V IPC objects: a run of
-    train.py finds nothing an earlier run left."""
-    for folder, dirs, files in os.walk(workspace, topdown=True):
-        for name in list(dirs) + files:
-            path = os.path.join(folder, name)
-            try:
-                info = os.lstat(path)
-            except OSError:
-                continue
-            known = before.get(path)
-            is_dir = name in dirs and stat.S_ISDIR(info.st_mode)
-            if known is not None and known[0] == info.st_ino and (
-                is_dir or known[1] == info.st_ctime_ns
-            ):
-                continue  # there before, unchanged (a folder: its entries are looked at)
-            if name in dirs:
-                dirs.remove(name)
-            if is_dir:
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                with contextlib.suppress(OSError):
-                    os.unlink(path)
-    if os.geteuid() != 0:
-        return
-    if shutil.which("ipcrm"):
-        subprocess.run(["ipcrm", "--all"], capture_output=True, check=False)
-    uid = pwd.getpwnam(AGENT_USER).pw_uid
-    for root in SCRATCH_ROOTS:
-        for folder, dirs, files in os.walk(root, topdown=True):
-            for name in list(dirs) + files:
-                path = os.path.join(folder, name)
-                try:
-                    if os.lstat(path).st_uid != uid:
-                        continue
-                except OSError:
-                    continue
-                if name in dirs:
-                    dirs.remove(name)
-                    shutil.rmtree(path, ignore_errors=True)
-                else:
-                    with contextlib.suppress(OSError):
-                        os.unlink(path)
-
-
 class Grading:
     """One grading: the timed runs, then the checks."""
 
@@ -218,7 +154,7 @@ class Grading:
         self.runs: list[dict[str, Any]] = []
         self.models: list[dict[str, torch.Tensor]] = []
         self.details: dict[str, Any] = {"split": split, "seed": run_seed(split, 0)}
-        self.workspace_before = snapshot(workspace)
+        self.workspace_before = snapshot_files(workspace)
 
     def invalid(self, message: str) -> None:
         """The verdict for a submission that failed."""
@@ -230,7 +166,7 @@ class Grading:
         number = len(self.runs)
         seed = run_seed(self.split, number)
         if number:
-            undo_changes(self.workspace, self.workspace_before)
+            undo_agent_changes(self.workspace, self.workspace_before)
         out_dir = make_agent_dir(os.path.join(self.scratch, f"agent-out-{number}"))
         model_path = os.path.join(out_dir, "model.pt")
         log = os.path.join(self.logs, f"run-{number}")
