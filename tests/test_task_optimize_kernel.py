@@ -20,7 +20,6 @@ from typing import Any
 import pytest
 from helpers import WorkspaceGrader
 
-from rdbench.grading import normalize
 from rdbench.task import Scoring
 
 REPO = Path(__file__).resolve().parents[1]
@@ -142,6 +141,27 @@ def test_hidden_inputs_are_fixed_per_split_and_differ_between_splits_and_repeats
         assert not np.array_equal(example["a"], test["a"])
 
 
+def test_repeats_are_equivalent_copies_of_one_input_per_size(
+    grader_modules: dict[str, ModuleType],
+) -> None:
+    import numpy as np
+
+    generate, trusted = grader_modules["generate"], grader_modules["trusted"]
+    for size in ("short", "long"):
+        first = generate.hidden_case("test", size, 0)
+        distances = trusted.edit_distance(**first)
+        for repeat in (1, 2):
+            copy = generate.hidden_case("test", size, repeat)
+            assert {name: array.dtype for name, array in copy.items()} == {
+                name: array.dtype for name, array in first.items()
+            }
+            assert not np.array_equal(copy["a"], first["a"])
+            assert sorted(copy["a_len"] * 10_000 + copy["b_len"]) == sorted(
+                first["a_len"] * 10_000 + first["b_len"]
+            )
+            assert sorted(trusted.edit_distance(**copy)) == sorted(distances)
+
+
 # --- grading in the real grading sandbox ----------------------------------------------------
 
 
@@ -154,40 +174,34 @@ def grade(sandbox_image: str, tmp_path_factory: pytest.TempPathFactory) -> Grade
 START_KERNEL = (TASK / "workspace" / "kernel.py").read_text(encoding="utf-8")
 
 
-def _normalized(verdict: Verdict, scoring: Scoring) -> float:
-    return normalize(verdict["raw_score"], scoring) if verdict["valid"] else 0.0
-
-
 @pytest.mark.slow
 @pytest.mark.docker
 def test_untouched_workspace_scores_about_zero(grade: Grade, scoring: Scoring) -> None:
     verdict = grade()
     assert verdict["valid"], verdict["message"]
     assert abs(verdict["raw_score"]) < START_AT_MOST * scoring.reference, verdict["details"]
-    assert _normalized(verdict, scoring) < START_AT_MOST
+    assert verdict["normalized_score"] < START_AT_MOST
     assert verdict["message"].startswith("mean ln speed-up over the starting kernel on the test")
 
 
 @pytest.mark.slow
 @pytest.mark.docker
-def test_reference_solution_reaches_the_reference_anchor(grade: Grade, scoring: Scoring) -> None:
+def test_reference_solution_reaches_the_reference_anchor(grade: Grade) -> None:
     verdict = grade(solution=True)
     assert verdict["valid"], verdict["message"]
-    assert _normalized(verdict, scoring) >= REFERENCE_AT_LEAST, verdict["details"]
+    assert verdict["normalized_score"] >= REFERENCE_AT_LEAST, verdict["details"]
     for size, speedup in verdict["details"]["speedups"].items():
         assert speedup > 3, f"the reference is barely faster on the {size} inputs"
 
 
 @pytest.mark.slow
 @pytest.mark.docker
-def test_validation_split_grades_the_reference_on_its_own_inputs(
-    grade: Grade, scoring: Scoring
-) -> None:
+def test_validation_split_grades_the_reference_on_its_own_inputs(grade: Grade) -> None:
     verdict = grade(split="validation", solution=True)
     assert verdict["valid"], verdict["message"]
     assert "validation inputs" in verdict["message"]
     assert verdict["details"]["split"] == "validation"
-    assert _normalized(verdict, scoring) >= REFERENCE_AT_LEAST, verdict["details"]
+    assert verdict["normalized_score"] >= REFERENCE_AT_LEAST, verdict["details"]
 
 
 # Cheat 1: patch the clock. The kernel replaces the time functions in its own process (after
@@ -257,9 +271,7 @@ FILES_LEFT_BEHIND = {
 
 @pytest.mark.slow
 @pytest.mark.docker
-def test_clock_patches_fake_results_and_edited_checks_change_nothing(
-    grade: Grade, scoring: Scoring
-) -> None:
+def test_clock_patches_fake_results_and_edited_checks_change_nothing(grade: Grade) -> None:
     verdict = grade(
         files={
             **FILES_LEFT_BEHIND,
@@ -269,7 +281,7 @@ def test_clock_patches_fake_results_and_edited_checks_change_nothing(
         }
     )
     assert verdict["valid"], verdict["message"]
-    assert _normalized(verdict, scoring) < START_AT_MOST, verdict["details"]
+    assert verdict["normalized_score"] < START_AT_MOST, verdict["details"]
     assert "20000" not in verdict["message"]
     # the real inputs were used: the start needs well over a tenth of a second on each size
     for size, times in verdict["details"]["times_s"].items():
@@ -322,13 +334,11 @@ if os.fork() == 0:
 
 @pytest.mark.slow
 @pytest.mark.docker
-def test_a_process_left_behind_is_killed_and_inflates_nothing(
-    grade: Grade, scoring: Scoring
-) -> None:
+def test_a_process_left_behind_is_killed_and_inflates_nothing(grade: Grade) -> None:
     verdict = grade(files={"kernel.py": START_KERNEL + LINGERING})
     assert verdict["valid"], verdict["message"]
     assert verdict["details"]["processes_killed_after_runs"] >= 1
-    assert _normalized(verdict, scoring) < START_AT_MOST, verdict["details"]
+    assert verdict["normalized_score"] < START_AT_MOST, verdict["details"]
 
 
 # The agent's code runs as the unprivileged user: the grader's files (hidden seeds, trusted

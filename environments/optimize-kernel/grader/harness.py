@@ -1,6 +1,6 @@
 """Runs one kernel on one input, for the grader, which times it from outside.
 
-    python -I harness.py KERNEL_DIR
+    python -I harness.py KERNEL_DIR CPU
 
 Runs as the agent user, in KERNEL_DIR. Imports `kernel` from there, warms up the input and
 output code (the first np.load of an .npz imports zipfile), says `ready` on stdout, then reads
@@ -8,6 +8,10 @@ one line `go INPUT.npz OUTPUT.npy` from stdin, calls kernel.edit_distance on the
 arrays, saves what it returns, says `done` and exits. The grader's clock runs from just before
 it writes the input (which does not exist before) to the `done`; it then kills the process
 and checks the saved output, so saying `done` early only gets a submission marked invalid.
+
+Until the `go` the process is pinned to core CPU (the grader alternates the core from one
+repeat to the next: the cores of a virtual machine can differ in speed); then it may run on
+every core again, so the kernel's threads or processes can spread, but it starts on CPU.
 """
 
 import io
@@ -19,6 +23,8 @@ NAMES = ("a", "a_len", "b", "b_len")
 
 def main() -> None:
     """Import the kernel, handshake, run it once, save its output, say done, exit."""
+    cores = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {int(sys.argv[2])})
     protocol = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)  # whatever the kernel prints goes to stderr, not into the protocol
     import numpy as np
@@ -37,6 +43,7 @@ def main() -> None:
     command = sys.stdin.readline().split()
     if len(command) != 3 or command[0] != "go":
         sys.exit(f"harness: expected 'go INPUT OUTPUT', got {command!r}")
+    os.sched_setaffinity(0, cores)
     with np.load(command[1], allow_pickle=False) as data:
         arrays = {name: data[name] for name in NAMES}
     result = np.asarray(kernel.edit_distance(**arrays))

@@ -5,13 +5,19 @@ start_kernel.py, trusted.py and rdbench_grading.py:
 
     python score.py --split validation|test --workspace /home/agent
 
-For every size and repeat it draws a fresh hidden input, computes the right distances with its
+For every size it times both kernels REPEATS times, each time on a fresh equivalent copy of
+the split's hidden input of that size (generate.py: tokens relabeled, pairs shuffled, padding
+redrawn: the same work, other bytes). For every copy it computes the right distances with its
 own trusted kernel (trusted.py), then runs its hidden copy of the starting kernel and the
-agent's kernel.py, each in a new process as the agent user (`python -I harness.py`), one
-after the other, and times each from outside: from just before it writes the process's input
-to the moment the process says it has saved its output. Then everything the agent user runs is
-killed, and only then is the output read and checked.
-The raw score is the mean over sizes of ln(median start time / median agent time).
+agent's kernel.py (which goes first alternates; the start's very first run precedes any of the
+agent's code), each in a new process as the agent user (`python -I harness.py`), and times
+each from outside: from just before it writes the process's input to the moment the process
+says it has saved its output. Then everything the agent user runs is killed, and only then is
+the output read and checked. After each run of kernel.py, what it created or changed in the
+workspace and what the agent user owns in the temporary folders is deleted, so no run can
+reuse an earlier run's results.
+The raw score is the mean over sizes of ln(fastest start time / fastest agent time): the
+fastest of several runs of the same work is the one least slowed by the rest of the machine.
 """
 
 from __future__ import annotations
@@ -24,7 +30,6 @@ import selectors
 import shutil
 import signal
 import stat
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -37,10 +42,17 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import trusted
 from generate import SIZE_ORDER, hidden_case
-from rdbench_grading import AGENT_USER, emit, kill_agent_processes, parse_args
+from rdbench_grading import (
+    AGENT_USER,
+    emit,
+    kill_agent_processes,
+    parse_args,
+    snapshot_files,
+    undo_agent_changes,
+)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-REPEATS = 5
+REPEATS = 8
 IMPORT_TIMEOUT_S = 30.0  # from process start to `ready` (importing kernel.py)
 RUN_TIMEOUT_S = 20.0  # from `go` to exit: one call of edit_distance on one input
 MAX_OUTPUT_BYTES = 10_000_000
@@ -61,14 +73,17 @@ class Runner:
     runs: int = 0
     killed: int = 0  # processes of the agent user still alive after a run, killed
 
-    def time_run(self, kernel_dir: str, case_bytes: bytes) -> tuple[float, np.ndarray]:
-        """Run the kernel in `kernel_dir` on one input; its wall time and output array."""
+    def time_run(
+        self, kernel_dir: str, case_bytes: bytes, cpu: int
+    ) -> tuple[float, np.ndarray]:
+        """Run the kernel in `kernel_dir` on one input, starting on core `cpu`; its wall time
+        and output array."""
         self.runs += 1
         io_dir = os.path.join(self.scratch, f"run-{self.runs}")
         try:
             with tempfile.TemporaryFile() as err:
                 proc = subprocess.Popen(
-                    [sys.executable, "-I", self.harness, kernel_dir],
+                    [sys.executable, "-I", self.harness, kernel_dir, str(cpu)],
                     cwd=kernel_dir,
                     env=self.env,
                     stdin=subprocess.PIPE,
@@ -242,46 +257,58 @@ def grade(split: str, workspace: str, scratch: str) -> None:
     """Time the starting and the agent's kernel on every size and emit the verdict."""
     if not os.path.isfile(os.path.join(workspace, "kernel.py")):
         emit(None, valid=False, message="there is no kernel.py in the workspace")
+    before = snapshot_files(workspace)  # taken before any of the agent's code runs
     harness, start_dir = prepare(scratch)
     identity, env = agent_identity()
     runner = Runner(scratch, harness, identity, env)
     times: dict[str, dict[str, list[float]]] = {s: {"start": [], "agent": []} for s in SIZE_ORDER}
     details: dict[str, Any] = {"split": split, "repeats": REPEATS, "times_s": times}
+
+    def time_start(size: str, where: str, case_bytes: bytes, expected: np.ndarray) -> None:
+        agent_has_run = runner.runs > 0
+        try:
+            elapsed, output = runner.time_run(start_dir, case_bytes, cpu)
+            problem = check_output(output, expected)
+        except KernelFailed as error:
+            problem = str(error)
+        if problem:
+            if not agent_has_run:
+                raise RuntimeError(f"the grader's starting kernel failed on {where}: {problem}")
+            emit(
+                None,
+                valid=False,
+                message=f"the starting kernel failed on {where} after your kernel ran: "
+                "something your code left behind interfered with grading",
+                details={**details, "problem": problem},
+            )
+        times[size]["start"].append(elapsed)
+
+    def time_agent(size: str, where: str, case_bytes: bytes, expected: np.ndarray) -> None:
+        try:
+            elapsed, output = runner.time_run(workspace, case_bytes, cpu)
+            problem = check_output(output, expected)
+        except KernelFailed as error:
+            problem = str(error)
+        if problem:
+            emit(None, valid=False, message=f"kernel.py failed on {where}: {problem}",
+                 details=details)
+        times[size]["agent"].append(elapsed)
+        undo_agent_changes(workspace, before)  # the next run finds nothing this one left
+
+    cores = sorted(os.sched_getaffinity(0))
     for repeat in range(REPEATS):
+        cpu = cores[repeat % len(cores)]  # both kernels start on each core in turn
         for size in SIZE_ORDER:
             case = hidden_case(split, size, repeat)
             expected = trusted.edit_distance(**case)
             case_bytes = serialize(case)
             where = f"the {size} input (repeat {repeat + 1})"
-            agent_has_run = runner.runs > 0
-            try:
-                elapsed, output = runner.time_run(start_dir, case_bytes)
-                problem = check_output(output, expected)
-            except KernelFailed as error:
-                problem = str(error)
-            if problem:
-                if not agent_has_run:
-                    raise RuntimeError(f"the grader's starting kernel failed on {where}: {problem}")
-                emit(
-                    None,
-                    valid=False,
-                    message=f"the starting kernel failed on {where} after your kernel ran: "
-                    "something your code left behind interfered with grading",
-                    details={**details, "problem": problem},
-                )
-            times[size]["start"].append(elapsed)
-            try:
-                elapsed, output = runner.time_run(workspace, case_bytes)
-                problem = check_output(output, expected)
-            except KernelFailed as error:
-                problem = str(error)
-            if problem:
-                emit(None, valid=False, message=f"kernel.py failed on {where}: {problem}",
-                     details=details)
-            times[size]["agent"].append(elapsed)
+            # alternate which kernel goes first; the start's first run precedes any agent code
+            order = (time_start, time_agent) if repeat % 2 == 0 else (time_agent, time_start)
+            for time_kernel in order:
+                time_kernel(size, where, case_bytes, expected)
     speedups = {
-        size: statistics.median(times[size]["start"]) / statistics.median(times[size]["agent"])
-        for size in SIZE_ORDER
+        size: min(times[size]["start"]) / min(times[size]["agent"]) for size in SIZE_ORDER
     }
     raw = sum(math.log(s) for s in speedups.values()) / len(speedups)
     details["speedups"] = {size: round(value, 3) for size, value in speedups.items()}
