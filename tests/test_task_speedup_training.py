@@ -2,11 +2,11 @@
 real grading sandbox, as every episode is graded) scores the start about 0, the reference
 about 1, and every way of cheating we could think of 0 or invalid.
 
-The score is a ratio of CPU times measured in the same grading run (the original's, and the
-median of several runs of train.py interleaved with it), so the anchors are checked the way the
-brief for timing tasks asks: the untouched workspace normalizes below 0.2 and the reference to
-at least 0.9 (task.toml's reference is the lower quartile of repeated gradings, idle and
-loaded, see the comment there).
+The score is a ratio of CPU times measured in the same grading run (the original's, its
+epochs counted at the fastest one's, and the fastest of several runs of train.py interleaved
+with it), so the anchors are checked the way the brief for timing tasks asks: the untouched
+workspace normalizes below 0.2 and the reference to at least 0.9 (task.toml's reference is the
+lower quartile of repeated gradings, idle and loaded, see the comment there).
 """
 
 from __future__ import annotations

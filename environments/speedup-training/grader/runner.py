@@ -8,18 +8,22 @@ starts (a process that leaves its parent is re-parented here, so its CPU time is
 it is reaped), then answers score.py's commands, one JSON object a line on stdin, each answered
 by one JSON line on stdout:
 
-- `{"do": "start_original", "script", "args", "cwd", "log", "seconds"}`: fork the original
-  training (as root: the agent's code can neither signal nor trace it) and let it run for
-  `seconds`, then pause it (SIGSTOP);
-- `{"do": "resume_original", "seconds"}`: let it run for `seconds` more (null: to its end);
-- `{"do": "run_agent", "script", "args", "cwd", "log", "timeout"}`: fork a run of the agent's
-  script as the agent user, in its own session, while the original is paused; when it exits
-  (or times out), kill every process of the agent user and reap them all.
+- `{"do": "start_original", "script", "args", "cwd", "log", "seconds", "cpu"}`: fork the
+  original training (as root: the agent's code can neither signal nor trace it) and let it
+  run for `seconds` pinned to core `cpu`, then pause it (SIGSTOP). Its output goes through
+  EpochClock, which notes its CPU time at the end of every epoch;
+- `{"do": "resume_original", "seconds", "cpu"}`: let it run for `seconds` more (null: to its
+  end), pinned to core `cpu`;
+- `{"do": "run_agent", "script", "args", "cwd", "log", "timeout", "cpu"}`: fork a run of the
+  agent's script as the agent user, in its own session, started on core `cpu`, while the
+  original is paused; when it exits (or times out), kill every process of the agent user
+  and reap them all.
 
 Answers about the original give its state ("paused" or "exited"), its running time so far and,
-once it has exited, its exit code and CPU seconds. Answers about an agent run give its exit
-code, whether it timed out, its wall-clock seconds and the CPU seconds of every process it
-started (its own, its threads', and its descendants' however they ended).
+once it has exited, its exit code, CPU seconds and CPU seconds at the end of each epoch.
+Answers about an agent run give its exit code, whether it timed out, its wall-clock seconds and
+the CPU seconds of every process it started (its own, its threads', and its descendants'
+however they ended).
 
 It learns each run's arguments only when it is told to start it, so a run (a copy of this
 process's memory) never finds the seeds of the runs after it.
@@ -48,22 +52,55 @@ PR_SET_DUMPABLE = 4
 REAP_TIMEOUT_S = 5.0
 
 
+class EpochClock:
+    """The original's stdout in its own process: passes every line on and, at each line that
+    ends an epoch ("epoch k/N: ..."), writes the process's CPU seconds so far to `stamps`."""
+
+    def __init__(self, out: Any, stamps: str):
+        self.out = out
+        self.stamps = open(stamps, "w", encoding="utf-8", buffering=1)  # noqa: SIM115
+        self.pending = ""
+
+    def write(self, text: str) -> int:
+        """Pass `text` on; stamp the epochs it ends."""
+        self.pending += text
+        *lines, self.pending = self.pending.split("\n")
+        for line in lines:
+            if line.startswith("epoch "):
+                self.stamps.write(f"{time.process_time()!r}\n")
+        return self.out.write(text)
+
+    def flush(self) -> None:
+        """Flush the output."""
+        self.out.flush()
+
+
 class Original:
-    """The grader's original training: forked once, then run in slices and paused between."""
+    """The grader's original training: forked once, then run in slices and paused between,
+    each slice pinned to a given core."""
 
     def __init__(self, script: str, args: list[str], cwd: str, log: str):
+        self.stamps = f"{log}.epochs"
+
         def prepare() -> None:
             os.chdir(cwd)
             _redirect_output(log)
+            sys.stdout = EpochClock(sys.stdout, self.stamps)
 
         self.pid = tolerance.run_forked(script, args, prepare=prepare)
         self.pidfd = os.pidfd_open(self.pid)
         self.running_s = 0.0
         self.result: dict[str, Any] | None = None  # set when it has exited
+        os.kill(self.pid, signal.SIGSTOP)  # its first slice starts with run_for
+        _, status, usage = os.wait4(self.pid, os.WUNTRACED)
+        if not os.WIFSTOPPED(status):
+            self.exited(status, usage)
 
-    def run_for(self, seconds: float | None) -> dict[str, Any]:
-        """Let it run `seconds` (None: to its end) and pause it again; what it did."""
+    def run_for(self, seconds: float | None, cpu: int) -> dict[str, Any]:
+        """Let it run on core `cpu` for `seconds` (None: to its end), then pause it again;
+        its state."""
         if self.result is None:
+            os.sched_setaffinity(self.pid, {cpu})
             start = time.perf_counter()
             os.kill(self.pid, signal.SIGCONT)
             exited = select.select([self.pidfd], [], [], seconds)[0]
@@ -77,10 +114,16 @@ class Original:
 
     def exited(self, status: int, usage: Any) -> None:
         """Record its end (reaped here, or by whoever reaped it)."""
+        try:
+            with open(self.stamps, encoding="utf-8") as handle:
+                epochs = [float(line) for line in handle]
+        except (OSError, ValueError):
+            epochs = []
         self.result = {
             "state": "exited",
             "returncode": os.waitstatus_to_exitcode(status),
             "cpu_s": tolerance.cpu_s(usage),
+            "epoch_end_cpu_s": epochs,
         }
         os.close(self.pidfd)
 
@@ -106,9 +149,11 @@ def _redirect_output(log: str) -> None:
     sys.stderr = open(2, "w", encoding="utf-8", closefd=False, buffering=1)  # noqa: SIM115
 
 
-def _become_agent(cwd: str, log: str) -> None:
-    """In a forked child: become a process of the agent's, as `python train.py` would be."""
+def _become_agent(cwd: str, log: str, cpu: int) -> None:
+    """In a forked child: become a process of the agent's, as `python train.py` would be,
+    started on core `cpu` (it may change its cores)."""
     os.setsid()
+    os.sched_setaffinity(0, {cpu})
     _redirect_output(log)  # the log files are root's; the open descriptors stay usable
     env = {
         "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
@@ -136,11 +181,17 @@ def _become_agent(cwd: str, log: str) -> None:
 
 
 def run_agent(
-    original: Original | None, script: str, args: list[str], cwd: str, log: str, timeout: float
+    original: Original | None,
+    script: str,
+    args: list[str],
+    cwd: str,
+    log: str,
+    timeout: float,
+    cpu: int,
 ) -> dict[str, Any]:
     """Run the agent's script once (forked, as the agent user) and clean up after it."""
     start = time.perf_counter()
-    pid = tolerance.run_forked(script, args, prepare=lambda: _become_agent(cwd, log))
+    pid = tolerance.run_forked(script, args, prepare=lambda: _become_agent(cwd, log, cpu))
     pidfd = os.pidfd_open(pid)
     timed_out = not select.select([pidfd], [], [], timeout)[0]
     os.close(pidfd)
@@ -213,14 +264,14 @@ def main() -> None:
                 original = Original(
                     command["script"], command["args"], command["cwd"], command["log"]
                 )
-                answer = original.run_for(command["seconds"])
+                answer = original.run_for(command["seconds"], command["cpu"])
             elif command["do"] == "resume_original":
                 assert original is not None, "start_original first"
-                answer = original.run_for(command["seconds"])
+                answer = original.run_for(command["seconds"], command["cpu"])
             elif command["do"] == "run_agent":
                 answer = run_agent(
                     original, command["script"], command["args"], command["cwd"],
-                    command["log"], command["timeout"],
+                    command["log"], command["timeout"], command["cpu"],
                 )
             else:
                 raise ValueError(f"unknown command {command['do']!r}")
