@@ -61,9 +61,9 @@ from rdbench_grading import (  # noqa: E402
 from tolerance import ORIGINAL, ModelError, compare, load_original, read_model  # noqa: E402
 
 SEEDS = {"validation": 52_817, "test": 90_413}  # hidden: the agent cannot precompute them
-SLOT_S = 0.75  # the original runs this long between two runs of train.py
-MAX_RUNS = 8  # runs of train.py
-AGENT_SHARE = 0.4  # train.py runs again while its CPU time so far is below this share
+SLOT_S = 0.5  # the original runs this long between two runs of train.py
+MAX_RUNS = 12  # runs of train.py
+AGENT_SHARE = 0.6  # train.py runs again while its CPU time so far is below this share
 ORIGINAL_TIMEOUT_S = 300  # running time of the original
 AGENT_TIMEOUT_S = 300  # wall-clock time of one run of train.py
 MIN_CPU_S = 0.01  # a floor for the ratio: no real training takes less
