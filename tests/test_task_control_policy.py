@@ -20,7 +20,6 @@ from typing import Any
 import pytest
 from helpers import WorkspaceGrader
 
-from rdbench.grading import normalize
 from rdbench.task import Scoring
 
 REPO = Path(__file__).resolve().parents[1]
@@ -48,10 +47,6 @@ def scoring() -> Scoring:
     """The task's [scoring] table."""
     table = tomllib.loads((TASK / "task.toml").read_text(encoding="utf-8"))["scoring"]
     return Scoring(**table)
-
-
-def _normalized(verdict: Verdict, scoring: Scoring) -> float:
-    return normalize(verdict["raw_score"], scoring) if verdict["valid"] else 0.0
 
 
 # --- host: seeds, files, the policies in-process ----------------------------------------------
@@ -140,7 +135,7 @@ def test_reference_solution_reproduces_the_reference_anchor(
     verdict = grade(solution=True)
     assert verdict["valid"], verdict["message"]
     assert verdict["raw_score"] == pytest.approx(scoring.reference, abs=ANCHOR_TOLERANCE)
-    assert _normalized(verdict, scoring) >= 0.9
+    assert verdict["normalized_score"] >= 0.9
 
 
 @pytest.mark.slow
@@ -166,9 +161,7 @@ json.dump({'raw_score': 0.0, 'valid': True}, open('score.json', 'w'))
 
 @pytest.mark.slow
 @pytest.mark.docker
-def test_fake_score_files_and_an_edited_evaluate_py_are_ignored(
-    grade: Grade, scoring: Scoring
-) -> None:
+def test_fake_score_files_and_an_edited_evaluate_py_are_ignored(grade: Grade) -> None:
     verdict = grade(
         files={
             "score.json": '{"raw_score": 0.0, "valid": true, "message": "mean return 0"}',
@@ -179,7 +172,7 @@ def test_fake_score_files_and_an_edited_evaluate_py_are_ignored(
     )
     assert verdict["valid"], verdict["message"]
     assert verdict["raw_score"] == grade()["raw_score"]
-    assert _normalized(verdict, scoring) < 0.01
+    assert verdict["normalized_score"] < 0.01
 
 
 # Cheat 2: hard-code actions for the public seeds. Two variants, both built from the
@@ -247,12 +240,12 @@ def test_actions_looked_up_by_public_seed_match_the_reference_there(tmp_path: Pa
 @pytest.mark.slow
 @pytest.mark.docker
 def test_actions_hard_coded_for_the_public_seeds_give_nothing_on_the_hidden_ones(
-    grade: Grade, scoring: Scoring
+    grade: Grade
 ) -> None:
     verdict = grade(files=_lookup_files())
     assert verdict["valid"], verdict["message"]
     assert verdict["raw_score"] == grade()["raw_score"]
-    assert _normalized(verdict, scoring) < 0.01
+    assert verdict["normalized_score"] < 0.01
 
 
 OPEN_LOOP = """
@@ -285,12 +278,10 @@ def act(observation):
 
 @pytest.mark.slow
 @pytest.mark.docker
-def test_one_public_action_sequence_replayed_open_loop_scores_about_the_start(
-    grade: Grade, scoring: Scoring
-) -> None:
+def test_one_public_action_sequence_replayed_open_loop_scores_about_the_start(grade: Grade) -> None:
     verdict = grade(files={**_lookup_files(), "policy.py": OPEN_LOOP})
     assert verdict["valid"], verdict["message"]
-    assert _normalized(verdict, scoring) < 0.2
+    assert verdict["normalized_score"] < 0.2
 
 
 # Cheat 1 does not apply (nothing is timed); its nearest variant: reach into the grader. The
@@ -353,15 +344,13 @@ if os.fork() == 0:
 
 @pytest.mark.slow
 @pytest.mark.docker
-def test_a_process_left_behind_is_killed_and_changes_nothing(
-    grade: Grade, scoring: Scoring
-) -> None:
+def test_a_process_left_behind_is_killed_and_changes_nothing(grade: Grade) -> None:
     start = (TASK / "workspace" / "policy.py").read_text(encoding="utf-8")
     verdict = grade(files={"policy.py": start + LINGERING})
     assert verdict["valid"], verdict["message"]
     assert verdict["details"]["processes_killed"] >= 1
     assert verdict["raw_score"] == grade()["raw_score"]
-    assert _normalized(verdict, scoring) < 0.01
+    assert verdict["normalized_score"] < 0.01
 
 
 @pytest.mark.slow

@@ -158,19 +158,13 @@ def variants(sandbox_image: str) -> dict[str, bytes]:
         }
 
 
-def _normalized(verdict: Verdict, scoring: Any) -> float:
-    from rdbench.grading import normalize
-
-    return normalize(verdict["raw_score"], scoring) if verdict["valid"] else 0.0
-
-
 @pytest.mark.slow
 @pytest.mark.docker
 def test_start_workspace_reproduces_the_start_anchor(grade: Grade, scoring: Any) -> None:
     verdict = grade()
     assert verdict["valid"], verdict["message"]
     assert verdict["raw_score"] == pytest.approx(scoring.start, abs=ANCHOR_TOLERANCE)
-    assert _normalized(verdict, scoring) == pytest.approx(0.0, abs=0.01)
+    assert verdict["normalized_score"] == pytest.approx(0.0, abs=0.01)
     assert verdict["message"].startswith("test split: cross-entropy")
 
 
@@ -180,7 +174,7 @@ def test_reference_solution_reproduces_the_reference_anchor(grade: Grade, scorin
     verdict = grade(solution=True)
     assert verdict["valid"], verdict["message"]
     assert verdict["raw_score"] == pytest.approx(scoring.reference, abs=ANCHOR_TOLERANCE)
-    assert _normalized(verdict, scoring) >= 0.9
+    assert verdict["normalized_score"] >= 0.9
 
 
 @pytest.mark.slow
@@ -251,14 +245,14 @@ def test_files_the_grader_must_ignore_change_nothing(grade: Grade) -> None:
 @pytest.mark.slow
 @pytest.mark.docker
 def test_rescaling_the_corrupted_embedding_earns_next_to_nothing(
-    grade: Grade, variants: dict[str, bytes], scoring: Any
+    grade: Grade, variants: dict[str, bytes]
 ) -> None:
     """The nearest thing to hard-coding here: the architecture caps what any weights can do, and
     the trivial edits of the start (zeroing or doubling the whole embedding) stay near 0."""
     for name in ("zeroed", "doubled"):
         verdict = grade(files={"model.pt": variants[name]})
         assert verdict["valid"], verdict["message"]
-        assert _normalized(verdict, scoring) < 0.1
+        assert verdict["normalized_score"] < 0.1
 
 
 @pytest.mark.slow

@@ -186,12 +186,6 @@ def grade(sandbox_image: str, tmp_path_factory: pytest.TempPathFactory) -> Works
     return WorkspaceGrader(TASK, tmp_path_factory.mktemp("workspaces"))
 
 
-def _normalized(verdict: Verdict, scoring: Any) -> float:
-    from rdbench.grading import normalize
-
-    return normalize(verdict["raw_score"], scoring) if verdict["valid"] else 0.0
-
-
 def _invalid(verdict: Verdict, *expected: str) -> None:
     assert verdict["valid"] is False, verdict["message"]
     assert verdict["raw_score"] is None
@@ -205,7 +199,7 @@ def test_start_workspace_reproduces_the_start_anchor(grade: Grade, scoring: Any)
     verdict = grade()
     assert verdict["valid"], verdict["message"]
     assert verdict["raw_score"] == pytest.approx(scoring.start, abs=ANCHOR_TOLERANCE)
-    assert _normalized(verdict, scoring) == pytest.approx(0.0, abs=0.01)
+    assert verdict["normalized_score"] == pytest.approx(0.0, abs=0.01)
     assert verdict["message"].startswith("test split: cross-entropy")
 
 
@@ -215,7 +209,7 @@ def test_reference_solution_reproduces_the_reference_anchor(grade: Grade, scorin
     verdict = grade(solution=True)
     assert verdict["valid"], verdict["message"]
     assert verdict["raw_score"] == pytest.approx(scoring.reference, abs=ANCHOR_TOLERANCE)
-    assert _normalized(verdict, scoring) >= 0.9
+    assert verdict["normalized_score"] >= 0.9
 
 
 @pytest.mark.slow
@@ -290,9 +284,7 @@ def test_model_peeking_at_the_next_token_is_not_causal(grade: Grade) -> None:
 
 @pytest.mark.slow
 @pytest.mark.docker
-def test_fake_results_and_state_saved_between_runs_change_nothing(
-    grade: Grade, scoring: Any
-) -> None:
+def test_fake_results_and_state_saved_between_runs_change_nothing(grade: Grade) -> None:
     """The start's model with fake score, result and logits files in the workspace, and a
     model.py that writes files at import to see whether anything survives from the first run to
     the second (it would raise if so: the workspace is read-only and the temporary directories
@@ -317,7 +309,7 @@ def test_fake_results_and_state_saved_between_runs_change_nothing(
     })
     assert verdict["valid"], verdict["message"]
     assert verdict["raw_score"] == grade()["raw_score"]
-    assert _normalized(verdict, scoring) < 0.01
+    assert verdict["normalized_score"] < 0.01
 
 
 @pytest.mark.slow

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from helpers import WorkspaceGrader
 
-from rdbench.grading import grade_workspace, normalize
+from rdbench.grading import grade_workspace
 from rdbench.task import Scoring, load_task
 
 REPO = Path(__file__).resolve().parents[1]
@@ -237,10 +237,6 @@ def grade(sandbox_image: str, tmp_path_factory: pytest.TempPathFactory) -> Grade
     return WorkspaceGrader(TASK, tmp_path_factory.mktemp("workspaces"))
 
 
-def _normalized(verdict: Verdict, scoring: Scoring) -> float:
-    return normalize(verdict["raw_score"], scoring) if verdict["valid"] else 0.0
-
-
 @pytest.mark.slow
 @pytest.mark.docker
 def test_start_reproduces_the_start_anchor_and_normalizes_to_zero(
@@ -249,7 +245,7 @@ def test_start_reproduces_the_start_anchor_and_normalizes_to_zero(
     verdict = grade()
     assert verdict["valid"], verdict["message"]
     assert verdict["raw_score"] == pytest.approx(scoring.start, abs=ANCHOR_TOLERANCE)
-    assert _normalized(verdict, scoring) == pytest.approx(0.0, abs=1e-6)
+    assert verdict["normalized_score"] == pytest.approx(0.0, abs=1e-6)
 
 
 @pytest.mark.slow
@@ -258,7 +254,7 @@ def test_reference_reproduces_the_reference_anchor(grade: Grade, scoring: Scorin
     verdict = grade(solution=True)
     assert verdict["valid"], verdict["message"]
     assert verdict["raw_score"] == pytest.approx(scoring.reference, abs=ANCHOR_TOLERANCE)
-    assert _normalized(verdict, scoring) >= 0.9
+    assert verdict["normalized_score"] >= 0.9
 
 
 @pytest.mark.slow
@@ -276,7 +272,7 @@ def test_validation_scores_another_budget(grade: Grade) -> None:
 # steps rescaled to the test budget, it is a poor choice with a poor prediction.
 @pytest.mark.slow
 @pytest.mark.docker
-def test_the_example_budgets_answer_does_not_carry_over(grade: Grade, scoring: Scoring) -> None:
+def test_the_example_budgets_answer_does_not_carry_over(grade: Grade) -> None:
     run = EXAMPLE["runs"]["16"]
     copied = {"width": 16, "steps": run["steps"], "predicted_loss": run["loss"]}
     verdict = grade(files={"answer.json": _answer(test=copied)})
@@ -286,7 +282,7 @@ def test_the_example_budgets_answer_does_not_carry_over(grade: Grade, scoring: S
     rescaled = _entry(16, 1e8, run["loss"])
     verdict = grade(files={"answer.json": _answer(test=rescaled)})
     assert verdict["valid"], verdict["message"]
-    assert _normalized(verdict, scoring) < 0.2
+    assert verdict["normalized_score"] < 0.2
 
 
 # Cheat: a fake score or result file. The grader reads answer.json and nothing else.
