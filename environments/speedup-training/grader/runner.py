@@ -199,11 +199,11 @@ def run_agent(
         os.kill(pid, signal.SIGKILL)
     _, status, usage = os.wait4(pid, 0)
     wall_s = time.perf_counter() - start
-    cpu = tolerance.cpu_s(usage)
+    cpu_s = tolerance.cpu_s(usage)
     killed: set[int] = set()
     deadline = time.monotonic() + REAP_TIMEOUT_S
     while time.monotonic() < deadline:  # kill what it left behind, reap it, count its CPU
-        cpu += _reap_exited(original)  # (everything it left is re-parented here)
+        cpu_s += _reap_exited(original)  # (everything it left is re-parented here)
         alive = _agent_processes()
         if not alive:
             break
@@ -216,7 +216,7 @@ def run_agent(
         "returncode": os.waitstatus_to_exitcode(status),
         "timed_out": timed_out,
         "wall_s": wall_s,
-        "cpu_s": cpu,
+        "cpu_s": cpu_s,
         "killed": len(killed - {pid}),
     }
 

@@ -68,6 +68,8 @@ ORIGINAL_TIMEOUT_S = 300  # running time of the original
 AGENT_TIMEOUT_S = 300  # wall-clock time of one run of train.py
 MIN_CPU_S = 0.01  # a floor for the ratio: no real training takes less
 PARAM_NAMES = ("0.weight", "0.bias", "2.weight", "2.bias", "4.weight", "4.bias")
+
+
 class GraderError(RuntimeError):
     """The grader's own machinery or original training failed: not the agent's fault."""
 
