@@ -116,7 +116,7 @@ class ProcessRunner:
         )
 
     def kill_all(self) -> None:
-        """Kill every process still running (the waiting threads then return)."""
+        """Kill every process still running (the calls waiting for them then return)."""
         with self._lock:
             running = list(self._running)
         for proc in running:
