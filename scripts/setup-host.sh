@@ -38,7 +38,9 @@ if ! command -v dockerd >/dev/null 2>&1 || [ "$(id -u)" -ne 0 ]; then
     exit 0
 fi
 echo "setup: starting dockerd (log: $LOG)"
-nohup dockerd >"$LOG" 2>&1 </dev/null &
+# setsid: dockerd gets its own session, so it outlives the shell job (and process group)
+# that started it.
+setsid nohup dockerd >"$LOG" 2>&1 </dev/null &
 for _ in $(seq 1 60); do
     if engine_answers; then
         echo "setup: Docker engine answers"
