@@ -4,23 +4,31 @@ A sandbox is one long-lived `bwrap` run (see namespaces.py) over folders made fo
 /var/tmp/rdbench-bwrap-<id>/ (mode 700): `home` is bound read-write at /home/agent, `tmp` and
 `var-tmp` at /tmp and /var/tmp, and the root-only `grader` at /grader (empty in an agent's
 sandbox). Everything else is the image's filesystem (see rootfs.py), read-only and nosuid. It
-has its own pid, network (only `lo`), ipc, uts and cgroup namespaces and a fresh /proc, /dev and
-/dev/shm. Each command enters them with `nsenter`, so, as in a container, what a command leaves
+has its own pid, network (only `lo`), ipc, uts and cgroup namespaces and, as a Docker container,
+a fresh /proc with /proc/sys read-only, /dev, a 64 MB /dev/shm and /dev/mqueue. Unlike Docker's,
+/sys is a read-only folder showing only /sys/devices/system/cpu: bwrap cannot mount a sysfs of
+the sandbox's own network namespace, and the host's /sys would show the host's devices and
+network interfaces. bwrap reads its options from a descriptor, so the sandbox's pid 1 shows no
+host path. Each command enters them with `nsenter`, so, as in a container, what a command leaves
 running in the background lives on until the sandbox is closed, and the sandbox dies with
 rdbench.
 
 Users: bwrap runs as real root without a user namespace (one would map the agent to host
-root). The agent's commands run as uid/gid 1000 with no capabilities and no_new_privs; root's
-commands keep no capabilities (setpriv), except in a grading sandbox, where root keeps those
-needed to run the agent's code as the agent (GRADING_CAPS). This backend needs root.
+root). The agent's commands run as uid/gid 1000 with no capabilities, an empty bounding set
+and no_new_privs; root's commands keep no capabilities (setpriv), except in a grading sandbox,
+where root keeps those needed to run the agent's code as the agent (GRADING_CAPS). This
+backend needs root.
 A command gets the environment rdbench sets for it and nothing else; one given an `env` of the
 caller's has it set by `env -i` once the identity is final, so nothing in it (say LD_PRELOAD)
 reaches the privileged helpers.
 
 Limits: a cgroup per sandbox (memory, processes, CPU; see cgroups.py) with a leaf per command,
 and per command RLIMIT_CPU (timeout x cpus + a margin) and RLIMIT_FSIZE (see process.py). A
-command past its timeout is killed with everything it started. Unlike docker there is no
-seccomp filter.
+command past its timeout is killed with everything it started.
+
+Walls: every command, the sandbox's init too, runs under a seccomp filter like Docker's default
+profile (see seccomp.py): no user or other namespaces, keyrings, mounts, bpf, perf or kernel
+modules, for the agent and root alike.
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ from pathlib import Path
 
 import structlog
 
+from rdbench.sandbox import seccomp
 from rdbench.sandbox.archive import folder_tar, single_file_tar, strip_top_folder
 from rdbench.sandbox.base import (
     AGENT_HOME,
@@ -73,6 +82,9 @@ NAMESPACES = ["--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts"
 WRITABLE = {AGENT_HOME: "home", "/tmp": "tmp", "/var/tmp": "var-tmp", GRADER_DIR: "grader"}
 # The host's own file operations (tar, cat as root) read and write whatever the agent left.
 FILE_CAPS = ["CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER"]
+SHM_BYTES = 64 * 1024 * 1024  # /dev/shm, as Docker sizes it
+# What /sys shows (read-only): the CPUs, which libraries read to size their thread pools.
+SYS_SHOWN = ["/sys/devices/system/cpu"]
 READ_ONLY_HINT = (
     "the bwrap sandbox is read-only outside /home/agent, /tmp, /var/tmp and /grader"
 )
@@ -150,6 +162,7 @@ class BwrapSandbox:
                 self._bwrap_argv(),
                 prelude=limits_prelude(init_group, math.inf, config.cpus),
                 log_path=self.dir / "bwrap.log",
+                seccomp=seccomp.program(),
             )
         except BaseException:
             self.close()
@@ -173,15 +186,24 @@ class BwrapSandbox:
         (self.dir / "grader").mkdir(mode=0o700)
 
     def _mounts(self) -> list[str]:
-        shm_bytes = str(self.config.memory_mb * 1024 * 1024)
+        """The sandbox's filesystem, as Docker lays out a container's (see the module's
+        docstring for where it differs)."""
         binds = [arg for inside, name in WRITABLE.items()
                  for arg in ("--bind", str(self.dir / name), inside)]  # fmt: skip
         return [
             "--ro-bind", str(self.rootfs), "/",
             *binds,
             "--proc", "/proc",
+            # sysctls show the reader's own namespaces, so the host's /proc/sys, read-only,
+            # is the sandbox's; sysrq-trigger could reboot the host
+            "--ro-bind", "/proc/sys", "/proc/sys",
+            "--ro-bind-try", "/proc/sysrq-trigger", "/proc/sysrq-trigger",
             "--dev", "/dev",
-            "--perms", "1777", "--size", shm_bytes, "--tmpfs", "/dev/shm",
+            "--perms", "1777", "--size", str(SHM_BYTES), "--tmpfs", "/dev/shm",
+            "--mqueue", "/dev/mqueue",
+            "--perms", "0755", "--tmpfs", "/sys",
+            *(arg for path in SYS_SHOWN for arg in ("--ro-bind-try", path, path)),
+            "--remount-ro", "/sys",
         ]  # fmt: skip
 
     def _bwrap_argv(self) -> list[str]:
@@ -203,8 +225,8 @@ class BwrapSandbox:
         assert self._holder is not None
         enter = [*self._holder.enter_argv(), *_identity(owner, caps)]
         if cwd == AGENT_HOME and not callers_env:
-            return [*enter, *cmd], env
-        assignments = [f"{key}={value}" for key, value in env.items()]
+            return [*enter, *cmd], env  # the prelude sets PWD
+        assignments = [f"PWD={cwd}", *(f"{key}={value}" for key, value in env.items())]
         return [*enter, "/usr/bin/env", "-i", "-C", cwd, *assignments, *cmd], {}
 
     def _command_env(self, user: str, env: dict[str, str] | None) -> dict[str, str]:
@@ -258,7 +280,8 @@ class BwrapSandbox:
         oom_kills = 0
         try:
             run = self._runner.run(
-                [*limits_prelude(leaf, timeout, self.config.cpus), *argv], env=start_env,
+                [*limits_prelude(leaf, timeout, self.config.cpus, pwd=cwd), *argv],
+                env=start_env,
                 pass_fds=self._holder.fds if self._holder is not None else None,
                 input=input, timeout=timeout, output_limit=output_limit, leaf=leaf,
             )  # fmt: skip
@@ -379,16 +402,14 @@ class BwrapSandbox:
 
 
 def _identity(owner: str, caps: list[str]) -> list[str]:
-    """What follows `nsenter ... -w` to give the command its identity.
-
-    The agent: nsenter itself switches to uid/gid 1000 with no supplementary groups, which
-    leaves no capabilities (no_new_privs is inherited from the launcher thread, and every
-    mount is nosuid, so none can be regained). Root: setpriv keeps only `caps` (names
-    without CAP_), in the bounding set too."""
-    if owner == AGENT_USER:
-        return ["-S", str(AGENT_UID), "-G", str(AGENT_UID), "--"]
+    """What follows `nsenter ... -w` to give the command its identity: setpriv (from the
+    sandbox's image) clears the bounding set but for `caps` (names without CAP_), then the
+    agent switches to uid/gid 1000 with no supplementary groups, which leaves it no
+    capabilities (no_new_privs is inherited from the launcher thread, and every mount is
+    nosuid, so none can be regained); root keeps only `caps`."""
     kept = "".join(f",+{cap.lower()}" for cap in caps)
-    return ["--", "/usr/bin/setpriv", "--clear-groups", f"--inh-caps=-all{kept}",
+    switch = [f"--reuid={AGENT_UID}", f"--regid={AGENT_UID}"] if owner == AGENT_USER else []
+    return ["--", "/usr/bin/setpriv", *switch, "--clear-groups", f"--inh-caps=-all{kept}",
             f"--bounding-set=-all{kept}", "--"]  # fmt: skip
 
 

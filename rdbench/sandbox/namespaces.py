@@ -38,23 +38,37 @@ NAMESPACE_OPTIONS = {"mnt": "--mount", "pid": "--pid", "net": "--net", "ipc": "-
 class NamespaceHolder:
     """A bwrap run holding a sandbox's namespaces; `enter_argv()` joins them."""
 
-    def __init__(self, bwrap_argv: list[str], *, prelude: list[str], log_path: Path):
+    def __init__(
+        self, bwrap_argv: list[str], *, prelude: list[str], log_path: Path,
+        seccomp: bytes | None = None,
+    ):  # fmt: skip
         """Start `bwrap_argv` (bwrap and its options, without a command) behind the shell
-        `prelude` (cgroups and rlimits). It returns at once; `pid` waits until it is ready."""
+        `prelude` (cgroups and rlimits), its init and everything that runs as it under the
+        seccomp program `seccomp` (see seccomp.py). It returns at once; `pid` waits until it
+        is ready.
+
+        bwrap reads its options from a descriptor (`--args`), so that its command line, which
+        the sandbox's pid 1 shows to everyone inside, holds no host path."""
         self._nsenter = shutil.which("nsenter") or "/usr/bin/nsenter"
         self._log_path = log_path
         self._fds: dict[str, int] | None = None  # nsenter option -> open descriptor
         info_read, info_write = os.pipe()
-        argv = [*prelude, *bwrap_argv, "--die-with-parent", "--info-fd", str(info_write),
-                "--", *HOLD]  # fmt: skip
+        options = [*bwrap_argv[1:], "--die-with-parent", "--info-fd", str(info_write)]
+        handed_over = [info_write]
         try:
+            if seccomp is not None:
+                handed_over.append(_memfd("rdbench-seccomp", seccomp))
+                options += ["--seccomp", str(handed_over[-1])]
+            handed_over.append(_memfd("rdbench-args", b"".join(
+                os.fsencode(option) + b"\0" for option in options)))
+            argv = [*prelude, bwrap_argv[0], "--args", str(handed_over[-1]), "--", *HOLD]
             with log_path.open("wb") as log:
                 self._proc = launch(
                     argv,
                     stdin=subprocess.DEVNULL,
                     stdout=subprocess.PIPE,
                     stderr=log,
-                    pass_fds=[info_write],
+                    pass_fds=handed_over,
                     start_new_session=True,
                     env={},
                 )
@@ -62,7 +76,8 @@ class NamespaceHolder:
             os.close(info_read)
             raise SandboxUnavailable(f"Could not run bwrap: {error}") from error
         finally:
-            os.close(info_write)
+            for fd in handed_over:
+                os.close(fd)
         self._info_read: int | None = info_read
 
     @property
@@ -139,6 +154,14 @@ class NamespaceHolder:
         with contextlib.suppress(ProcessLookupError):
             self._proc.kill()
         self._proc.wait()
+
+
+def _memfd(name: str, data: bytes) -> int:
+    """A descriptor of an anonymous file holding `data`, read from its start."""
+    fd = os.memfd_create(name, os.MFD_CLOEXEC)
+    os.write(fd, data)
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
 
 
 def _read_to_end(fd: int, deadline: float, until: bytes | None = None) -> bytes:

@@ -20,9 +20,11 @@ import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures.thread import BrokenThreadPool
 from dataclasses import dataclass, field
 from typing import Any
 
+from rdbench.sandbox import seccomp
 from rdbench.sandbox.base import FILE_SIZE_LIMIT
 from rdbench.sandbox.cgroups import ExecCgroup
 
@@ -30,32 +32,47 @@ CPU_MARGIN_S = 10  # RLIMIT_CPU is timeout x cpus plus this
 KILL_GRACE_S = 10.0
 PRELUDE_FAILED = 125  # the prelude's exit status when it could not set the limits up
 PR_SET_NO_NEW_PRIVS = 38
-_launcher: ThreadPoolExecutor | None = None
+_launchers: dict[bool, ThreadPoolExecutor] = {}  # confined or not -> its launcher thread
 _launcher_lock = threading.Lock()
 
 
-def launch(argv: list[str], **popen_options: Any) -> subprocess.Popen[bytes]:
-    """subprocess.Popen(argv, ...) from rdbench's launcher thread.
+def launch(
+    argv: list[str], *, confined: bool = False, **popen_options: Any
+) -> subprocess.Popen[bytes]:
+    """subprocess.Popen(argv, ...) from one of rdbench's two launcher threads.
 
-    That one thread lasts as long as rdbench, so a child's parent-death signal (bwrap's
-    --die-with-parent) fires when rdbench ends and not before; and it has no_new_privs set,
+    Each thread lasts as long as rdbench, so a child's parent-death signal (bwrap's
+    --die-with-parent) fires when rdbench ends and not before; and each has no_new_privs set,
     which every process it starts inherits: nothing they run can gain privileges on exec
-    (set-user-ID files, file capabilities)."""
-    global _launcher
+    (set-user-ID files, file capabilities). The `confined` thread is also under the sandbox
+    seccomp filter (see seccomp.py), which every command started from it inherits; the other
+    starts what must set a sandbox up (bwrap mounts and makes namespaces)."""
     with _launcher_lock:
-        if _launcher is None:
-            _launcher = ThreadPoolExecutor(
-                max_workers=1, thread_name_prefix="rdbench-launcher", initializer=_no_new_privs
+        if confined not in _launchers:
+            name = "rdbench-confined-launcher" if confined else "rdbench-launcher"
+            setup = _no_new_privs_and_seccomp if confined else _no_new_privs
+            _launchers[confined] = ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix=name, initializer=setup
             )
+        launcher = _launchers[confined]
+
     def start() -> subprocess.Popen[bytes]:
         return subprocess.Popen(argv, **popen_options)
 
-    return _launcher.submit(start).result()
+    try:
+        return launcher.submit(start).result()
+    except BrokenThreadPool as error:  # its no_new_privs or seccomp set-up failed
+        raise OSError(f"rdbench's launcher thread could not be set up: {error}") from error
 
 
 def _no_new_privs() -> None:
     if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS) failed")
+
+
+def _no_new_privs_and_seccomp() -> None:
+    _no_new_privs()
+    seccomp.install()
 
 
 @dataclass(frozen=True)
@@ -93,6 +110,7 @@ class ProcessRunner:
         OSError when it cannot be started."""
         proc = launch(
             argv,
+            confined=True,
             stdin=subprocess.DEVNULL if input is None else subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -207,14 +225,18 @@ def _communicate(
     return timed_out, stdout, stderr
 
 
-def limits_prelude(leaf: ExecCgroup | None, timeout: float, cpus: float) -> list[str]:
+def limits_prelude(
+    leaf: ExecCgroup | None, timeout: float, cpus: float, *, pwd: str = "/"
+) -> list[str]:
     """A `/bin/sh -c` prefix that joins the cgroup `leaf`, sets RLIMIT_FSIZE and RLIMIT_CPU
     (timeout x cpus plus a margin: SIGXCPU, then SIGKILL 5 s later), then execs the command
-    that follows it. It exits with PRELUDE_FAILED when a step fails."""
+    that follows it with PWD set to `pwd` (the shell would pass on the host's working folder).
+    It exits with PRELUDE_FAILED when a step fails."""
     steps = [f"echo $$ > {shlex.quote(path)}" for path in (leaf.procs_files if leaf else [])]
     steps.append(f"ulimit -f {FILE_SIZE_LIMIT // 512}")  # in 512-byte blocks
     if math.isfinite(timeout):
         cpu_s = math.ceil(timeout * max(cpus, 1.0)) + CPU_MARGIN_S
         steps += [f"ulimit -S -t {cpu_s}", f"ulimit -H -t {cpu_s + 5}"]
-    script = " && ".join(steps) + f' || exit {PRELUDE_FAILED}; exec "$@"'
+    script = " && ".join(steps) + f" || exit {PRELUDE_FAILED}; PWD={shlex.quote(pwd)}"
+    script += '; exec "$@"'
     return ["/bin/sh", "-c", script, "sh"]
