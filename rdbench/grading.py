@@ -114,7 +114,7 @@ def grade_workspace(
             owner="root",
         )
         result = sandbox.exec(
-            ["python3", f"{GRADER_DIR}/score.py", "--split", split, "--workspace", AGENT_HOME],
+            ["python3", f"{GRADER_DIR}/score.py", "--workspace", AGENT_HOME], input=split.encode(),
             user="root",
             cwd=GRADER_DIR,
             timeout=task.scoring.timeout_s,

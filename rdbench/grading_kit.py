@@ -8,7 +8,7 @@ agent's code as the unprivileged user and to print its verdict in the grading co
 ```python
 from rdbench_grading import emit, parse_args, run_as_agent
 
-args = parse_args()                      # args.split is "validation" or "test"
+args = parse_args()                      # args.split is "validation" or "test" (from stdin)
 run = run_as_agent(["python", "train.py"], cwd=args.workspace, timeout=600)
 if not run.ok:
     emit(None, valid=False, message=f"train.py failed: {run.tail()}")
@@ -64,11 +64,28 @@ class AgentRun:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """Parse the arguments every grader receives: --split and --workspace."""
+    """Parse the arguments every grader receives: --workspace, and the split.
+
+    rdbench gives the split on stdin, not on the command line, which every process in the
+    sandbox can read (the agent's code could tell a validation grading from the test grading).
+    By hand, pass --split; with neither, the split is "test"."""
     parser = argparse.ArgumentParser(description="Grade an agent's workspace.")
-    parser.add_argument("--split", choices=SPLITS, default="test")
+    parser.add_argument("--split", choices=SPLITS, default=None)
     parser.add_argument("--workspace", default=f"/home/{AGENT_USER}")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.split is None:
+        args.split = _split_from_stdin(parser)
+    return args
+
+
+def _split_from_stdin(parser: argparse.ArgumentParser) -> str:
+    """The split rdbench wrote on stdin ("test" when stdin is a terminal or empty)."""
+    if sys.stdin is None or sys.stdin.isatty():
+        return "test"
+    given = sys.stdin.read(64).strip()
+    if given and given not in SPLITS:
+        parser.error(f"stdin must hold the split, one of {', '.join(SPLITS)}; got {given!r}")
+    return given or "test"
 
 
 def _agent_identity() -> pwd.struct_passwd:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from rdbench.sandbox.base import AGENT_HOME, ExecResult, Sandbox
+from rdbench.sandbox.base import AGENT_HOME, ExecResult, Sandbox, SandboxInputError
 
 CONTROL_TOOLS = ("score", "submit", "notepad")
 
@@ -132,6 +132,8 @@ def parse_action(action: Any, allowed: list[str] | None = None) -> ToolCall:
 
 
 _JSON_TYPES: dict[str, tuple[type, ...]] = {"string": (str,), "number": (int, float)}
+# Inputs passed to a program as an argument, where a NUL byte cannot go (the others go on stdin).
+ARGUMENT_INPUTS = ("command", "path")
 
 
 def _check_input(tool: str, tool_input: dict[str, Any], schema: dict[str, Any]) -> None:
@@ -145,6 +147,11 @@ def _check_input(tool: str, tool_input: dict[str, Any], schema: dict[str, Any]) 
         expected = properties[name]["type"]
         if not isinstance(value, _JSON_TYPES[expected]) or isinstance(value, bool):
             raise ActionError(f"{tool} input '{name}' must be a {expected}, got {value!r:.80}")
+        if name in ARGUMENT_INPUTS and "\0" in str(value):
+            raise ActionError(
+                f"{tool} input '{name}' holds a NUL byte (\\0), which no command or path can "
+                "hold; remove it"
+            )
 
 
 def format_exec(result: ExecResult) -> str:
@@ -241,7 +248,10 @@ def run_tool(sandbox: Sandbox, call: ToolCall, *, default_timeout: float) -> str
     """
     if call.tool not in SANDBOX_TOOLS:
         raise ActionError(f"{call.tool} is not a sandbox tool")
-    return SANDBOX_TOOLS[call.tool](sandbox, call.input, default_timeout)
+    try:
+        return SANDBOX_TOOLS[call.tool](sandbox, call.input, default_timeout)
+    except SandboxInputError as error:
+        raise ActionError(str(error)) from error
 
 
 __all__ = [

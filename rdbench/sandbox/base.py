@@ -31,6 +31,11 @@ class SandboxUnavailable(SandboxError):
     """The backend cannot run here (no engine, no image, the sandbox died)."""
 
 
+class SandboxInputError(SandboxError, ValueError):
+    """An argument that cannot be passed into a sandbox (a NUL byte in a command, a path or
+    an environment variable)."""
+
+
 class SandboxTimeout(SandboxError):
     """A command ran past its timeout and was killed."""
 
@@ -122,10 +127,19 @@ class Sandbox(Protocol):
         ...
 
 
-def require_command(cmd: list[str]) -> None:
-    """Refuse an empty command list (every backend's exec starts with this)."""
+def require_command(
+    cmd: list[str], *, cwd: str | None = None, env: dict[str, str] | None = None
+) -> None:
+    """Refuse an empty command list, and a NUL byte anywhere in the command, its working
+    folder or its environment (SandboxInputError); every backend's exec starts with this."""
     if not cmd:
         raise ValueError("Expected a non-empty command list, got []")
+    texts = [*cmd, cwd or "", *(env or {}).keys(), *(env or {}).values()]
+    if any("\0" in text for text in texts):
+        raise SandboxInputError(
+            "A command, its working folder or its environment holds a NUL byte (\\0), which "
+            "no program can receive; remove it"
+        )
 
 
 def out_of_memory_note(memory_mb: int) -> str:
@@ -148,6 +162,8 @@ def user_env(user: str) -> dict[str, str]:
 def sandbox_path(path: str) -> str:
     """`path` inside the sandbox made absolute (relative paths are in the agent's home) and
     normalized."""
+    if "\0" in path:
+        raise SandboxInputError(f"The path {path!r} holds a NUL byte (\\0); remove it")
     if not path.startswith("/"):
         path = posixpath.join(AGENT_HOME, path)
     return posixpath.normpath(path)

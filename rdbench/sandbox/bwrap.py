@@ -243,7 +243,7 @@ class BwrapSandbox:
         timeout: float | None = None,
     ) -> ExecResult:
         """Run `cmd` inside; on timeout kill it and everything it started."""
-        require_command(cmd)
+        require_command(cmd, cwd=cwd, env=env)
         user = user or AGENT_USER
         owner = _checked_owner(user)
         caps = GRADING_CAPS if owner == "root" and self.config.grading else []

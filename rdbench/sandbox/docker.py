@@ -90,6 +90,7 @@ class DockerSandbox:
                 detach=True,
                 init=True,
                 network_mode="none",
+                dns=["127.0.0.1"],  # /etc/resolv.conf would show the host's name server
                 cap_drop=["ALL"],
                 cap_add=GRADING_CAPS if config.grading else None,
                 security_opt=["no-new-privileges"],
@@ -128,7 +129,7 @@ class DockerSandbox:
         timeout: float | None = None,
     ) -> ExecResult:
         """Run `cmd` inside; on timeout kill it and everything it started."""
-        require_command(cmd)
+        require_command(cmd, cwd=cwd, env=env)
         user = user or AGENT_USER
         marker = uuid.uuid4().hex
         if input is not None:
