@@ -28,7 +28,7 @@ from rdbench.sandbox import (
     make_sandbox,
 )
 from rdbench.sandbox.archive import extract_tar_gz
-from rdbench.sandbox.base import FILE_SIZE_LIMIT
+from rdbench.sandbox.base import FILE_SIZE_LIMIT, SandboxInputError
 
 CONFIG = SandboxConfig(
     cpus=1.0, memory_mb=512, pids=128, exec_timeout_s=30, output_limit=64_000,
@@ -193,6 +193,7 @@ def test_files_may_not_grow_past_the_size_limit(any_sandbox: Sandbox) -> None:
 def test_agent_cannot_write_system_files_or_become_root(any_sandbox: Sandbox) -> None:
     assert not any_sandbox.exec(["sh", "-c", "echo x > /etc/passwd"]).ok
     assert not any_sandbox.exec(["sh", "-c", "echo x > /usr/x"]).ok
+    assert not any_sandbox.exec(["sh", "-c", "echo x > /etc/rdbench-x"]).ok
     assert not any_sandbox.exec(["python3", "-c", "import os; os.setuid(0)"]).ok
 
 
@@ -265,6 +266,97 @@ def test_name_resolution_fails(any_sandbox: Sandbox) -> None:
         "except socket.gaierror:\n    print('failed')\n"
     )
     assert python(any_sandbox, code, timeout=20) == "failed"
+
+
+# ---- walls, as Docker's ---------------------------------------------------------------------
+
+# Each prints "refused" when the sandbox stops it (and something else when it works).
+KEYRING_CALL = (
+    "import ctypes, platform\n"
+    "libc = ctypes.CDLL(None, use_errno=True)\n"
+    "add_key, keyctl = {'x86_64': (248, 250), 'aarch64': (217, 219)}[platform.machine()]\n"
+    "result = CALL\n"
+    "print('refused' if result == -1 else f'worked {result}')\n"
+)
+ESCAPES = {
+    "unshare -r": "unshare -r true && echo worked || echo refused",
+    "unshare -Urm": "unshare -Urm true && echo worked || echo refused",
+    "add_key": "python3 -c \"" + KEYRING_CALL.replace(
+        "CALL", "libc.syscall(add_key, b'user', b'rdbench', b'x', 1, -3)") + "\"",
+    "keyctl join": "python3 -c \"" + KEYRING_CALL.replace(
+        "CALL", "libc.syscall(keyctl, 1, None)") + "\"",
+    "mount tmpfs": "mount -t tmpfs none /mnt && echo worked || echo refused",
+    "write /proc/sys": "(echo x > /proc/sys/kernel/hostname) 2>/dev/null && echo worked "
+                       "|| echo refused",
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def grading_sandbox(backend: str, request: pytest.FixtureRequest) -> Iterator[Sandbox]:
+    """A grading sandbox per backend (its root keeps the capabilities to run the agent's code
+    as the agent), shared by the tests of this module."""
+    box = start(backend, request, replace(CONFIG, grading=True))
+    yield box
+    box.close()
+
+
+@pytest.mark.parametrize("escape", sorted(ESCAPES))
+def test_the_agent_cannot_make_namespaces_mount_use_keyrings_or_set_sysctls(
+    any_sandbox: Sandbox, escape: str
+) -> None:
+    result = any_sandbox.exec(["bash", "-c", ESCAPES[escape]])
+    assert result.stdout.strip().splitlines()[-1] == "refused", result
+
+
+@pytest.mark.parametrize("escape", sorted(ESCAPES))
+def test_root_in_a_grading_sandbox_cannot_either(grading_sandbox: Sandbox, escape: str) -> None:
+    result = grading_sandbox.exec(["bash", "-c", ESCAPES[escape]], user="root")
+    assert result.stdout.strip().splitlines()[-1] == "refused", result
+
+
+def test_the_agents_bounding_set_is_empty(any_sandbox: Sandbox) -> None:
+    status = any_sandbox.exec(["grep", "^CapBnd:", "/proc/self/status"]).stdout
+    assert status.split() == ["CapBnd:", "0000000000000000"]
+
+
+def test_dev_shm_holds_64_mb_and_dev_mqueue_is_there(any_sandbox: Sandbox) -> None:
+    code = "import os; s = os.statvfs('/dev/shm'); print(s.f_blocks * s.f_frsize)"
+    assert int(python(any_sandbox, code)) == 64 * 1024 * 1024
+    assert any_sandbox.exec(["stat", "-f", "-c", "%T", "/dev/mqueue"]).stdout.strip() == "mqueue"
+
+
+def test_sys_is_read_only_and_shows_the_cpus(any_sandbox: Sandbox) -> None:
+    assert any_sandbox.exec(["test", "-d", "/sys/devices/system/cpu/cpu0"]).ok
+    for user in ("agent", "root"):
+        assert not any_sandbox.exec(["sh", "-c", "echo x > /sys/rdbench-x"], user=user).ok
+
+
+def test_pwd_and_pid_1s_command_line_show_no_host_path(any_sandbox: Sandbox) -> None:
+    code = "import os; print(os.environ.get('PWD'))"  # docker sets none
+    assert python(any_sandbox, code) in ("/home/agent", "None")
+    assert python(any_sandbox, code, cwd="/tmp") in ("/tmp", "None")
+    cmdline = any_sandbox.exec(["cat", "/proc/1/cmdline"]).stdout.replace("\0", " ")
+    assert cmdline.strip(), "pid 1's command line should be readable"
+    for host_detail in (os.getcwd(), "/var/tmp", "rdbench-", ".cache", f" {os.getpid()}"):
+        assert host_detail not in cmdline, cmdline
+
+
+def test_resolv_conf_names_no_name_server_of_the_host(any_sandbox: Sandbox) -> None:
+    host = Path("/etc/resolv.conf").read_text() if Path("/etc/resolv.conf").exists() else ""
+    servers = {line.split()[1] for line in host.splitlines()
+               if line.startswith("nameserver") and len(line.split()) > 1}  # fmt: skip
+    inside = any_sandbox.exec(["cat", "/etc/resolv.conf"]).stdout
+    assert not {server for server in servers if server in inside}, inside
+
+
+def test_a_nul_byte_in_a_command_or_path_is_a_typed_error(any_sandbox: Sandbox) -> None:
+    with pytest.raises(SandboxInputError):
+        any_sandbox.exec(["cat", "a\0b"])
+    with pytest.raises(SandboxInputError):
+        any_sandbox.exec(["true"], env={"X": "a\0b"})
+    with pytest.raises(SandboxInputError):
+        any_sandbox.read_file("a\0b")
+    assert any_sandbox.exec(["true"]).ok
 
 
 # ---- files ----------------------------------------------------------------------------------

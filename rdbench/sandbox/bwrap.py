@@ -202,6 +202,8 @@ class BwrapSandbox:
             "--perms", "1777", "--size", str(SHM_BYTES), "--tmpfs", "/dev/shm",
             "--mqueue", "/dev/mqueue",
             "--perms", "0755", "--tmpfs", "/sys",
+            *(arg for path in SYS_SHOWN for parent in _parents(path, below="/sys")
+              for arg in ("--perms", "0755", "--dir", parent)),  # else bwrap makes them 0700
             *(arg for path in SYS_SHOWN for arg in ("--ro-bind-try", path, path)),
             "--remount-ro", "/sys",
         ]  # fmt: skip
@@ -411,6 +413,17 @@ def _identity(owner: str, caps: list[str]) -> list[str]:
     switch = [f"--reuid={AGENT_UID}", f"--regid={AGENT_UID}"] if owner == AGENT_USER else []
     return ["--", "/usr/bin/setpriv", *switch, "--clear-groups", f"--inh-caps=-all{kept}",
             f"--bounding-set=-all{kept}", "--"]  # fmt: skip
+
+
+def _parents(path: str, *, below: str) -> list[str]:
+    """The folders between `below` and `path`, outermost first: _parents("/a/b/c/d", below="/a")
+    is ["/a/b", "/a/b/c"]."""
+    parents: list[str] = []
+    folder = posixpath.dirname(path)
+    while folder.startswith(below + "/"):
+        parents.insert(0, folder)
+        folder = posixpath.dirname(folder)
+    return parents
 
 
 def _extract_trusted(archive: bytes, folder: Path) -> None:
