@@ -135,3 +135,47 @@ def test_background_process_does_not_survive_submit(env: RDEnv) -> None:
     assert terminated and info["raw_score"] == 1.0
     leftovers = subprocess.run(["pgrep", "-f", "sleep 100[01]"], capture_output=True, text=True)
     assert leftovers.stdout.strip() == ""
+
+
+@pytest.mark.parametrize(
+    "action",
+    [
+        {"tool": "read_file", "input": {"path": "answer\u0000.py"}},
+        {"tool": "bash", "input": {"command": "echo a\u0000b"}},
+        {"tool": "write_file", "input": {"path": "x\u0000y", "content": "z"}},
+        {"tool": "edit_file", "input": {"path": "\u0000", "old_string": "a", "new_string": "b"}},
+    ],
+    ids=["read_file", "bash", "write_file", "edit_file"],
+)
+def test_a_nul_byte_in_an_action_is_an_error_observation(env: RDEnv, action: Any) -> None:
+    observation, _, terminated, truncated, info = env.step(action)
+    assert observation.startswith("Error:") and "NUL" in observation
+    assert not (terminated or truncated) and "error" in info
+    assert "alive" in bash(env, "echo alive")
+
+
+# What the agent's code sees while it is graded: 10 when it can see the grader's command line
+# but no word of its split, 11 when it can see the split, 0 when it sees no grader at all.
+SPLIT_SNOOPER = """
+import glob
+lines = []
+for path in glob.glob("/proc/[0-9]*/cmdline"):
+    try:
+        lines.append(open(path, "rb").read().replace(b"\\0", b" ").decode(errors="replace"))
+    except OSError:
+        pass
+grader = [line for line in lines if "score.py" in line]
+split_seen = any(word in line for line in grader for word in ("validation", "--split"))
+print(0 if not grader else 11 if split_seen else 10)
+"""
+
+
+def test_the_grader_s_split_cannot_be_seen_by_the_agent_s_code(
+    backend: str, tmp_path: Path
+) -> None:
+    from rdbench.grading import default_factory, grade_workspace
+
+    (tmp_path / "answer.py").write_text(SPLIT_SNOOPER)
+    grade = grade_workspace(load_task(TOY_TASK), tmp_path, split="validation",
+                            factory=default_factory(backend))  # fmt: skip
+    assert grade.raw_score == 10.5  # the grader saw "validation" (+0.5); the agent's code not

@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from rdbench.sandbox import SandboxConfig, SandboxUnavailable, make_sandbox
+from rdbench.sandbox import SandboxConfig, SandboxUnavailable, make_sandbox, seccomp
 from rdbench.sandbox.bwrap import BwrapSandbox, bwrap_problem, remove_leftovers
 from rdbench.sandbox.cgroups import SandboxCgroups
 
@@ -278,3 +280,64 @@ def test_a_command_after_the_sandbox_died_fails_and_runs_nowhere(bwrap_rootfs: s
         assert not os.path.exists(marker)  # not on the host either
     finally:
         box.close()
+
+
+# ---- walls ----------------------------------------------------------------------------------
+
+
+@pytest.mark.bwrap
+def test_root_cannot_write_the_system_in_a_grading_sandbox(bwrap_rootfs: str) -> None:
+    with BwrapSandbox(replace(CONFIG, grading=True)) as box:
+        for target in ("/etc/rdbench-x", "/usr/rdbench-x", "/proc/sys/kernel/domainname"):
+            result = box.exec(["sh", "-c", f"echo x > {target}"], user="root")
+            assert not result.ok and "Read-only file system" in result.stderr, result
+
+
+@pytest.mark.bwrap
+def test_the_sandboxs_init_runs_under_the_seccomp_filter(sandbox: BwrapSandbox) -> None:
+    status = sandbox.exec(["grep", "^Seccomp:", "/proc/1/status", "/proc/self/status"]).stdout
+    assert status.split() == ["/proc/1/status:Seccomp:", "2", "/proc/self/status:Seccomp:", "2"]
+
+
+@pytest.mark.bwrap
+def test_threads_and_processes_start_under_the_filter(sandbox: BwrapSandbox) -> None:
+    # clone3 answers ENOSYS: the C library must fall back to clone for both
+    code = (
+        "import subprocess, threading\n"
+        "seen = []\n"
+        "t = threading.Thread(target=seen.append, args=('thread',)); t.start(); t.join()\n"
+        "out = subprocess.run(['echo', 'child'], capture_output=True, text=True).stdout.strip()\n"
+        "print(*seen, out)\n"
+    )
+    assert sandbox.exec(["python3", "-c", code]).stdout.strip() == "thread child"
+
+
+def test_the_seccomp_program_is_valid_bpf_for_the_running_kernel() -> None:
+    """The filter loads (the kernel checks every jump) and refuses unshare in a child."""
+    code = (
+        "import ctypes\n"
+        "from rdbench.sandbox import process, seccomp\n"
+        "process._no_new_privs(); seccomp.install()\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "print('refused' if libc.unshare(0x10000000) == -1 and ctypes.get_errno() == 1 "
+        "else 'worked')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.strip() == "refused", result.stderr
+
+
+@pytest.mark.parametrize(
+    ("header", "arch"),
+    [
+        ("/usr/include/x86_64-linux-gnu/asm/unistd_64.h", seccomp.X86_64),
+        ("/usr/include/asm-generic/unistd.h", seccomp.AARCH64),
+    ],
+    ids=["x86_64", "aarch64"],
+)
+def test_the_seccomp_numbers_match_the_kernel_headers(header: str, arch: seccomp.Arch) -> None:
+    if not Path(header).exists():
+        pytest.skip(f"{header} is not installed (linux-libc-dev)")
+    defined = dict(re.findall(r"#define __NR(?:3264)?_(\w+)\s+(\d+)", Path(header).read_text()))
+    assert {name: str(number) for name, number in arch.numbers.items()} == {
+        name: defined[name] for name in arch.numbers
+    }

@@ -45,3 +45,20 @@ def test_tool_definitions_have_json_schemas() -> None:
     assert definitions["edit_file"]["input_schema"]["required"] == [
         "path", "old_string", "new_string"
     ]
+
+
+@pytest.mark.parametrize(
+    "action",
+    [
+        {"tool": "read_file", "input": {"path": "a\u0000b"}},
+        {"tool": "bash", "input": {"command": "echo \u0000"}},
+    ],
+)
+def test_a_nul_byte_in_a_command_or_path_is_an_action_error(action: dict[str, object]) -> None:
+    with pytest.raises(ActionError, match="NUL byte"):
+        parse_action(action)
+
+
+def test_a_nul_byte_in_content_given_on_stdin_is_accepted() -> None:
+    action = {"tool": "write_file", "input": {"path": "a.bin", "content": "x\u0000y"}}
+    assert parse_action(action).input["content"] == "x\u0000y"
