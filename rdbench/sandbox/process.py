@@ -104,7 +104,8 @@ class ProcessRunner:
         env: dict[str, str] | None = None,
         pass_fds: list[int] | None = None,
     ) -> Run:
-        """Run `argv` in its own session (with `env` and the descriptors `pass_fds`), keeping
+        """Run `argv` in its own session (with `env` and the descriptors `pass_fds`), under
+        the sandbox seccomp filter (started from the confined launcher thread), keeping
         at most `output_limit` bytes of each stream (all with None); past `timeout` seconds
         kill it with everything it started, including what is left in its cgroup `leaf`.
         OSError when it cannot be started."""
