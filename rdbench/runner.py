@@ -188,7 +188,25 @@ def run_episode(
     with structlog.contextvars.bound_contextvars(
         run=spec.run_id, episode=spec.episode_id, task=spec.task.id
     ):
-        return _play(spec, folder, control or RunControl())
+        try:
+            return _play(spec, folder, control or RunControl())
+        except BaseException:
+            _remove_if_unstarted(folder)
+            raise
+
+
+def _remove_if_unstarted(folder: Path) -> None:
+    """Remove the folder of an episode that failed or was stopped before recording anything
+    (it holds at most an empty transcript), so nothing but real records is left behind."""
+    transcript = folder / "transcript.jsonl"
+    try:
+        if {path.name for path in folder.iterdir()} <= {transcript.name} and (
+            not transcript.exists() or transcript.stat().st_size == 0
+        ):
+            transcript.unlink(missing_ok=True)
+            folder.rmdir()
+    except OSError as error:
+        log.warning("episode.cleanup_failed", folder=str(folder), error=str(error))
 
 
 def _play(spec: EpisodeSpec, folder: Path, control: RunControl) -> dict[str, Any]:
