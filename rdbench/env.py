@@ -8,18 +8,14 @@ score. A malformed action or a failing tool is an observation, never an exceptio
 
 from __future__ import annotations
 
-import string
-import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
-from typing import Any, SupportsFloat, overload
+from collections.abc import Callable
+from typing import Any, SupportsFloat
 
 import gymnasium as gym
-import numpy as np
 import structlog
-from gymnasium import spaces
 
 from rdbench.grading import Grade, GradingError, SandboxFactory, default_factory, grade_archive
 from rdbench.resources import environments_dir
@@ -30,6 +26,7 @@ from rdbench.sandbox.base import (
     SandboxError,
     SandboxUnavailable,
 )
+from rdbench.spaces import AnyText
 from rdbench.task import Budget, TaskSpec, get_task
 from rdbench.tools import (
     DEFAULT_TOOLS,
@@ -46,87 +43,6 @@ log = structlog.get_logger()
 
 MAX_OBSERVATION_CHARS = 30_000
 MAX_ACTION_CHARS = 1_000_000
-
-
-class CodePoints(Sequence[str]):
-    """Every Unicode character, in code point order: index i is chr(i).
-
-    AnyText's character list and set: Gymnasium's vector shared memory and `flatten` store a
-    Text value as the characters' indexes, so with this list any character round-trips.
-    """
-
-    def __len__(self) -> int:
-        return sys.maxunicode + 1
-
-    @overload
-    def __getitem__(self, index: int) -> str: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> Sequence[str]: ...
-
-    def __getitem__(self, index: int | slice) -> str | Sequence[str]:
-        if isinstance(index, slice):
-            return [chr(i) for i in range(*index.indices(len(self)))]
-        return chr(int(index))
-
-    def __contains__(self, char: object) -> bool:
-        return isinstance(char, str) and len(char) == 1
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, CodePoints)
-
-    def __hash__(self) -> int:
-        return hash(CodePoints)
-
-
-class AnyText(spaces.Text):
-    """A Text space that holds any string up to `max_length` characters.
-
-    Gymnasium's Text checks every character against a fixed charset; tool output can hold any
-    character, so here the charset is all of Unicode (a character's index is its code point,
-    which is how vector envs' shared memory stores it) and membership only bounds the length.
-    Samples use printable ASCII.
-    """
-
-    def __init__(self, max_length: int, seed: int | None = None):
-        super().__init__(max_length=max_length, min_length=0, charset=string.printable, seed=seed)
-
-    @property
-    def character_set(self) -> CodePoints:  # type: ignore[override]
-        """Every character."""
-        return CODE_POINTS
-
-    @property
-    def character_list(self) -> CodePoints:  # type: ignore[override]
-        """Every character, index i being chr(i)."""
-        return CODE_POINTS
-
-    def character_index(self, char: str) -> np.int32:
-        """The index of `char`: its code point."""
-        return np.int32(ord(char))
-
-    def contains(self, x: Any) -> bool:
-        """True for any str of at most `max_length` characters."""
-        return isinstance(x, str) and len(x) <= self.max_length
-
-    def sample(self, mask: Any = None, probability: Any = None) -> str:
-        """A random string of printable ASCII (masks are not supported over all of Unicode)."""
-        if mask is not None or probability is not None:
-            raise ValueError("AnyText.sample takes no mask or probability")
-        length = int(self.np_random.integers(self.min_length, self.max_length + 1))
-        return "".join(self.np_random.choice(list(string.printable), size=length))
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, AnyText) and other.max_length == self.max_length
-
-    def __hash__(self) -> int:
-        return hash((AnyText, self.max_length))
-
-    def __repr__(self) -> str:
-        return f"AnyText(max_length={self.max_length})"
-
-
-CODE_POINTS = CodePoints()
 
 
 def truncate_text(text: str, limit: int) -> str:

@@ -49,13 +49,33 @@ app(["run", "--task", sys.argv[1], "--agent", sys.argv[4], "--out", sys.argv[2],
 """
 
 
+STARTED: list[subprocess.Popen[str]] = []
+
+
 def start_runner(
     out: Path, backend: str = "docker", agent: str = "sleepy", task: Path = TOY_TASK
 ) -> subprocess.Popen[str]:
-    return subprocess.Popen(
+    runner = subprocess.Popen(
         [sys.executable, "-c", DRIVER, str(task), str(out), backend, agent],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
+    STARTED.append(runner)
+    return runner
+
+
+@pytest.fixture(autouse=True)
+def _no_runner_outlives_its_test() -> Iterator[None]:
+    """A runner still going after a failed test is stopped (and its sandboxes removed)."""
+    yield
+    while STARTED:
+        runner = STARTED.pop()
+        if runner.poll() is None:
+            runner.send_signal(signal.SIGINT)
+            try:
+                runner.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                runner.kill()
+                runner.communicate()
 
 
 def bwrap_leftovers(pid: int) -> list[Path]:
@@ -96,16 +116,6 @@ def wait_for_containers(client: Any, runner: subprocess.Popen[str], count: int) 
         assert time.monotonic() < deadline, "the runner started no sandboxes"
         time.sleep(0.3)
     time.sleep(1.5)  # let the agents get into their sleeping commands
-
-
-@pytest.fixture
-def busy_cores() -> Iterator[None]:
-    """Two busy loops, one per core, for as long as the test runs (the machine under load)."""
-    loops = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
-    yield
-    for loop in loops:
-        loop.kill()
-        loop.wait()
 
 
 @pytest.mark.docker
