@@ -125,7 +125,7 @@ def env(backend: str) -> Iterator[RDEnv]:
 def test_a_bad_action_or_failing_tool_is_an_observation_never_an_exception(
     env: RDEnv, action: Any
 ) -> None:
-    observation, _, terminated, truncated, info = env.step(action)
+    observation, _, terminated, truncated, _ = env.step(action)
     assert observation.startswith("Error") or "exit code: 1" in observation, observation
     assert not (terminated or truncated)
     observation, *_ = env.step({"tool": "bash", "input": {"command": "echo still here"}})
