@@ -124,10 +124,13 @@ def test_ctrl_c_removes_the_runs_sandboxes(
 ) -> None:
     runner = start_runner(tmp_path)
     wait_for_containers(docker_client, runner, 2)
+    started = time.monotonic()
     runner.send_signal(signal.SIGINT)
     _, stderr = runner.communicate(timeout=60)
+    took = time.monotonic() - started
     assert runner.returncode == 130, stderr
     assert "interrupted" in stderr
+    assert took < 10, f"rdbench run took {took:.1f} s to stop with both cores busy"
     assert containers_of(docker_client, runner.pid) == []
     assert not list(tmp_path.glob("*/result.json"))  # unfinished: resumed by the next run
 
