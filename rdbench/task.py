@@ -17,7 +17,7 @@ REQUIRED_DIRS = ("workspace", "grader", "solution")
 # Every file a task must have, with what it is for (said when it is missing).
 REQUIRED_FILES = {
     "instructions.md": "what the agent is told",
-    "grader/score.py": "the grader, which prints the verdict (see rdbench/grading_kit.py)",
+    "grader/score.py": "the grader that prints the verdict; see rdbench/grading_kit.py",
 }
 TASK_ID_PATTERN = re.compile(r"^[a-z][a-z0-9-]*[a-z0-9]$")
 
