@@ -2,20 +2,41 @@
 
 from __future__ import annotations
 
-import logging
-import sys
+import contextlib
+import math
+import tempfile
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import structlog
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperGroup
+
+from rdbench.logs import log_to_stderr
+
+if TYPE_CHECKING:
+    from rdbench.task import TaskSpec
 
 DEFAULT_TASK = "tabular-credit"
+GLOBAL_FLAGS = ("-v", "--verbose", "--log-json", "--no-log-json")
+
+
+class GlobalFlagsAnywhere(TyperGroup):
+    """The top command group, taking the global flags (-v, --log-json) anywhere on the
+    command line: `rdbench run ... --log-json` works as `rdbench --log-json run ...`."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        """Move the global flags (up to a `--`) in front of the subcommand, then parse."""
+        end = args.index("--") if "--" in args else len(args)
+        flags = [arg for arg in args[:end] if arg in GLOBAL_FLAGS]
+        rest = [arg for arg in args[:end] if arg not in GLOBAL_FLAGS]
+        return super().parse_args(ctx, [*flags, *rest, *args[end:]])
+
 
 app = typer.Typer(
+    cls=GlobalFlagsAnywhere,
     help="rdbench: run AI agents on sandboxed ML research tasks and grade what they leave.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -33,26 +54,72 @@ def main(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress.")] = False,
     log_json: Annotated[bool, typer.Option(help="Log JSON lines (for machines).")] = False,
 ) -> None:
-    """Configure logging for the whole command (library code only logs)."""
-    level = logging.INFO if verbose or log_json else logging.WARNING
-    renderer: Any = (
-        structlog.processors.JSONRenderer() if log_json else structlog.dev.ConsoleRenderer()
-    )
-    structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso"),
-            renderer,
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
-    )
+    """Configure logging for the whole command (library code only logs); the flags may also
+    come after the subcommand."""
+    log_to_stderr(verbose=verbose, json_lines=log_json)
 
 
 def _fail(message: str) -> typer.Exit:
     errors.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code=1)
+
+
+def _task(name: str) -> TaskSpec:
+    """The task `name` (an id or a folder), or a one-line error listing the known ones."""
+    from rdbench.task import TaskSpecError, get_task
+
+    try:
+        return get_task(name)
+    except TaskSpecError as error:
+        raise _fail(str(error)) from error
+
+
+def _check_out(out: Path) -> bool:
+    """Make sure the records' folder `out` can be made and written, before anything starts;
+    return True if this made it (so that a failure can take it back)."""
+    if out.exists() and not out.is_dir():
+        raise _fail(f"--out {out} is a file, not a folder; name a folder for the records")
+    made = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".rdbench-write-check-"):
+            pass
+    except OSError as error:
+        if made:
+            _remove_if_empty(out)
+        reason = error.strerror or str(error)
+        raise _fail(
+            f"--out {out}: cannot make or write this folder ({reason}); name a folder you "
+            "can write, e.g. --out runs"
+        ) from error
+    return made
+
+
+def _remove_if_empty(folder: Path) -> None:
+    with contextlib.suppress(OSError):
+        folder.rmdir()
+
+
+def _check_sandbox(name: str) -> None:
+    """A one-line error, before anything starts, when backend `name` cannot run here."""
+    from rdbench.sandbox import backend_names, backend_problem
+
+    if name not in backend_names():
+        raise _fail(f"--sandbox {name!r} is not a sandbox backend; use one of: "
+                    f"{', '.join(backend_names())}")
+    problem = backend_problem(name) if name in ("auto", "docker", "bwrap") else None
+    if problem is not None:
+        raise _fail(f"--sandbox {name}: {problem}")
+
+
+def _check_at_least(option: str, value: int | None, least: int) -> None:
+    if value is not None and value < least:
+        raise _fail(f"{option} must be at least {least}, got {value}")
+
+
+def _check_positive(option: str, value: float | None, unit: str) -> None:
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise _fail(f"{option} must be a positive number of {unit}, got {value:g}")
 
 
 @app.command()
@@ -136,16 +203,19 @@ def _agent_options(given: dict[str, Any], extra: list[str]) -> dict[str, Any]:
 
 
 def _check_agent(name: str, options: dict[str, Any]) -> None:
-    """Make the agent once, so a bad name, option or missing key fails before any sandbox."""
+    """Make the agent once, so a bad name, option or missing key fails before any sandbox.
+
+    The agent made here is never started, so it is not closed either (the protocol calls
+    close() once, when an episode ends); it is simply dropped."""
     from rdbench.agents import AgentConfigError, make_agent
 
     try:
-        made = make_agent(name, **options)
+        make_agent(name, **options)
     except (AgentConfigError, ValueError) as error:
         raise _fail(str(error)) from error
-    close = getattr(made, "close", None)
-    if callable(close):
-        close()
+    except Exception as error:  # the agent's own code failed while being made
+        raise _fail(f"The agent {name!r} could not be made: {type(error).__name__}: "
+                    f"{error}") from error
 
 
 @app.command()
@@ -158,12 +228,12 @@ def run(
         help="auto (docker if an engine answers, else bwrap), docker or bwrap.")] = "auto",
     out: Annotated[Path, typer.Option(help="Folder for the episodes' records.")] = Path("runs"),
     seed: Annotated[int, typer.Option(help="First seed.")] = 0,
-    episodes: Annotated[int, typer.Option(min=1, help="Episodes, seeds seed..")] = 1,
-    parallel: Annotated[int, typer.Option(min=1, help="Episodes at once.")] = 1,
-    max_steps: Annotated[int | None, typer.Option(min=1, help="Override the steps budget.")] = None,
+    episodes: Annotated[int, typer.Option(help="Episodes, seeds seed.. (at least 1).")] = 1,
+    parallel: Annotated[int, typer.Option(help="Episodes at once (at least 1).")] = 1,
+    max_steps: Annotated[int | None, typer.Option(help="Override the steps budget.")] = None,
     max_time: Annotated[float | None, typer.Option(help="Override the time budget (s).")] = None,
     max_tokens_total: Annotated[int | None, typer.Option(
-        min=1, help="Override the token budget (all model tokens, in and out).")] = None,
+        help="Override the token budget (all model tokens, in and out).")] = None,
     max_cost: Annotated[float | None, typer.Option(
         help="Override the dollar budget of model use.")] = None,
     tools: Annotated[str | None, typer.Option(
@@ -171,7 +241,7 @@ def run(
         "bash,read_file,write_file,edit_file,score,notepad.")] = None,
     model: Annotated[str | None, typer.Option(help="Model (claude, openai).")] = None,
     max_tokens: Annotated[int | None, typer.Option(
-        min=1, help="Output tokens per model reply (claude, openai).")] = None,
+        help="Output tokens per model reply (claude, openai).")] = None,
     thinking_budget: Annotated[int | None, typer.Option(
         help="Extended thinking with this many tokens per reply (claude).")] = None,
     thinking: Annotated[str | None, typer.Option(
@@ -185,47 +255,74 @@ def run(
         "--agent-option", "-o", help="Any other agent option, KEY=VALUE (repeatable).")
     ] = None,
 ) -> None:
-    """Run an agent on a task and record each episode under --out; repeat to resume."""
+    """Run an agent on a task and record each episode under --out; repeat to resume.
+
+    SIGINT (Ctrl-C), SIGTERM and SIGHUP stop the run: every sandbox of the run is removed,
+    unfinished episodes leave no result.json (a repeated run resumes them), exit 128+signal."""
     from rdbench.runner import EpisodeSpec, run_many
     from rdbench.sandbox import SandboxUnavailable
-    from rdbench.task import TaskSpecError, get_task
     from rdbench.tools import TOOL_SPECS
 
+    _check_at_least("--episodes", episodes, 1)
+    _check_at_least("--parallel", parallel, 1)
+    _check_at_least("--max-steps", max_steps, 1)
+    _check_at_least("--max-tokens-total", max_tokens_total, 1)
+    _check_at_least("--max-tokens", max_tokens, 1)
+    _check_at_least("--thinking-budget", thinking_budget, 1)
+    _check_positive("--max-time", max_time, "seconds")
+    _check_positive("--max-cost", max_cost, "dollars")
+    tool_set = [name.strip() for name in tools.split(",") if name.strip()] if tools else None
+    if tools is not None and not tool_set:
+        raise _fail(f"--tools {tools!r} names no tool; available: {', '.join(TOOL_SPECS)}")
+    unknown = [name for name in tool_set or [] if name not in TOOL_SPECS]
+    if unknown:
+        raise _fail(f"Unknown tools {unknown} in --tools; available: {', '.join(TOOL_SPECS)}")
     options = _agent_options(
         {"model": model, "max_tokens": max_tokens, "thinking": thinking or thinking_budget,
          "base_url": base_url, "command": command},
         agent_option or [],
     )
-    _check_agent(agent, options)
-    try:
-        spec = get_task(task)
-    except TaskSpecError as error:
-        raise _fail(str(error)) from error
+    spec = _task(task)
     budget = {
         key: value
         for key, value in {"steps": max_steps, "time_s": max_time, "tokens": max_tokens_total,
                            "cost_usd": max_cost}.items()
         if value is not None
     }
-    tool_set = [name.strip() for name in tools.split(",") if name.strip()] if tools else None
-    unknown = [name for name in tool_set or [] if name not in TOOL_SPECS]
-    if unknown:
-        raise _fail(f"Unknown tools {unknown} in --tools; available: {', '.join(TOOL_SPECS)}")
+    _check_agent(agent, options)
+    _check_sandbox(sandbox)
+    made_out = _check_out(out)
     specs = [
         EpisodeSpec(task=spec, agent=agent, seed=seed + i, sandbox=sandbox, budget=budget,
                     agent_options=options, tools=tool_set)
         for i in range(episodes)
     ]
-    try:
-        results = run_many(specs, out, parallel=parallel)
-    except SandboxUnavailable as error:
-        raise _fail(str(error)) from error
-    except KeyboardInterrupt:
-        errors.print("interrupted: the running episodes' sandboxes were removed; run the same "
-                     "command again to resume (finished episodes are kept)", soft_wrap=True)
-        raise typer.Exit(code=130) from None
+    results = _run_stoppable(lambda: run_many(specs, out, parallel=parallel), out, made_out,
+                             SandboxUnavailable)
     console.print(_results_table(results))
     console.print(f"records: {out.resolve()}")
+
+
+def _run_stoppable(
+    work: Any, out: Path, made_out: bool, unavailable: type[Exception]
+) -> Any:
+    """Run `work()` with SIGTERM and SIGHUP stopping it like Ctrl-C; a stop is one line on
+    stderr and exit 128+signal, a backend that cannot run a one-line error."""
+    from rdbench.runner import RunStopped, signals_stop_the_run
+
+    try:
+        with signals_stop_the_run():
+            return work()
+    except unavailable as error:
+        if made_out:
+            _remove_if_empty(out)
+        raise _fail(str(error)) from error
+    except KeyboardInterrupt as error:
+        how = error.args[0] if isinstance(error, RunStopped) else "interrupted (SIGINT)"
+        code = 128 + (error.signum if isinstance(error, RunStopped) else 2)
+        errors.print(f"{how}: the running episodes' sandboxes were removed; run the same "
+                     "command again to resume (finished episodes are kept)", soft_wrap=True)
+        raise typer.Exit(code=code) from None
 
 
 @app.command()
@@ -238,11 +335,10 @@ def grade(
     import json
 
     from rdbench.grading import GradingError, grade_archive, grade_workspace
-    from rdbench.task import get_task
 
     if split not in ("validation", "test"):
         raise _fail(f"--split must be validation or test, got {split!r}")
-    spec = get_task(task)
+    spec = _task(task)
     try:
         if workspace.is_file():
             archive = workspace.read_bytes()
@@ -307,14 +403,21 @@ def demo(
     from datetime import datetime
 
     from rdbench.runner import EpisodeSpec, run_episode
-    from rdbench.task import get_task
+    from rdbench.sandbox import SandboxUnavailable
 
-    spec = get_task(task)
+    spec = _task(task)
+    _check_sandbox("auto")
+    made_out = _check_out(out)
     out = out / datetime.now().strftime("%Y%m%d-%H%M%S")
-    results = []
-    for agent in ("oracle", "null"):
-        console.print(f"running {agent} on {task} ...")
-        results.append(run_episode(EpisodeSpec(task=spec, agent=agent), out))
+
+    def both() -> list[dict[str, Any]]:
+        results = []
+        for agent in ("oracle", "null"):
+            console.print(f"running {agent} on {task} ...")
+            results.append(run_episode(EpisodeSpec(task=spec, agent=agent), out))
+        return results
+
+    results = _run_stoppable(both, out, made_out, SandboxUnavailable)
     console.print(_results_table(results))
     for result in results:
         score = result["normalized_score"]

@@ -8,18 +8,25 @@ score. A malformed action or a failing tool is an observation, never an exceptio
 
 from __future__ import annotations
 
-import string
+import threading
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any, SupportsFloat
 
 import gymnasium as gym
 import structlog
-from gymnasium import spaces
 
 from rdbench.grading import Grade, GradingError, SandboxFactory, default_factory, grade_archive
 from rdbench.resources import environments_dir
-from rdbench.sandbox.base import AGENT_HOME, Sandbox, SandboxError
+from rdbench.sandbox.base import (
+    AGENT_HOME,
+    Sandbox,
+    SandboxConfig,
+    SandboxError,
+    SandboxUnavailable,
+)
+from rdbench.spaces import AnyText
 from rdbench.task import Budget, TaskSpec, get_task
 from rdbench.tools import (
     DEFAULT_TOOLS,
@@ -36,21 +43,6 @@ log = structlog.get_logger()
 
 MAX_OBSERVATION_CHARS = 30_000
 MAX_ACTION_CHARS = 1_000_000
-
-
-class AnyText(spaces.Text):
-    """A Text space that holds any string up to `max_length` characters.
-
-    Gymnasium's Text checks every character against a fixed charset; tool output can hold any
-    character, so membership here only bounds the length. Samples use printable ASCII.
-    """
-
-    def __init__(self, max_length: int, seed: int | None = None):
-        super().__init__(max_length=max_length, min_length=0, charset=string.printable, seed=seed)
-
-    def contains(self, x: Any) -> bool:
-        """True for any str of at most `max_length` characters."""
-        return isinstance(x, str) and len(x) <= self.max_length
 
 
 def truncate_text(text: str, limit: int) -> str:
@@ -104,6 +96,9 @@ class RDEnv(gym.Env[str, Any]):
         self.observation_space = AnyText(max_observation_chars)
         self.action_space = AnyText(MAX_ACTION_CHARS)
         self.sandbox: Sandbox | None = None
+        self._grading_sandboxes: set[Sandbox] = set()  # gradings in progress, for close()
+        self._sandboxes_lock = threading.Lock()
+        self._closing = False  # close() was called: no new grading sandbox may start
         self.final_archive: bytes | None = None
         self.final_grade: Grade | None = None
         self.grading_error: str | None = None
@@ -163,6 +158,7 @@ class RDEnv(gym.Env[str, Any]):
         """Start a fresh sandbox holding the task's workspace; observe the instructions."""
         super().reset(seed=seed)
         self._close_sandbox()
+        self._closing = False
         self.labels.setdefault("rdbench.episode", uuid.uuid4().hex[:12])
         config = self.task.sandbox_config(labels={"rdbench.role": "agent", **self.labels})
         self.sandbox = self._factory(config)
@@ -221,6 +217,12 @@ class RDEnv(gym.Env[str, Any]):
             text = f"Error: the sandbox failed: {error}"
             info["error"] = str(error)
             self._record("error", message=str(error))
+        except Exception as error:  # a bad action or a tool failure is never an exception
+            message = f"{type(error).__name__}: {error}"
+            log.warning("env.tool_failed", tool=call.tool, error=message)
+            text = f"Error: the {call.tool} tool failed: {message}"
+            info["error"] = message
+            self._record("error", message=message)
         return self._after_step(text, info)
 
     def _run(self, call: ToolCall, info: dict[str, Any]) -> str:
@@ -264,7 +266,7 @@ class RDEnv(gym.Env[str, Any]):
         if split == "test":
             self.final_archive = archive
         return grade_archive(
-            self.task, archive, split=split, factory=self._factory,  # type: ignore[arg-type]
+            self.task, archive, split=split, factory=self._grading_factory,  # type: ignore[arg-type]
             labels={k: v for k, v in self.labels.items() if k != "rdbench.role"},
         )
 
@@ -307,15 +309,58 @@ class RDEnv(gym.Env[str, Any]):
         """The last observation (render_mode "ansi")."""
         return self._last_observation if self.render_mode == "ansi" else None
 
+    def _grading_factory(self, config: SandboxConfig) -> Sandbox:
+        """The env's factory, with every grading sandbox it starts remembered until closed, so
+        that close() (from another thread: a run being stopped) ends a grading in progress."""
+        sandbox = _TrackedSandbox(self._factory(config), self._forget_grading)
+        with self._sandboxes_lock:
+            self._grading_sandboxes.add(sandbox)
+            closing = self._closing
+        if closing:  # close() ran while this sandbox was starting
+            sandbox.close()
+            raise SandboxUnavailable("The environment was closed; grading was cancelled")
+        return sandbox
+
+    def _forget_grading(self, sandbox: Sandbox) -> None:
+        with self._sandboxes_lock:
+            self._grading_sandboxes.discard(sandbox)
+
     def _close_sandbox(self) -> None:
-        if self.sandbox is not None:
-            self.sandbox.close()
-            self.sandbox = None
+        sandbox, self.sandbox = self.sandbox, None
+        if sandbox is not None:
+            sandbox.close()
 
     def close(self) -> None:
-        """Remove the sandbox; safe to call more than once."""
+        """Remove the sandbox and any grading sandbox in progress; safe to call more than once
+        and from another thread (a grading in progress then fails as not scored)."""
+        with self._sandboxes_lock:
+            self._closing = True
+            grading = list(self._grading_sandboxes)
+        for sandbox in grading:
+            try:
+                sandbox.close()
+            except Exception as error:  # keep closing the rest
+                log.warning("env.close_grading_failed", error=str(error))
         self._close_sandbox()
         super().close()
+
+
+class _TrackedSandbox:
+    """A sandbox that tells its owner when it is closed (the rest is the sandbox's own)."""
+
+    def __init__(self, sandbox: Sandbox, on_close: Callable[[Sandbox], None]):
+        self._sandbox = sandbox
+        self._on_close = on_close
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sandbox, name)
+
+    def close(self) -> None:
+        """Close the sandbox (idempotent) and tell the owner."""
+        try:
+            self._sandbox.close()
+        finally:
+            self._on_close(self)
 
 
 def register_tasks() -> list[str]:

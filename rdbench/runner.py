@@ -12,10 +12,13 @@ the transcript holds an `error` event and result.json says what happened.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import signal
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -60,6 +63,59 @@ class EpisodeSpec:
 
 class Interrupted(BaseException):
     """The run was interrupted (Ctrl-C); the episode is left unfinished, to be resumed."""
+
+
+class RunStopped(KeyboardInterrupt):
+    """The run was told to stop by a signal (SIGTERM, SIGHUP): handled like Ctrl-C."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+        self.signum = signum
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+"""Signals that stop a run the way Ctrl-C (SIGINT) does, under `signals_stop_the_run`."""
+
+
+def _raise_stop(signum: int, frame: object) -> None:
+    raise RunStopped(signum)
+
+
+@contextlib.contextmanager
+def signals_stop_the_run() -> Iterator[None]:
+    """Within this block, SIGTERM and SIGHUP raise RunStopped (a KeyboardInterrupt) in the
+    main thread, so `run_many` removes every sandbox of the run as it does for Ctrl-C.
+    Does nothing outside the main thread (Python delivers signals only there)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {signum: signal.signal(signum, _raise_stop) for signum in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """While the run's sandboxes are being removed, a second Ctrl-C or SIGTERM is logged and
+    ignored, so that it cannot cut the cleanup short."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def hold(signum: int, frame: object) -> None:
+        log.warning("run.signal_ignored", signal=signal.Signals(signum).name,
+                    reason="removing the run's sandboxes")
+
+    signums = (signal.SIGINT, *STOP_SIGNALS)
+    previous = {signum: signal.signal(signum, hold) for signum in signums}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 class RunControl:
@@ -132,7 +188,25 @@ def run_episode(
     with structlog.contextvars.bound_contextvars(
         run=spec.run_id, episode=spec.episode_id, task=spec.task.id
     ):
-        return _play(spec, folder, control or RunControl())
+        try:
+            return _play(spec, folder, control or RunControl())
+        except BaseException:
+            _remove_if_unstarted(folder)
+            raise
+
+
+def _remove_if_unstarted(folder: Path) -> None:
+    """Remove the folder of an episode that failed or was stopped before recording anything
+    (it holds at most an empty transcript), so nothing but real records is left behind."""
+    transcript = folder / "transcript.jsonl"
+    try:
+        if {path.name for path in folder.iterdir()} <= {transcript.name} and (
+            not transcript.exists() or transcript.stat().st_size == 0
+        ):
+            transcript.unlink(missing_ok=True)
+            folder.rmdir()
+    except OSError as error:
+        log.warning("episode.cleanup_failed", folder=str(folder), error=str(error))
 
 
 def _play(spec: EpisodeSpec, folder: Path, control: RunControl) -> dict[str, Any]:
@@ -243,7 +317,9 @@ def run_many(specs: list[EpisodeSpec], out: Path, *, parallel: int = 1) -> list[
         return list(pool.map(lambda spec: run_episode(spec, out, control), specs))
     except KeyboardInterrupt:
         log.warning("run.interrupted")
-        control.stop_all()
+        with _signals_held():
+            control.stop_all()
+            pool.shutdown(wait=True, cancel_futures=True)  # episodes end at their next check
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)

@@ -13,8 +13,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from rdbench.resources import environments_dir
 from rdbench.sandbox.base import SandboxConfig
 
-REQUIRED_FILES = ("instructions.md",)
-REQUIRED_DIRS = ("workspace", "grader")
+REQUIRED_DIRS = ("workspace", "grader", "solution")
+# Every file a task must have, with what it is for (said when it is missing).
+REQUIRED_FILES = {
+    "instructions.md": "what the agent is told",
+    "grader/score.py": "the grader that prints the verdict; see rdbench/grading_kit.py",
+}
 TASK_ID_PATTERN = re.compile(r"^[a-z][a-z0-9-]*[a-z0-9]$")
 
 
@@ -30,9 +34,11 @@ class Budget(_Strict):
     """Limits of one episode; the first one reached ends it (truncated)."""
 
     steps: int = Field(100, gt=0, description="tool calls the agent may make")
-    time_s: float = Field(3600, gt=0, description="working time, seconds")
+    time_s: float = Field(3600, gt=0, allow_inf_nan=False, description="working time, seconds")
     tokens: int | None = Field(None, gt=0, description="model tokens, in and out")
-    cost_usd: float | None = Field(None, gt=0, description="model cost, US dollars")
+    cost_usd: float | None = Field(
+        None, gt=0, allow_inf_nan=False, description="model cost, US dollars"
+    )
 
 
 class SandboxResources(_Strict):
@@ -152,12 +158,12 @@ def load_task(folder: str | Path) -> TaskSpec:
         raise TaskSpecError(
             f"{toml_path}: id {spec.id!r} must match the folder name {root.name!r}"
         )
-    for name in REQUIRED_FILES:
-        if not (root / name).is_file():
-            raise TaskSpecError(f"{root / name}: missing; every task needs {name}")
     for name in REQUIRED_DIRS:
         if not (root / name).is_dir():
             raise TaskSpecError(f"{root / name}/: missing; every task needs a {name}/ folder")
+    for name, purpose in REQUIRED_FILES.items():
+        if not (root / name).is_file():
+            raise TaskSpecError(f"{root / name}: missing; every task needs {name} ({purpose})")
     if spec.scoring.start == spec.scoring.reference:
         raise TaskSpecError(
             f"{toml_path}: [scoring] start and reference are both {spec.scoring.start}; "

@@ -55,3 +55,30 @@ class Actions:
     def usage(self) -> Usage:
         """No model."""
         return Usage()
+
+
+class ClosesOnlyWhenStarted:
+    """Submits at once; its close() fails unless reset() ran first (a close before the
+    episode started is a protocol breach the runner must never commit)."""
+
+    name = "closes-only-when-started"
+
+    def __init__(self) -> None:
+        self.started = False
+
+    def reset(self, info: TaskInfo, observation: str) -> None:
+        """The episode started."""
+        self.started = True
+
+    def act(self, observation: str) -> dict[str, Any]:
+        """Submit the workspace as it is."""
+        return {"tool": "submit", "input": {}}
+
+    def usage(self) -> Usage:
+        """No model."""
+        return Usage()
+
+    def close(self) -> None:
+        """Fail when called before reset()."""
+        if not self.started:
+            raise RuntimeError("close() called on an agent that was never started")

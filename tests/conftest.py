@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -80,10 +82,14 @@ def bwrap_rootfs(bwrap_available: None) -> str:
 
 @pytest.fixture(autouse=True)
 def _fresh_logging() -> Iterator[None]:
-    """Undo the CLI's logging setup after each test: CliRunner closes the stream it logged
-    to, and its level filter would hide the events other tests capture."""
+    """Undo the CLI's logging setup after each test (CliRunner closes the stream it logged
+    to, and its level filter would hide the events other tests capture), back to the
+    library's own: quiet unless the program configures `logging`."""
     yield
     structlog.reset_defaults()
+    from rdbench.logs import use_standard_logging
+
+    use_standard_logging()  # what importing rdbench sets up: quiet unless `logging` is set
 
 
 @pytest.fixture(autouse=True)
@@ -119,3 +125,13 @@ def host_server() -> Iterator[tuple[int, list[Any]]]:
     stop.set()
     thread.join()
     server.close()
+
+
+@pytest.fixture
+def busy_cores() -> Iterator[None]:
+    """Two busy loops (the machine's two cores under load) for as long as the test runs."""
+    loops = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    yield
+    for loop in loops:
+        loop.kill()
+        loop.wait()

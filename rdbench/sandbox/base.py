@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import posixpath
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -171,6 +172,13 @@ def sandbox_path(path: str) -> str:
 
 SandboxFactory = Callable[..., Sandbox]
 SANDBOXES: dict[str, SandboxFactory] = {}
+# The shipped backends by name, as the module that registers each: imported when first used,
+# so that `import rdbench` loads neither the Docker SDK nor bubblewrap's helpers.
+BACKEND_MODULES: dict[str, str] = {
+    "auto": "rdbench.sandbox.select",
+    "docker": "rdbench.sandbox.docker",
+    "bwrap": "rdbench.sandbox.bwrap",
+}
 
 
 def sandbox_backend(name: str) -> Callable[[SandboxFactory], SandboxFactory]:
@@ -183,9 +191,23 @@ def sandbox_backend(name: str) -> Callable[[SandboxFactory], SandboxFactory]:
     return register
 
 
+def backend_names() -> list[str]:
+    """Every backend name --sandbox accepts: the shipped ones, then any registered since."""
+    return [*BACKEND_MODULES, *(name for name in SANDBOXES if name not in BACKEND_MODULES)]
+
+
+def backend_factory(backend: str) -> SandboxFactory:
+    """The factory registered as `backend`, importing its module first if it is a shipped
+    backend not used yet; SandboxUnavailable naming the known backends when there is none."""
+    if backend not in SANDBOXES and backend in BACKEND_MODULES:
+        importlib.import_module(BACKEND_MODULES[backend])
+    if backend not in SANDBOXES:
+        raise SandboxUnavailable(
+            f"Unknown sandbox backend {backend!r}; known: {', '.join(backend_names())}"
+        )
+    return SANDBOXES[backend]
+
+
 def make_sandbox(backend: str, config: SandboxConfig, **options: Any) -> Sandbox:
     """Start a sandbox of the registered `backend` with `config`."""
-    if backend not in SANDBOXES:
-        known = ", ".join(sorted(SANDBOXES)) or "none"
-        raise SandboxUnavailable(f"Unknown sandbox backend {backend!r}; known: {known}")
-    return SANDBOXES[backend](config, **options)
+    return backend_factory(backend)(config, **options)

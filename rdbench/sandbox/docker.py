@@ -9,9 +9,12 @@ merely abandoned. Files move as tar archives.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import posixpath
+import signal
 import threading
+import time
 import uuid
 from typing import Any
 
@@ -46,6 +49,11 @@ log = structlog.get_logger()
 LABEL = "rdbench"
 EXEC_MARKER = "RDBENCH_EXEC"
 KILL_GRACE_S = 10.0
+# The runtime's words when it could not start an exec's process (the pid limit was full):
+# such an exec never ran, so it is tried again for a few seconds.
+START_FAILED = b"OCI runtime exec failed"
+EXEC_START_RETRY_S = 5.0
+EXEC_START_PAUSE_S = 0.2
 
 
 def connect() -> docker.DockerClient:
@@ -81,6 +89,7 @@ class DockerSandbox:
         self._client = client or connect()
         self._closed = False
         self._oom_kills = 0  # the container's out-of-memory kills seen so far
+        self._pid_ns: str | None = None  # its pid namespace seen from the host (_pid_namespace)
         image = config.image or _default_image(self._client)
         labels = {LABEL: "1", f"{LABEL}.pid": str(os.getpid()), **config.labels}
         try:
@@ -139,23 +148,28 @@ class DockerSandbox:
             cmd = ["sh", "-c", 'exec 0<"$0"; rm -f "$0"; exec "$@"', stdin_path, *cmd]
         environment = {**user_env(user), **(env or {}), EXEC_MARKER: marker}
         api = self._client.api
-        try:
-            exec_id = api.exec_create(
-                self.id, cmd, user=user, workdir=cwd or AGENT_HOME, environment=environment
-            )["Id"]
-            stream = api.exec_start(exec_id, stream=True, demux=True)
-        except docker.errors.APIError as error:
-            raise self._unavailable(error) from error
-        reader = _OutputReader(stream, self.config.output_limit)
-        reader.start()
-        limit = timeout if timeout is not None else self.config.exec_timeout_s
-        reader.join(limit)
-        timed_out = reader.is_alive()
-        if timed_out:
-            self._kill_marked(marker, user)
-            reader.join(KILL_GRACE_S)
-            log.warning("sandbox.exec_timeout", cmd=cmd[:3], timeout=limit)
-        returncode = api.exec_inspect(exec_id).get("ExitCode")
+        retry_until = time.monotonic() + EXEC_START_RETRY_S
+        while True:
+            exec_id = self._start_exec(cmd, user, cwd, environment, retry_until)
+            try:
+                stream = api.exec_start(exec_id, stream=True, demux=True)
+            except docker.errors.APIError as error:
+                raise self._unavailable(error) from error
+            reader = _OutputReader(stream, self.config.output_limit)
+            reader.start()
+            limit = timeout if timeout is not None else self.config.exec_timeout_s
+            reader.join(limit)
+            timed_out = reader.is_alive()
+            if timed_out:
+                self._kill_marked(marker, user)
+                reader.join(KILL_GRACE_S)
+                log.warning("sandbox.exec_timeout", cmd=cmd[:3], timeout=limit)
+            returncode = api.exec_inspect(exec_id).get("ExitCode")
+            never_started = returncode == 126 and START_FAILED in bytes(reader.stdout)
+            if timed_out or not never_started or time.monotonic() > retry_until:
+                break
+            log.info("sandbox.exec_retry", cmd=cmd[:3], reason="the runtime could not start it")
+            time.sleep(EXEC_START_PAUSE_S)
         stderr = bytes(reader.stderr).decode("utf-8", "replace")
         if returncode == 137 and not timed_out and self._new_oom_kills():
             stderr += out_of_memory_note(self.config.memory_mb)
@@ -166,6 +180,23 @@ class DockerSandbox:
             timed_out=timed_out,
             truncated=reader.truncated,
         )
+
+    def _start_exec(
+        self, cmd: list[str], user: str, cwd: str | None, environment: dict[str, str],
+        retry_until: float,
+    ) -> str:
+        """Create the exec of `cmd`; return its id. While the runtime cannot start a process
+        in the container (its pid limit still full, just after a fork bomb was killed), try
+        again until `retry_until`."""
+        while True:
+            try:
+                return str(self._client.api.exec_create(
+                    self.id, cmd, user=user, workdir=cwd or AGENT_HOME, environment=environment
+                )["Id"])
+            except docker.errors.APIError as error:
+                if START_FAILED.decode() not in str(error) or time.monotonic() > retry_until:
+                    raise self._unavailable(error) from error
+            time.sleep(EXEC_START_PAUSE_S)
 
     def _new_oom_kills(self) -> bool:
         """True when the kernel killed something in the container for want of memory since
@@ -182,12 +213,42 @@ class DockerSandbox:
         return self._oom_kills > seen
 
     def _kill_marked(self, marker: str, user: str) -> None:
+        """Kill every process carrying the exec marker `marker` (a command and all it started).
+
+        From the host when rdbench can (root, in the engine's pid namespace): that works even
+        when the command filled the container's pid limit (a fork bomb), where no new exec
+        could start. Otherwise by a command run inside the container."""
+        namespace = self._pid_namespace()
+        if namespace is not None:
+            _kill_in_namespace(namespace, f"{EXEC_MARKER}={marker}".encode())
+            return
         script = (
             'for d in /proc/[0-9]*; do grep -qaF "$0" "$d/environ" 2>/dev/null '
             '&& kill -9 "${d#/proc/}" 2>/dev/null; done; true'
         )
         kill = ["sh", "-c", script, f"{EXEC_MARKER}={marker}"]
-        self._client.api.exec_start(self._client.api.exec_create(self.id, kill, user=user)["Id"])
+        try:
+            self._client.api.exec_start(
+                self._client.api.exec_create(self.id, kill, user=user)["Id"])
+        except docker.errors.APIError as error:
+            log.warning("sandbox.kill_failed", container=self.id[:12], error=str(error))
+
+    def _pid_namespace(self) -> str | None:
+        """The container's pid namespace as the host names it (`pid:[n]`), when rdbench can
+        see and kill its processes from the host; else None."""
+        if self._pid_ns is not None or os.geteuid() != 0:
+            return self._pid_ns
+        try:
+            self._container.reload()
+            init_pid = int(self._container.attrs["State"]["Pid"])
+            namespace = os.readlink(f"/proc/{init_pid}/ns/pid")
+            own = os.readlink("/proc/self/ns/pid")
+        except (docker.errors.APIError, KeyError, TypeError, ValueError, OSError):
+            return None
+        if init_pid <= 0 or namespace == own:  # the engine is not in our pid namespace
+            return None
+        self._pid_ns = namespace
+        return namespace
 
     def write_file(self, path: str, data: bytes | str, *, owner: str = AGENT_USER) -> None:
         """Create or replace `path` (parent folders are made as needed), owned by `owner`."""
@@ -284,6 +345,46 @@ class _OutputReader(threading.Thread):
             self.truncated = True
             chunk = chunk[: max(room, 0)]
         buffer.extend(chunk)
+
+
+def _kill_in_namespace(namespace: str, needle: bytes, *, limit_s: float = KILL_GRACE_S) -> int:
+    """SIGKILL, from the host, every process in pid namespace `namespace` whose environment
+    holds `needle`, again and again until none is left (a forking command may spawn between a
+    scan and its kill) or `limit_s` passed; return how many kills were sent."""
+    kills = 0
+    deadline = time.monotonic() + limit_s
+    while True:
+        found = [pid for pid in _host_pids()
+                 if _namespace_of(pid) == namespace and needle in _environ_of(pid)]
+        if not found:
+            return kills
+        for pid in found:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+                kills += 1
+        if time.monotonic() > deadline:
+            log.warning("sandbox.kill_incomplete", left=len(found))
+            return kills
+        time.sleep(0.02)
+
+
+def _host_pids() -> list[int]:
+    return [int(name) for name in os.listdir("/proc") if name.isdigit()]
+
+
+def _namespace_of(pid: int) -> str | None:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/pid")
+    except OSError:
+        return None
+
+
+def _environ_of(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as file:
+            return file.read()
+    except OSError:
+        return b""
 
 
 def _default_image(client: docker.DockerClient) -> str:
