@@ -26,10 +26,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-
-import structlog
-
-log = structlog.get_logger()
+from typing import Any
 
 BACKEND_BYTES = {"docker": b"d", "bwrap": b"b"}
 SECOND_PASS_DELAY_S = 1.0  # a container being created as rdbench died shows up a little later
@@ -37,7 +34,15 @@ _lock = threading.Lock()
 _state: tuple[int, int] | None = None  # (pid, writing end) of this process's reaper
 _announced: set[str] = set()
 _process: subprocess.Popen[bytes] | None = None  # kept, so it is not reported as abandoned
-PROGRAM = "import sys; from rdbench.sandbox.reaper import main; main(sys.argv[1:])"
+# The reaper runs this file as a module of its own, so that while it waits it holds only the
+# standard library (about 12 MB; importing rdbench.sandbox would import every backend, and
+# structlog alone adds 15 MB): everything else is imported once rdbench has ended.
+PROGRAM = (
+    "import importlib.util, sys; "
+    "spec = importlib.util.spec_from_file_location('rdbench_reaper', sys.argv[1]); "
+    "module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module); "
+    "module.main(sys.argv[2:])"
+)
 
 
 def watch(backend: str) -> None:
@@ -52,7 +57,7 @@ def watch(backend: str) -> None:
             try:
                 _state = (os.getpid(), _start())
             except OSError as error:
-                log.warning("sandbox.reaper.not_started", error=str(error),
+                _log().warning("sandbox.reaper.not_started", error=str(error),
                             consequence="run `rdbench gc` after a killed run")  # fmt: skip
                 return
         if backend not in _announced:
@@ -69,7 +74,8 @@ def _start() -> int:
     try:
         with open(log_path, "ab") as log_output:
             _process = subprocess.Popen(
-                [sys.executable, "-c", PROGRAM, "--pid", str(os.getpid()), "--fd", str(read_end)],
+                [sys.executable, "-c", PROGRAM, __file__, "--pid", str(os.getpid()),
+                 "--fd", str(read_end)],
                 stdin=subprocess.DEVNULL, stdout=log_output, stderr=log_output,
                 pass_fds=[read_end], start_new_session=True, cwd="/", env=_env(),
             )  # fmt: skip
@@ -78,8 +84,15 @@ def _start() -> int:
         raise
     finally:
         os.close(read_end)
-    log.debug("sandbox.reaper.started", log=str(log_path))
+    _log().debug("sandbox.reaper.started", log=str(log_path))
     return write_end
+
+
+def _log() -> Any:
+    """structlog's logger, imported only when there is something to log."""
+    import structlog
+
+    return structlog.get_logger()
 
 
 def _env() -> dict[str, str]:
@@ -142,7 +155,7 @@ def _reap_containers(pid: int) -> list[str]:
                 container.remove(force=True)
         client.close()
     except Exception as error:  # no engine, or it failed: nothing more the reaper can do
-        log.warning("sandbox.reaper.docker_failed", pid=pid, error=str(error))
+        _log().warning("sandbox.reaper.docker_failed", pid=pid, error=str(error))
         return []
     return [str(container.short_id) for container in containers]
 
@@ -156,6 +169,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     for signum in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM, signal.SIGPIPE):
         signal.signal(signum, signal.SIG_IGN)
+    backends = wait_for_end(args.fd)
+    import structlog
+
     structlog.configure(
         processors=[
             structlog.processors.TimeStamper(fmt="iso"),
@@ -164,11 +180,10 @@ def main(argv: list[str] | None = None) -> None:
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
     )
-    backends = wait_for_end(args.fd)
     started = time.monotonic()
     removed = reap(args.pid, backends)
     if removed:
-        log.info("sandbox.reaper.removed", pid=args.pid, removed=removed,
+        _log().info("sandbox.reaper.removed", pid=args.pid, removed=removed,
                  seconds=round(time.monotonic() - started, 2))  # fmt: skip
 
 
