@@ -58,7 +58,7 @@ def watch(backend: str) -> None:
                 _state = (os.getpid(), _start())
             except OSError as error:
                 _log().warning("sandbox.reaper.not_started", error=str(error),
-                            consequence="run `rdbench gc` after a killed run")  # fmt: skip
+                               consequence="run `rdbench gc` after a killed run")  # fmt: skip
                 return
         if backend not in _announced:
             _announced.add(backend)
