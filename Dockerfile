@@ -7,7 +7,8 @@
 # with debootstrap and puts a wheelhouse of image/requirements.txt in the build context
 # (image/wheelhouse/), so nothing is fetched during the build.
 #
-# The image holds: an unprivileged user `agent` (uid/gid 1000, home /home/agent), a venv at
+# The image holds: an unprivileged user `agent` (uid/gid AGENT_UID, 61000 unless given: a uid
+# no host user has; rdbench passes rdbench.sandbox.base.AGENT_UID), home /home/agent, a venv at
 # /opt/rdbench-venv (first on PATH) with the task dependencies, and a root-only /grader.
 # It has no ENTRYPOINT: sandboxes run it with `sleep infinity` as the command.
 
@@ -36,6 +37,8 @@ RUN set -eu; \
 # ---- stage 2: the sandbox image --------------------------------------------------------------
 FROM ${BASE_IMAGE}
 
+ARG AGENT_UID=61000
+
 LABEL rdbench.image="1"
 
 ENV VIRTUAL_ENV=/opt/rdbench-venv \
@@ -50,8 +53,9 @@ RUN set -eu; \
         apt-get install -y --no-install-recommends procps; \
         rm -rf /var/lib/apt/lists/*; \
     fi; \
-    groupadd --gid 1000 agent; \
-    useradd --uid 1000 --gid 1000 --home-dir /home/agent --create-home --shell /bin/bash agent; \
+    groupadd --gid "$AGENT_UID" agent; \
+    useradd --uid "$AGENT_UID" --gid "$AGENT_UID" --no-log-init --home-dir /home/agent \
+        --create-home --shell /bin/bash agent; \
     install -d -m 700 -o root -g root /grader; \
     for tool in bash sh tar ps pkill kill sleep timeout cp chmod; do \
         command -v "$tool" >/dev/null || { echo "BASE_IMAGE lacks '$tool'" >&2; exit 1; }; \

@@ -381,8 +381,9 @@ def gc(
                                              "still going.")] = False,
 ) -> None:
     """Remove sandboxes left behind by runs that ended (crashed or were killed): Docker
-    containers, and bubblewrap sandboxes' folders and cgroups."""
-    from rdbench.sandbox import bwrap, docker
+    containers, bubblewrap sandboxes' cgroups, and every host folder, disk and mount of theirs
+    (a run's reaper normally removes all of these within seconds of its end)."""
+    from rdbench.sandbox import bwrap, docker, hostdirs
     from rdbench.sandbox.base import SandboxUnavailable
 
     try:
@@ -392,6 +393,8 @@ def gc(
         console.print(f"docker: skipped ({error})")
     folders = bwrap.remove_leftovers(everything=everything)
     console.print(f"removed {len(folders)} bwrap sandbox(es) {' '.join(folders)}".rstrip())
+    others = hostdirs.remove_dead(everything=everything)
+    console.print(f"removed {len(others)} other host folder(s) {' '.join(others)}".rstrip())
 
 
 @app.command()

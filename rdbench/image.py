@@ -32,6 +32,7 @@ from typing import Any
 import structlog
 
 from rdbench.resources import resource_path
+from rdbench.sandbox.base import AGENT_UID
 
 log = structlog.get_logger()
 
@@ -139,6 +140,7 @@ def image_inputs_hash(
     for path in image_files(root):
         add("image/" + path.relative_to(root).as_posix(), path.read_bytes())
     add("BASE_IMAGE", resolve_base(base, dockerfile=dockerfile_bytes).encode())
+    add("AGENT_UID", str(AGENT_UID).encode())
     return digest.hexdigest()[:12]
 
 
@@ -414,7 +416,7 @@ def _build(client: Any, ctx: Path, *, tag: str, base: str, nocache: bool = False
         for chunk in client.api.build(
             path=str(ctx),
             tag=tag,
-            buildargs={"BASE_IMAGE": base},
+            buildargs={"BASE_IMAGE": base, "AGENT_UID": str(AGENT_UID)},
             rm=True,
             forcerm=True,
             nocache=nocache,

@@ -48,6 +48,7 @@ class SandboxResources(_Strict):
     memory_mb: int = Field(4096, ge=64)
     pids: int = Field(512, ge=16)
     exec_timeout_s: float = Field(600, gt=0, description="default timeout of one command")
+    disk_mb: int = Field(4096, ge=64, description="the sandbox's disk: home, /tmp, /var/tmp")
 
 
 class Scoring(_Strict):
@@ -110,6 +111,7 @@ class TaskSpec(_Strict):
             memory_mb=self.sandbox.memory_mb,
             pids=self.sandbox.pids,
             exec_timeout_s=self.sandbox.exec_timeout_s,
+            disk_mb=self.sandbox.disk_mb,
             image=image,
             labels={"rdbench.task": self.id, **(labels or {})},
             grading=grading,

@@ -3,7 +3,8 @@
 #  - a Docker engine that answers (Debian's docker.io, dockerd started in the background when
 #    no engine runs and there is no service manager to start it);
 #  - debootstrap, to bootstrap the sandbox image's base where no registry can be reached;
-#  - bubblewrap, the daemon-less sandbox backend.
+#  - bubblewrap, the daemon-less sandbox backend;
+#  - e2fsprogs (mkfs.ext4), for each sandbox's size-limited disk (a loop-mounted ext4 image).
 # Needs root to install; without root it only says what is missing.
 set -uo pipefail
 
@@ -18,6 +19,7 @@ missing=()
 command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
 command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
 command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
+command -v mkfs.ext4 >/dev/null 2>&1 || [ -x /sbin/mkfs.ext4 ] || missing+=(e2fsprogs)
 
 if [ "${#missing[@]}" -gt 0 ]; then
     if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -13,6 +13,7 @@ from gymnasium.utils.env_checker import check_env
 from helpers import TOY_TASK, copy_toy_task
 
 from rdbench.env import RDEnv
+from rdbench.sandbox.base import AGENT_UID
 from rdbench.task import load_task
 
 pytestmark = pytest.mark.docker
@@ -100,7 +101,7 @@ def test_submit_grades_test_split_in_fresh_sandbox(toy_env: RDEnv) -> None:
     assert reward == pytest.approx(0.75)
     assert "test split" in info["message"]
     assert toy_env.final_grade is not None
-    assert toy_env.final_grade.details["agent_probe"] == "False 1000"
+    assert toy_env.final_grade.details["agent_probe"] == f"False {AGENT_UID}"
     assert toy_env.sandbox is None  # the agent's sandbox is gone
     with pytest.raises(RuntimeError, match="call reset"):
         bash(toy_env, "true")

@@ -20,6 +20,7 @@ from rdbench.image import (
     image_inputs_hash,
     image_tag,
 )
+from rdbench.sandbox.base import AGENT_UID
 
 DOCKERFILE = (
     b"ARG BASE_IMAGE=python:3.11-slim-bookworm\nFROM ${BASE_IMAGE}\nLABEL rdbench.image=1\n"
@@ -189,14 +190,14 @@ def test_image_runs_python_311_with_task_libraries_as_agent(
     code = "import numpy, sklearn, pandas, sys, os; print(sys.version); print(os.getuid())"
     lines = _run(docker_client, sandbox_image, ["python3", "-c", code]).splitlines()
     assert lines[0].startswith("3.11")
-    assert lines[1] == "1000"
+    assert lines[1] == str(AGENT_UID)
 
 
 @pytest.mark.docker
 def test_agent_user_has_its_home_and_bash(docker_client: Any, sandbox_image: str) -> None:
     out = _run(docker_client, sandbox_image, ["sh", "-c", "id -u; id -g; pwd; getent passwd agent"])
     uid, gid, cwd, passwd = out.splitlines()
-    assert (uid, gid, cwd) == ("1000", "1000", "/home/agent")
+    assert (uid, gid, cwd) == (str(AGENT_UID), str(AGENT_UID), "/home/agent")
     assert passwd.endswith(":/home/agent:/bin/bash")
 
 

@@ -1,10 +1,9 @@
 """Cleanup: Ctrl-C, SIGTERM or SIGHUP during `rdbench run` removes its sandboxes before
-exiting (also during grading, within seconds); after the runner is killed with SIGKILL,
-`rdbench gc` removes every leftover."""
+exiting (also during grading, within seconds); after SIGKILL the run's reaper does (see
+test_sandbox_lifetime.py)."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -15,9 +14,6 @@ from typing import Any
 
 import pytest
 from helpers import TOY_TASK, copy_toy_task
-from typer.testing import CliRunner
-
-from rdbench.cli import app
 
 BACKENDS = [
     pytest.param("docker", marks=pytest.mark.docker),
@@ -186,17 +182,3 @@ def test_ctrl_c_during_grading_ends_the_run_within_ten_seconds(
     assert sandboxes_of(backend, runner) == []
     assert not list(out.glob("*/result.json"))
 
-
-@pytest.mark.docker
-def test_gc_removes_what_a_killed_runner_left(
-    docker_client: Any, sandbox_image: str, tmp_path: Path
-) -> None:
-    runner = start_runner(tmp_path)
-    wait_for_containers(docker_client, runner, 2)
-    os.kill(runner.pid, signal.SIGKILL)
-    runner.communicate(timeout=30)
-    assert len(containers_of(docker_client, runner.pid)) == 2  # left behind
-    result = CliRunner().invoke(app, ["gc"])
-    assert result.exit_code == 0, result.output
-    assert "removed" in result.output
-    assert containers_of(docker_client, runner.pid) == []

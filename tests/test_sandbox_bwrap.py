@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from rdbench.sandbox import SandboxConfig, SandboxUnavailable, make_sandbox, seccomp
+from rdbench.sandbox.base import AGENT_UID
 from rdbench.sandbox.bwrap import BwrapSandbox, bwrap_problem, remove_leftovers
 from rdbench.sandbox.cgroups import SandboxCgroups
 
@@ -119,7 +120,9 @@ def test_the_sandbox_dies_with_rdbench(bwrap_rootfs: str) -> None:
         runner.kill()  # SIGKILL: rdbench cleans nothing up itself
         runner.wait()
     assert _eventually(lambda: not _processes_with_cmdline(sleeper)), "it outlived rdbench"
-    assert str(runner.pid) in " ".join(remove_leftovers())  # its folders and cgroups
+    # its reaper removes its folders, disk and cgroups, with no gc
+    assert _eventually(lambda: not list(Path("/var/tmp").glob(f"rdbench-bwrap-{runner.pid}-*")))
+    assert _eventually(lambda: not list(Path("/sys/fs/cgroup").glob(f"*/rdbench/{runner.pid}-*")))
 
 
 def _eventually(condition: Callable[[], bool], within_s: float = 10.0) -> bool:
@@ -150,7 +153,7 @@ def test_system_is_read_only_and_home_and_tmp_are_writable(sandbox: BwrapSandbox
         result = sandbox.exec(["sh", "-c", "echo x > /usr/x"], user=user)
         assert not result.ok and "Read-only file system" in result.stderr
     assert sandbox.exec(["sh", "-c", "echo x > /home/agent/x && echo y > /tmp/y"]).ok
-    assert (sandbox.dir / "home" / "x").stat().st_uid == 1000
+    assert (sandbox.dir / "home" / "x").stat().st_uid == AGENT_UID
 
 
 @pytest.mark.bwrap

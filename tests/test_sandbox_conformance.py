@@ -28,7 +28,7 @@ from rdbench.sandbox import (
     make_sandbox,
 )
 from rdbench.sandbox.archive import extract_tar_gz
-from rdbench.sandbox.base import FILE_SIZE_LIMIT, SandboxInputError
+from rdbench.sandbox.base import AGENT_UID, FILE_SIZE_LIMIT, SandboxInputError
 
 CONFIG = SandboxConfig(
     cpus=1.0, memory_mb=512, pids=128, exec_timeout_s=30, output_limit=64_000,
@@ -78,7 +78,7 @@ def test_sandbox_names_its_backend(any_sandbox: Sandbox, backend: str) -> None:
 
 def test_commands_run_as_the_unprivileged_agent_in_its_home(any_sandbox: Sandbox) -> None:
     assert any_sandbox.exec(["id", "-un"]).stdout.strip() == "agent"
-    assert any_sandbox.exec(["id", "-u"]).stdout.strip() == "1000"
+    assert any_sandbox.exec(["id", "-u"]).stdout.strip() == str(AGENT_UID)
     assert any_sandbox.exec(["pwd"]).stdout.strip() == "/home/agent"
     assert any_sandbox.exec(["sh", "-c", "echo $HOME $USER"]).stdout.strip() == "/home/agent agent"
 
@@ -222,7 +222,7 @@ def test_root_cannot_switch_users_in_an_agent_sandbox(any_sandbox: Sandbox) -> N
 
 SWITCH_TO_AGENT = (
     "import subprocess\n"
-    "print(subprocess.run(['id', '-u'], user=1000, group=1000, extra_groups=[],\n"
+    f"print(subprocess.run(['id', '-u'], user={AGENT_UID}, group={AGENT_UID}, extra_groups=[],\n"
     "                     capture_output=True, text=True, check=True).stdout.strip())\n"
 )
 
@@ -232,8 +232,8 @@ def test_root_may_run_code_as_the_agent_in_a_grading_sandbox(
 ) -> None:
     box = start(backend, request, replace(CONFIG, grading=True))
     try:
-        assert python(box, SWITCH_TO_AGENT, user="root") == "1000"
-        assert box.exec(["id", "-u"]).stdout.strip() == "1000"
+        assert python(box, SWITCH_TO_AGENT, user="root") == str(AGENT_UID)
+        assert box.exec(["id", "-u"]).stdout.strip() == str(AGENT_UID)
     finally:
         box.close()
 

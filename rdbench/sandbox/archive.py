@@ -8,7 +8,9 @@ import tarfile
 import time
 from pathlib import Path
 
-UID_BY_OWNER = {"root": 0, "agent": 1000}
+from rdbench.sandbox.base import AGENT_UID
+
+UID_BY_OWNER = {"root": 0, "agent": AGENT_UID}
 
 
 def _owner_ids(owner: str) -> int:

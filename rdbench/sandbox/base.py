@@ -9,6 +9,11 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 AGENT_USER = "agent"
+# The agent user's uid and gid, in the image and on the host (files the agent writes on a
+# bwrap sandbox's disk, processes in the host's process list). Chosen to be nobody's on the
+# host: above the range distributions give to people (UID_MAX 60000) and below subordinate
+# ids (from 100000), in a block systemd leaves unused (60578-61183).
+AGENT_UID = 61000
 AGENT_HOME = "/home/agent"
 GRADER_DIR = "/grader"
 DEFAULT_OUTPUT_LIMIT = 1_000_000  # bytes kept of each of stdout and stderr
@@ -87,6 +92,7 @@ class SandboxConfig:
     image: str | None = None  # backend default when None
     labels: dict[str, str] = field(default_factory=dict)
     grading: bool = False  # a grading sandbox: root may switch to the agent user
+    disk_mb: int = 4096  # size of the disk holding every writable place (home, /tmp, ...)
 
 
 @runtime_checkable
@@ -146,6 +152,12 @@ def require_command(
 def out_of_memory_note(memory_mb: int) -> str:
     """What every backend appends to the stderr of a command killed for want of memory."""
     return f"\n[rdbench: killed: out of memory (limit {memory_mb} MB)]\n"
+
+
+def disk_full_note(disk_mb: int) -> str:
+    """What every backend appends to the stderr of a command after which the sandbox's disk
+    is full."""
+    return f"\n[rdbench: the sandbox's disk is full (limit {disk_mb} MB)]\n"
 
 
 def owner_of(user: str) -> str:

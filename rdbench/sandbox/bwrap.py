@@ -1,7 +1,8 @@
 """The bubblewrap backend: namespaces, a read-only copy of the sandbox image, no daemon.
 
 A sandbox is one long-lived `bwrap` run (see namespaces.py) over folders made for it under
-/var/tmp/rdbench-bwrap-<id>/ (mode 700): `home` is bound read-write at /home/agent, `tmp` and
+/var/tmp/rdbench-bwrap-<id>/ (mode 700, the mount point of the sandbox's size-limited disk,
+see disk.py): `home` is bound read-write at /home/agent, `tmp` and
 `var-tmp` at /tmp and /var/tmp, and the root-only `grader` at /grader (empty in an agent's
 sandbox). Everything else is the image's filesystem (see rootfs.py), read-only and nosuid. It
 has its own pid, network (only `lo`), ipc, uts and cgroup namespaces and, as a Docker container,
@@ -14,10 +15,10 @@ running in the background lives on until the sandbox is closed, and the sandbox 
 rdbench.
 
 Users: bwrap runs as real root without a user namespace (one would map the agent to host
-root). The agent's commands run as uid/gid 1000 with no capabilities, an empty bounding set
-and no_new_privs; root's commands keep no capabilities (setpriv), except in a grading sandbox,
-where root keeps those needed to run the agent's code as the agent (GRADING_CAPS). This
-backend needs root.
+root). The agent's commands run as uid/gid AGENT_UID (base.py, a uid no host user has) with
+no capabilities, an empty bounding set and no_new_privs; root's commands keep no capabilities
+(setpriv), except in a grading sandbox, where root keeps those needed to run the agent's code
+as the agent (GRADING_CAPS). This backend needs root.
 A command gets the environment rdbench sets for it and nothing else; one given an `env` of the
 caller's has it set by `env -i` once the identity is final, so nothing in it (say LD_PRELOAD)
 reaches the privileged helpers.
@@ -44,10 +45,11 @@ from pathlib import Path
 
 import structlog
 
-from rdbench.sandbox import seccomp
+from rdbench.sandbox import hostdirs, reaper, seccomp
 from rdbench.sandbox.archive import folder_tar, single_file_tar, strip_top_folder
 from rdbench.sandbox.base import (
     AGENT_HOME,
+    AGENT_UID,
     AGENT_USER,
     BASE_ENV,
     GRADER_DIR,
@@ -58,6 +60,7 @@ from rdbench.sandbox.base import (
     SandboxFileNotFound,
     SandboxOutputLimit,
     SandboxUnavailable,
+    disk_full_note,
     out_of_memory_note,
     owner_of,
     require_command,
@@ -66,15 +69,15 @@ from rdbench.sandbox.base import (
     user_env,
 )
 from rdbench.sandbox.cgroups import SandboxCgroups, remove_leftover_groups
+from rdbench.sandbox.disk import SandboxDisk, disk_problem
 from rdbench.sandbox.namespaces import NamespaceHolder
 from rdbench.sandbox.process import ProcessRunner, Run, limits_prelude
 from rdbench.sandbox.rootfs import METADATA, ensure_rootfs, image_env
 
 log = structlog.get_logger()
 
-STATE_DIR = Path("/var/tmp")
+STATE_DIR = hostdirs.STATE_DIR
 PREFIX = "rdbench-bwrap-"
-AGENT_UID = 1000
 FILE_OP_TIMEOUT_S = 600.0
 NAMESPACES = ["--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
               "--unshare-cgroup-try"]  # fmt: skip  (--unshare-all would add a user namespace)
@@ -119,9 +122,10 @@ def bwrap_problem() -> str | None:
     if os.geteuid() != 0:
         return (
             "The bwrap backend needs root: it runs commands as root or as the agent user "
-            "(uid 1000) without a user namespace. Run rdbench as root, or use --sandbox docker"
+            f"(uid {AGENT_UID}) without a user namespace. Run rdbench as root, or use "
+            "--sandbox docker"
         )
-    return None
+    return disk_problem()
 
 
 @sandbox_backend("bwrap")
@@ -152,6 +156,8 @@ class BwrapSandbox:
         self._runner = ProcessRunner()
         self.cgroups: SandboxCgroups | None = None
         self._holder: NamespaceHolder | None = None
+        self.disk: SandboxDisk | None = None
+        reaper.watch("bwrap")
         try:
             self._make_folders()
             self.cgroups = SandboxCgroups.create(
@@ -171,19 +177,11 @@ class BwrapSandbox:
                  cgroups=self.cgroups is not None)  # fmt: skip
 
     def _make_folders(self) -> None:
-        self.dir.mkdir(mode=0o700, parents=True)
-        home = self.dir / "home"
-        skeleton = self.rootfs / AGENT_HOME.lstrip("/")
-        if skeleton.is_dir():  # the image's /home/agent (.bashrc, .profile)
-            shutil.copytree(skeleton, home, symlinks=True)
-        else:
-            home.mkdir()
-        for path in [home, *home.rglob("*")]:
-            os.lchown(path, AGENT_UID, AGENT_UID)
-        for name in ("tmp", "var-tmp"):
-            (self.dir / name).mkdir()
-            (self.dir / name).chmod(0o1777)
-        (self.dir / "grader").mkdir(mode=0o700)
+        """The sandbox's disk, mounted at its folder, with the writable places on it (the
+        agent's home starts empty, as on docker, where the image's is hidden by the disk)."""
+        self.dir.parent.mkdir(parents=True, exist_ok=True)
+        self.disk = SandboxDisk(self.dir, self.config.disk_mb)
+        self.disk.make_folders(grader=True)
 
     def _mounts(self) -> list[str]:
         """The sandbox's filesystem, as Docker lays out a container's (see the module's
@@ -258,6 +256,8 @@ class BwrapSandbox:
         stderr = run.stderr.decode("utf-8", "replace")
         if oom_kills:
             stderr += out_of_memory_note(self.config.memory_mb)
+        if self.disk is not None and self.disk.full():
+            stderr += disk_full_note(self.config.disk_mb)
         if run.timed_out:
             log.warning("sandbox.exec_timeout", cmd=cmd[:3], timeout=limit)
         return ExecResult(
@@ -393,7 +393,11 @@ class BwrapSandbox:
             self._holder.stop()
         if self.cgroups is not None:
             self.cgroups.remove()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        if self.disk is not None:
+            self.disk.remove()
+        else:  # the disk was never made: remove what was (never recursing in Python)
+            hostdirs.remove(self.dir)
+            hostdirs.remove(self.dir.with_name(self.dir.name + ".img"))
         log.info("sandbox.close", backend="bwrap", sandbox=self.id)
 
     def __enter__(self) -> BwrapSandbox:
@@ -406,7 +410,7 @@ class BwrapSandbox:
 def _identity(owner: str, caps: list[str]) -> list[str]:
     """What follows `nsenter ... -w` to give the command its identity: setpriv (from the
     sandbox's image) clears the bounding set but for `caps` (names without CAP_), then the
-    agent switches to uid/gid 1000 with no supplementary groups, which leaves it no
+    agent switches to uid/gid AGENT_UID with no supplementary groups, which leaves it no
     capabilities (no_new_privs is inherited from the launcher thread, and every mount is
     nosuid, so none can be regained); root keeps only `caps`."""
     kept = "".join(f",+{cap.lower()}" for cap in caps)
@@ -440,30 +444,14 @@ def _checked_owner(user: str) -> str:
 
 
 def remove_leftovers(*, everything: bool = False, state_dir: Path = STATE_DIR) -> list[str]:
-    """Remove the folders and cgroups of bwrap sandboxes whose process is gone (all of them
-    with `everything`); return their ids."""
-    removed: list[str] = []
-    for path in sorted(state_dir.glob(f"{PREFIX}*")):
-        sandbox_id = path.name.removeprefix(PREFIX)
-        owner = sandbox_id.split("-", 1)[0]
-        if not everything and owner.isdigit() and _process_alive(int(owner)):
-            continue
-        shutil.rmtree(path, ignore_errors=True)
-        removed.append(sandbox_id)
-        log.info("sandbox.gc", backend="bwrap", sandbox=sandbox_id)
+    """Remove the folders, disks and cgroups of bwrap sandboxes whose process is gone (all of
+    them with `everything`); return their ids."""
+    gone = hostdirs.remove_dead(everything=everything, kinds={"bwrap"}, state_dir=state_dir)
+    removed = [name.removeprefix(PREFIX) for name in gone if not name.endswith(".img")]
+
     def leftover(name: str) -> bool:
         owner = name.split("-", 1)[0]
-        return everything or not (owner.isdigit() and _process_alive(int(owner)))
+        return everything or not (owner.isdigit() and hostdirs.process_alive(int(owner)))
 
     removed += [name for name in remove_leftover_groups(leftover) if name not in removed]
     return removed
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

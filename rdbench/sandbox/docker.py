@@ -1,10 +1,12 @@
 """The Docker backend: one container per sandbox, driven through the docker SDK.
 
 Each container has no network, CPU, memory, process and file size limits, an init process,
-all capabilities dropped and no-new-privileges, and labels naming its run and episode so
-`rdbench gc` can find leftovers. Commands run through `docker exec`; a command that passes
-its timeout is killed inside the container (every process carrying its exec marker), not
-merely abandoned. Files move as tar archives.
+all capabilities dropped and no-new-privileges, a read-only root filesystem with the agent's
+home, /tmp, /var/tmp and the root-only /grader on a size-limited disk (disk.py),
+and labels naming its run and episode so that its reaper (reaper.py) or `rdbench gc` can
+find leftovers. Commands run through `docker exec`; a command that passes its timeout is killed
+inside the container (every process carrying its exec marker), not merely abandoned.
+Files move as tar archives.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import signal
 import threading
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import docker
@@ -24,18 +27,22 @@ import structlog
 from docker.models.containers import Container
 from docker.types import Ulimit
 
+from rdbench.sandbox import hostdirs, reaper
 from rdbench.sandbox.archive import first_file, folder_tar, single_file_tar, strip_top_folder
 from rdbench.sandbox.base import (
     AGENT_HOME,
     AGENT_USER,
     BASE_ENV,
     FILE_SIZE_LIMIT,
+    GRADER_DIR,
     GRADING_CAPS,
     ExecResult,
     SandboxConfig,
+    SandboxError,
     SandboxFileNotFound,
     SandboxOutputLimit,
     SandboxUnavailable,
+    disk_full_note,
     out_of_memory_note,
     owner_of,
     require_command,
@@ -43,6 +50,7 @@ from rdbench.sandbox.base import (
     sandbox_path,
     user_env,
 )
+from rdbench.sandbox.disk import SandboxDisk
 
 log = structlog.get_logger()
 
@@ -54,6 +62,9 @@ KILL_GRACE_S = 10.0
 START_FAILED = b"OCI runtime exec failed"
 EXEC_START_RETRY_S = 5.0
 EXEC_START_PAUSE_S = 0.2
+# The sandbox's disk's folders, by their name on the disk and their path inside.
+DISK_FOLDERS = {"home": AGENT_HOME, "tmp": "/tmp", "var-tmp": "/var/tmp", "grader": GRADER_DIR}
+WRITABLE_HINT = "the Docker sandbox is read-only outside /home/agent, /tmp, /var/tmp and /grader"
 
 
 def connect() -> docker.DockerClient:
@@ -92,6 +103,8 @@ class DockerSandbox:
         self._pid_ns: str | None = None  # its pid namespace seen from the host (_pid_namespace)
         image = config.image or _default_image(self._client)
         labels = {LABEL: "1", f"{LABEL}.pid": str(os.getpid()), **config.labels}
+        reaper.watch("docker")
+        self.disk = _make_disk(config)
         try:
             self._container: Container = self._client.containers.run(
                 image,
@@ -112,13 +125,21 @@ class DockerSandbox:
                 hostname="sandbox",
                 working_dir=AGENT_HOME,
                 environment=BASE_ENV,
+                # With a disk, only its folders are writable: the rest is read-only.
+                read_only=self.disk is not None,
+                volumes=_disk_volumes(self.disk),
             )
         except docker.errors.ImageNotFound as error:
+            self._remove_disk()
             raise SandboxUnavailable(
                 f"Sandbox image {image!r} is missing; build it with `rdbench image build`"
             ) from error
         except docker.errors.APIError as error:
+            self._remove_disk()
             raise SandboxUnavailable(f"Docker could not start a sandbox: {error}") from error
+        except BaseException:
+            self._remove_disk()
+            raise
         self.id: str = self._container.id or ""
         log.info("sandbox.start", backend="docker", container=self.id[:12], image=image)
 
@@ -173,6 +194,8 @@ class DockerSandbox:
         stderr = bytes(reader.stderr).decode("utf-8", "replace")
         if returncode == 137 and not timed_out and self._new_oom_kills():
             stderr += out_of_memory_note(self.config.memory_mb)
+        if self.disk is not None and self.disk.full():
+            stderr += disk_full_note(self.config.disk_mb)
         return ExecResult(
             returncode=-9 if returncode is None else int(returncode),
             stdout=bytes(reader.stdout).decode("utf-8", "replace"),
@@ -293,6 +316,8 @@ class DockerSandbox:
         except docker.errors.NotFound as error:
             raise SandboxFileNotFound(f"No such folder in the sandbox: {folder}") from error
         except docker.errors.APIError as error:
+            if "read-only" in str(error):
+                raise SandboxError(f"Cannot write into {folder}: {WRITABLE_HINT}") from error
             raise self._unavailable(error) from error
 
     def _unavailable(self, error: Exception) -> SandboxUnavailable:
@@ -309,7 +334,12 @@ class DockerSandbox:
             pass
         except docker.errors.APIError as error:
             log.warning("sandbox.close_failed", container=self.id[:12], error=str(error))
+        self._remove_disk()
         log.info("sandbox.close", backend="docker", container=self.id[:12])
+
+    def _remove_disk(self) -> None:
+        if self.disk is not None:
+            self.disk.remove()
 
     def __enter__(self) -> DockerSandbox:
         return self
@@ -387,6 +417,32 @@ def _environ_of(pid: int) -> bytes:
         return b""
 
 
+def _make_disk(config: SandboxConfig) -> SandboxDisk | None:
+    """The sandbox's size-limited disk, with its folders. None, with a warning, when rdbench
+    does not run as root (it cannot mount one): the container's own layer is then writable,
+    with no limit on its size."""
+    if os.geteuid() != 0:
+        log.warning("sandbox.docker.no_disk_limit", reason="rdbench does not run as root",
+                    consequence="no limit on the host disk the sandbox uses")  # fmt: skip
+        return None
+    disk = SandboxDisk(hostdirs.STATE_DIR / hostdirs.new_name("docker"), config.disk_mb)
+    try:
+        disk.make_folders()
+    except BaseException:
+        disk.remove()
+        raise
+    return disk
+
+
+def _disk_volumes(disk: SandboxDisk | None) -> dict[str, dict[str, str]]:
+    """The disk's folders as Docker bind mounts (as on bwrap, /grader is one in every sandbox:
+    root-only, and empty but in a grading sandbox)."""
+    if disk is None:
+        return {}
+    return {str(disk.folder / name): {"bind": inside, "mode": "rw"}
+            for name, inside in DISK_FOLDERS.items()}  # fmt: skip
+
+
 def _default_image(client: docker.DockerClient) -> str:
     from rdbench.image import image_tag
 
@@ -400,26 +456,22 @@ def _default_image(client: docker.DockerClient) -> str:
     return tag
 
 
-def remove_leftovers(*, everything: bool = False) -> list[str]:
+def remove_leftovers(*, everything: bool = False, state_dir: Path = hostdirs.STATE_DIR,
+                     ) -> list[str]:  # fmt: skip
     """Remove rdbench containers whose owning process is gone (all of them with
-    `everything`); return the short ids removed."""
+    `everything`), then those processes' Docker disks; return the short ids of the containers
+    removed."""
     client = connect()
     removed = []
     for container in client.containers.list(all=True, filters={"label": LABEL}):
         owner = container.labels.get(f"{LABEL}.pid", "")
-        if not everything and owner.isdigit() and _process_alive(int(owner)):
+        if not everything and owner.isdigit() and hostdirs.process_alive(int(owner)):
             continue
-        container.remove(force=True)
+        try:
+            container.remove(force=True)
+        except docker.errors.NotFound:
+            continue  # removed meanwhile (by its reaper, say)
         removed.append(container.short_id)
         log.info("sandbox.gc", container=container.short_id, owner_pid=owner)
+    hostdirs.remove_dead(everything=everything, kinds={"docker"}, state_dir=state_dir)
     return removed
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

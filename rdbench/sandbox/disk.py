@@ -1,0 +1,117 @@
+"""A sandbox's disk: a size-limited filesystem holding every place the sandbox may write.
+
+A `SandboxDisk` is a sparse image file of `size_mb` (`<folder>.img`), formatted ext4 (no
+blocks reserved for root, lazy initialization: about 40 ms for 2 GiB) and loop-mounted
+nosuid,nodev at `<folder>` (mode 700, root's). The backends bind its subfolders at the agent's
+home, /tmp, /var/tmp and /grader, so whatever a sandbox writes costs the host at most
+`size_mb` of disk (the image grows only with what is written), and a full disk is the
+sandbox's problem alone. `remove()` unmounts it and deletes the image; a dead process's disks
+are removed by the reaper or `rdbench gc` (see hostdirs.py).
+
+Making one needs root, mkfs.ext4 (e2fsprogs) and loop devices.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import structlog
+
+from rdbench.sandbox import hostdirs
+from rdbench.sandbox.base import AGENT_UID, SandboxUnavailable
+
+log = structlog.get_logger()
+
+FULL_BELOW_BYTES = 1024 * 1024  # a disk with less room than this counts as full
+SETUP_TIMEOUT_S = 60.0
+LOOP_HINT = (
+    "loop devices are needed for the sandbox's size-limited disk: load the module "
+    "(`modprobe loop`), and in a container give it /dev/loop-control and /dev/loop* "
+    "(e.g. `docker run --privileged`)"
+)
+
+
+def disk_problem() -> str | None:
+    """Why a sandbox disk cannot be made here (and how to fix it), or None when it can."""
+    if os.geteuid() != 0:
+        return "a size-limited sandbox disk needs root (to mount it); run rdbench as root"
+    if shutil.which("mkfs.ext4") is None:
+        return "mkfs.ext4 is missing; install e2fsprogs (`apt-get install e2fsprogs`)"
+    if shutil.which("mount") is None or shutil.which("umount") is None:
+        return "mount is missing; install mount (`apt-get install mount`)"
+    if not Path("/dev/loop-control").exists():
+        return LOOP_HINT
+    return None
+
+
+class SandboxDisk:
+    """An ext4 image of `size_mb` mounted at `folder` (which it makes); `remove()` undoes it."""
+
+    def __init__(self, folder: Path, size_mb: int):
+        if size_mb < 16:
+            raise ValueError(f"Expected a sandbox disk of at least 16 MB, got {size_mb}")
+        problem = disk_problem()
+        if problem is not None:
+            raise SandboxUnavailable(f"Cannot make the sandbox's disk: {problem}")
+        self.folder = folder
+        self.image = folder.with_name(folder.name + ".img")
+        self.size_mb = size_mb
+        try:
+            with self.image.open("xb") as image:
+                image.truncate(size_mb * 1024 * 1024)
+            _run(["mkfs.ext4", "-q", "-F", "-m", "0", "-E",
+                  "lazy_itable_init=1,lazy_journal_init=1,root_owner=0:0", str(self.image)],
+                 "formatting the sandbox's disk")  # fmt: skip
+            folder.mkdir(mode=0o700)
+            _run(["mount", "-o", "loop,nosuid,nodev,noatime", str(self.image), str(folder)],
+                 "mounting the sandbox's disk", hint=LOOP_HINT)  # fmt: skip
+            folder.chmod(0o700)
+            (folder / "lost+found").rmdir()
+        except BaseException:
+            self.remove()
+            raise
+        log.debug("sandbox.disk", folder=str(folder), size_mb=size_mb)
+
+    def make_folders(self, *, grader: bool = True) -> None:
+        """Make the writable places at the disk's top: `home` (the agent's, empty), `tmp` and
+        `var-tmp` (sticky, anyone's) and, with `grader`, the root-only `grader`."""
+        home = self.folder / "home"
+        home.mkdir(mode=0o755)
+        os.chown(home, AGENT_UID, AGENT_UID)
+        for name in ("tmp", "var-tmp"):
+            (self.folder / name).mkdir()
+            (self.folder / name).chmod(0o1777)
+        if grader:
+            (self.folder / "grader").mkdir(mode=0o700)
+
+    def full(self) -> bool:
+        """True when the disk has (next to) no room left, in bytes or in files."""
+        try:
+            stat = os.statvfs(self.folder)
+        except OSError:
+            return False
+        return stat.f_bavail * stat.f_frsize < FULL_BELOW_BYTES or (
+            stat.f_files > 0 and stat.f_favail == 0
+        )
+
+    def remove(self) -> None:
+        """Unmount the disk and delete its folder and image; safe to repeat."""
+        hostdirs.remove(self.folder)
+        with contextlib.suppress(FileNotFoundError):
+            self.image.unlink()
+
+
+def _run(argv: list[str], what: str, hint: str = "") -> None:
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=SETUP_TIMEOUT_S,
+                              check=False)  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise SandboxUnavailable(f"{what} failed: {error}") from error
+    if done.returncode != 0:
+        message = (done.stderr or done.stdout).strip()[-300:]
+        raise SandboxUnavailable(f"{what} failed ({' '.join(argv[:2])}...: {message})"
+                                 + (f"; {hint}" if hint else ""))  # fmt: skip
