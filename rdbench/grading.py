@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -19,7 +18,7 @@ from typing import Any, Literal
 
 import structlog
 
-from rdbench.sandbox.archive import host_temp_dir, pack_folder
+from rdbench.sandbox.archive import host_temp_dir, pack_folder, remove_host_dir
 from rdbench.sandbox.base import (
     AGENT_HOME,
     GRADER_DIR,
@@ -116,7 +115,7 @@ def grade_workspace(
         pack_folder(Path(workspace), archive)
         return grade_archive(task, archive, split=split, factory=factory, labels=labels)
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        remove_host_dir(folder)
 
 
 def grade_archive(

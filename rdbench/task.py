@@ -42,6 +42,13 @@ class SandboxResources(_Strict):
     memory_mb: int = Field(4096, ge=64)
     pids: int = Field(512, ge=16)
     exec_timeout_s: float = Field(600, gt=0, description="default timeout of one command")
+    workspace_mb: int = Field(500, ge=1, description=(
+        "the most the workspace may hold when it is graded (MiB of disk, and of its archive)"))
+
+    @property
+    def workspace_bytes(self) -> int:
+        """`workspace_mb` in bytes."""
+        return self.workspace_mb * 1024**2
 
 
 class Scoring(_Strict):

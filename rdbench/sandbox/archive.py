@@ -29,13 +29,20 @@ from rdbench.sandbox.base import (
 
 UID_BY_OWNER = {"root": 0, "agent": 1000}
 CHUNK = 1 << 16
+MIB = 1024**2
 HOST_TMP = Path("/var/tmp")
 USAGE_TIMEOUT_S = 120.0
 STREAM_TIMEOUT_S = 1800.0  # the longest an export or an unpack may take
 # Inside a sandbox: the used size of folder $1 in KiB (sparse holes are free, hard links
 # counted once), then its contents as a gzip tar on stdout. Exit 3: no such folder.
 USAGE_SCRIPT = '[ -d "$1" ] || exit 3; exec du -s -k -x -- "$1"'
-EXPORT_SCRIPT = '[ -d "$1" ] || exit 3; cd -- "$1" || exit 4; exec tar --sparse -czf - .'
+# (Names are relative to the folder, without "./"; links are stored, never followed.)
+EXPORT_SCRIPT = """
+[ -d "$1" ] || exit 3
+cd -- "$1" || exit 4
+find . -mindepth 1 -maxdepth 1 -printf '%P\\0' |
+    tar --sparse --null --verbatim-files-from -T - -czf -
+"""
 # Unpack a gzip tar into folder $1 (run as the agent user), from stdin or from the file $2
 # (which is then removed).
 IMPORT_SCRIPT = """
@@ -61,7 +68,7 @@ def too_large(measure: str, limit: int) -> ArchiveTooLarge:
     `measure` says by how much ("it uses 1073.7 MB of disk")."""
     return ArchiveTooLarge(
         f"The workspace is too large to grade: {measure}, over this task's limit of "
-        f"{limit / 1e6:.0f} MB ([sandbox] workspace_mb). Delete what the grader does not need "
+        f"{limit / MIB:.0f} MB ([sandbox] workspace_mb). Delete what the grader does not need "
         "(data copies, checkpoints, virtual environments, caches) and try again."
     )
 
@@ -81,7 +88,7 @@ def check_usage(sandbox: Sandbox, path: str, max_bytes: int | None, *, user: str
         return
     used = int(words[0]) * 1024
     if used > max_bytes:
-        raise too_large(f"it uses {used / 1e6:.1f} MB of disk", max_bytes)
+        raise too_large(f"it uses {used / MIB:.1f} MB of disk", max_bytes)
 
 
 class ArchiveSink:
@@ -137,17 +144,24 @@ def host_temp_dir(kind: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=f"rdbench-{kind}-{os.getpid()}-", dir=HOST_TMP))
 
 
+def remove_host_dir(path: Path) -> None:
+    """Remove the host folder `path` and all it holds, however deep (GNU rm, no recursion
+    in Python), never crossing into another filesystem."""
+    subprocess.run(["rm", "-rf", "--one-file-system", "--", str(path)], check=False,
+                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def pack_folder(folder: Path, dest: Path) -> None:
     """Archive the contents of the host folder `folder` into the gzip tar `dest` with GNU
     tar (links stored as links and never followed, sparse files kept sparse). ArchiveError
     when `folder` is missing or tar fails."""
     if not folder.is_dir():
         raise ArchiveError(f"{folder} is not a folder")
-    result = subprocess.run(
-        ["tar", "--sparse", "-C", str(folder), "-czf", str(dest), "."],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        check=False,
-    )  # fmt: skip
+    with dest.open("wb") as file:
+        result = subprocess.run(
+            ["sh", "-c", EXPORT_SCRIPT, "sh", str(folder)],
+            stdin=subprocess.DEVNULL, stdout=file, stderr=subprocess.PIPE, check=False,
+        )  # fmt: skip
     stderr = result.stderr.decode("utf-8", "replace")
     export_outcome(result.returncode, stderr, str(folder))
 

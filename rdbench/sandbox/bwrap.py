@@ -30,7 +30,6 @@ import math
 import os
 import posixpath
 import shutil
-import subprocess
 import tarfile
 import uuid
 from collections.abc import Callable
@@ -42,11 +41,13 @@ import structlog
 from rdbench.sandbox.archive import (
     EXPORT_SCRIPT,
     IMPORT_SCRIPT,
+    MIB,
     STREAM_TIMEOUT_S,
     ArchiveSink,
     check_usage,
     export_outcome,
     folder_tar,
+    remove_host_dir,
     single_file_tar,
     too_large,
     unpack_outcome,
@@ -386,7 +387,7 @@ class BwrapSandbox:
             timeout=STREAM_TIMEOUT_S, output_limit=STDERR_KEPT, sink=sink.add,
         )  # fmt: skip
         if sink.over and max_bytes is not None:
-            raise too_large(f"its archive passed {max_bytes / 1e6:.1f} MB", max_bytes)
+            raise too_large(f"its archive passed {max_bytes / MIB:.1f} MB", max_bytes)
         if run.timed_out:
             raise ArchiveError(f"Archiving {path} took longer than {STREAM_TIMEOUT_S:.0f} s")
         if run.returncode == 3:
@@ -420,7 +421,7 @@ class BwrapSandbox:
             self._holder.stop()
         if self.cgroups is not None:
             self.cgroups.remove()
-        _remove_tree(self.dir)
+        remove_host_dir(self.dir)
         log.info("sandbox.close", backend="bwrap", sandbox=self.id)
 
     def __enter__(self) -> BwrapSandbox:
@@ -449,13 +450,6 @@ def _extract_trusted(archive: bytes, folder: Path) -> None:
     the archive. Fully trusted: both the archive and the folder are rdbench's own."""
     with tarfile.open(fileobj=io.BytesIO(archive), mode="r:") as tar:
         tar.extractall(folder, numeric_owner=True, filter="fully_trusted")
-
-
-def _remove_tree(path: Path) -> None:
-    """Remove the folder `path` and all it holds, however deep (rm, not Python's recursion),
-    never crossing into another filesystem."""
-    subprocess.run(["rm", "-rf", "--one-file-system", "--", str(path)], check=False,
-                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def _checked_owner(user: str) -> str:

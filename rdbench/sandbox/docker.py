@@ -26,6 +26,7 @@ from docker.types import Ulimit
 from rdbench.sandbox.archive import (
     EXPORT_SCRIPT,
     IMPORT_SCRIPT,
+    MIB,
     STREAM_TIMEOUT_S,
     ArchiveSink,
     check_usage,
@@ -255,7 +256,7 @@ class DockerSandbox:
             ["sh", "-c", EXPORT_SCRIPT, "sh", folder], user=user, sink=sink
         )
         if sink.over and max_bytes is not None:
-            raise too_large(f"its archive passed {max_bytes / 1e6:.1f} MB", max_bytes)
+            raise too_large(f"its archive passed {max_bytes / MIB:.1f} MB", max_bytes)
         if timed_out:
             raise ArchiveError(f"Archiving {path} took longer than {STREAM_TIMEOUT_S:.0f} s")
         if returncode == 3:
