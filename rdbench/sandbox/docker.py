@@ -279,14 +279,17 @@ class DockerSandbox:
         except docker.errors.APIError as error:
             raise self._unavailable(error) from error
         stopped = threading.Event()
+        lock = threading.Lock()
 
-        def stop() -> None:
-            if not stopped.is_set():
+        def stop() -> None:  # from another thread: the stream must keep draining meanwhile
+            with lock:
+                if stopped.is_set():
+                    return
                 stopped.set()
-                try:
-                    self._kill_marked(marker, user)
-                except docker.errors.APIError as error:
-                    log.warning("sandbox.stream_kill_failed", error=str(error))
+            try:
+                self._kill_marked(marker, user)
+            except docker.errors.APIError as error:
+                log.warning("sandbox.stream_kill_failed", error=str(error))
 
         timer = threading.Timer(STREAM_TIMEOUT_S, stop)
         timer.daemon = True
@@ -294,8 +297,8 @@ class DockerSandbox:
         stderr = bytearray()
         try:
             for out, err in stream:
-                if out and not sink.add(out):
-                    stop()  # and drain what is left without keeping it
+                if out and not sink.add(out) and not stopped.is_set():
+                    threading.Thread(target=stop, daemon=True).start()
                 if err and len(stderr) < STDERR_KEPT:
                     stderr += err[: STDERR_KEPT - len(stderr)]
         except Exception as error:  # the connection dropped: the sandbox went away
