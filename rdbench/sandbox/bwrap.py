@@ -105,7 +105,8 @@ exec cat -- "$1"
 """
 UNTAR_SCRIPT = """
 [ -d "$1" ] || exit 3
-exec tar -C "$(dirname -- "$1")" -c -f - -- "$(basename -- "$1")"
+[ -w "$1" ] || exit 6
+exec tar -C "$1" -x -f -
 """
 
 
