@@ -16,6 +16,7 @@ from helpers import TOY_TASK
 from typer.testing import CliRunner
 
 from rdbench.cli import app
+from rdbench.sandbox.archive import remove_host_dir
 
 
 def grade(path: Path) -> tuple[int, str]:
@@ -67,7 +68,10 @@ def test_a_folder_with_links_and_a_deep_tree_is_graded(tmp_path: Path, sandbox_i
     (folder / "python3").symlink_to("/usr/bin/python3")
     (folder / "outside").symlink_to("/etc/shadow")  # stored as a link, never read on the host
     subprocess.run(["mkdir", "-p", "/".join(["d"] * 1500)], cwd=folder, check=True)
-    code, output = grade(folder)
+    try:
+        code, output = grade(folder)
+    finally:
+        remove_host_dir(folder)  # pytest's own clean-up would recurse too deep
     assert code == 0, output
     verdict = json.loads(output)
     assert verdict["valid"] and verdict["raw_score"] == 4.0
