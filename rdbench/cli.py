@@ -335,17 +335,18 @@ def grade(
     import json
 
     from rdbench.grading import GradingError, grade_archive, grade_workspace
+    from rdbench.sandbox.archive import ArchiveError, check_archive
 
     if split not in ("validation", "test"):
         raise _fail(f"--split must be validation or test, got {split!r}")
     spec = _task(task)
     try:
-        if workspace.is_file():
-            archive = workspace.read_bytes()
-            verdict = grade_archive(spec, archive, split=split)  # type: ignore[arg-type]
-        else:
+        if workspace.is_dir():  # archived by the host's GNU tar, links never followed
             verdict = grade_workspace(spec, workspace, split=split)  # type: ignore[arg-type]
-    except GradingError as error:
+        else:  # checked here, unpacked only inside the grading sandbox
+            check_archive(workspace)
+            verdict = grade_archive(spec, workspace, split=split)  # type: ignore[arg-type]
+    except (ArchiveError, GradingError) as error:
         raise _fail(str(error)) from error
     console.print_json(json.dumps(verdict.to_dict()))
 

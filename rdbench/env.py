@@ -12,15 +12,25 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, SupportsFloat
 
 import gymnasium as gym
 import structlog
 
-from rdbench.grading import Grade, GradingError, SandboxFactory, default_factory, grade_archive
+from rdbench.grading import (
+    Grade,
+    GradingError,
+    SandboxFactory,
+    default_factory,
+    grade_archive,
+    refused_grade,
+)
 from rdbench.resources import environments_dir
+from rdbench.sandbox import hostdirs
 from rdbench.sandbox.base import (
     AGENT_HOME,
+    ArchiveError,
     Sandbox,
     SandboxConfig,
     SandboxError,
@@ -99,7 +109,8 @@ class RDEnv(gym.Env[str, Any]):
         self._grading_sandboxes: set[Sandbox] = set()  # gradings in progress, for close()
         self._sandboxes_lock = threading.Lock()
         self._closing = False  # close() was called: no new grading sandbox may start
-        self.final_archive: bytes | None = None
+        self.final_archive: Path | None = None  # the graded workspace, a host file until close
+        self._scratch: Path | None = None  # the host folder holding exported workspaces
         self.final_grade: Grade | None = None
         self.grading_error: str | None = None
         self.limit_hit: str | None = None
@@ -159,6 +170,7 @@ class RDEnv(gym.Env[str, Any]):
         super().reset(seed=seed)
         self._close_sandbox()
         self._closing = False
+        self._remove_scratch()
         self.labels.setdefault("rdbench.episode", uuid.uuid4().hex[:12])
         config = self.task.sandbox_config(labels={"rdbench.role": "agent", **self.labels})
         self.sandbox = self._factory(config)
@@ -229,9 +241,16 @@ class RDEnv(gym.Env[str, Any]):
         assert self.sandbox is not None
         info["tool"] = call.tool
         if call.tool == "score":
-            grade = self._grade("validation")
+            try:
+                grade = self._grade("validation")
+            except GradingError as error:
+                info["error"] = str(error)
+                self._record("error", message=str(error), infrastructure=True)
+                return f"Error: scoring failed (not the workspace's fault): {error}"
             self._record("score", raw_score=grade.raw_score, valid=grade.valid,
                          message=grade.message, elapsed_working_s=round(self.elapsed_s, 3))
+            if grade.raw_score is None:
+                return f"Validation score: none, not valid ({grade.message})"
             return f"Validation score: {grade.raw_score} ({grade.message})"
         if call.tool == "notepad":
             self.notepad = call.input["content"]
@@ -261,14 +280,48 @@ class RDEnv(gym.Env[str, Any]):
         return None
 
     def _grade(self, split: str) -> Grade:
-        assert self.sandbox is not None
-        archive = self.sandbox.get_dir(AGENT_HOME)
+        """Export the workspace to a host file and grade it. A workspace that is too large or
+        cannot be archived or unpacked is an invalid grade; the machinery failing raises
+        GradingError or SandboxError. The test split's archive is kept (final_archive)."""
+        try:
+            archive = self._export(split)
+        except ArchiveError as error:
+            log.info("workspace.refused", split=split, reason=str(error))
+            return refused_grade(split, str(error))  # type: ignore[arg-type]
         if split == "test":
             self.final_archive = archive
-        return grade_archive(
-            self.task, archive, split=split, factory=self._grading_factory,  # type: ignore[arg-type]
-            labels={k: v for k, v in self.labels.items() if k != "rdbench.role"},
-        )
+        try:
+            return grade_archive(
+                self.task, archive, split=split, factory=self._grading_factory,  # type: ignore[arg-type]
+                labels={k: v for k, v in self.labels.items() if k != "rdbench.role"},
+            )
+        finally:
+            if split != "test":
+                archive.unlink(missing_ok=True)
+
+    def _export(self, split: str) -> Path:
+        """The agent's workspace as a gzip tar in this env's host folder (streamed there,
+        at most [sandbox] workspace_mb)."""
+        assert self.sandbox is not None
+        try:
+            if self._scratch is None:
+                self._scratch = hostdirs.make_dir("workspace")
+            path = self._scratch / f"{split}-{uuid.uuid4().hex[:8]}.tar.gz"
+            with path.open("wb") as file:
+                try:
+                    exported = self.sandbox.export_dir(
+                        AGENT_HOME, file, max_bytes=self.task.sandbox.workspace_bytes
+                    )
+                except BaseException:
+                    path.unlink(missing_ok=True)
+                    raise
+        except SandboxError:
+            raise
+        except OSError as error:  # the host's own disk (full, say)
+            raise GradingError(f"Could not store the workspace on the host: {error}") from error
+        if exported.skipped:
+            log.warning("workspace.skipped", split=split, note=exported.skipped)
+        return path
 
     def _finish(
         self, *, terminated: bool, info: dict[str, Any], observation: str | None = None
@@ -330,9 +383,16 @@ class RDEnv(gym.Env[str, Any]):
         if sandbox is not None:
             sandbox.close()
 
+    def _remove_scratch(self) -> None:
+        if self._scratch is not None:
+            hostdirs.remove(self._scratch)
+            self._scratch = None
+        self.final_archive = None
+
     def close(self) -> None:
-        """Remove the sandbox and any grading sandbox in progress; safe to call more than once
-        and from another thread (a grading in progress then fails as not scored)."""
+        """Remove the sandbox, any grading sandbox in progress and the exported workspace
+        (take `final_archive` before); safe to call more than once and from another thread (a
+        grading in progress then fails as not scored)."""
         with self._sandboxes_lock:
             self._closing = True
             grading = list(self._grading_sandboxes)
@@ -342,6 +402,7 @@ class RDEnv(gym.Env[str, Any]):
             except Exception as error:  # keep closing the rest
                 log.warning("env.close_grading_failed", error=str(error))
         self._close_sandbox()
+        self._remove_scratch()
         super().close()
 
 

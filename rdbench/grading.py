@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -19,10 +18,12 @@ from typing import Any, Literal
 
 import structlog
 
-from rdbench.sandbox.archive import extract_tar_gz
+from rdbench.sandbox import hostdirs
+from rdbench.sandbox.archive import pack_folder
 from rdbench.sandbox.base import (
     AGENT_HOME,
     GRADER_DIR,
+    ArchiveError,
     Sandbox,
     SandboxConfig,
     SandboxError,
@@ -88,6 +89,14 @@ def default_factory(backend: str = "auto", **options: Any) -> SandboxFactory:
     return lambda config: make_sandbox(backend, config, **options)
 
 
+def refused_grade(split: Split, message: str, started: float | None = None) -> Grade:
+    """The verdict on a workspace that could not be graded by its own fault (too large,
+    not unpackable): invalid, normalized 0, with `message` saying why."""
+    elapsed = 0.0 if started is None else round(time.monotonic() - started, 3)
+    return Grade(raw_score=None, valid=False, message=message, normalized_score=0.0,
+                 split=split, elapsed_s=elapsed)  # fmt: skip
+
+
 def grade_workspace(
     task: TaskSpec,
     workspace: Path,
@@ -96,7 +105,34 @@ def grade_workspace(
     factory: SandboxFactory | None = None,
     labels: dict[str, str] | None = None,
 ) -> Grade:
-    """Grade the host folder `workspace` with `task`'s grader in a fresh sandbox."""
+    """Grade the host folder `workspace` with `task`'s grader in a fresh sandbox.
+
+    The folder is archived with the host's GNU tar (links stay links and are never followed)
+    into a temporary file, which `grade_archive` grades. ArchiveError when it is no folder.
+    """
+    folder = hostdirs.make_dir("grade")
+    try:
+        archive = folder / "workspace.tar.gz"
+        pack_folder(Path(workspace), archive)
+        return grade_archive(task, archive, split=split, factory=factory, labels=labels)
+    finally:
+        hostdirs.remove(folder)
+
+
+def grade_archive(
+    task: TaskSpec,
+    archive: Path,
+    *,
+    split: Split = "test",
+    factory: SandboxFactory | None = None,
+    labels: dict[str, str] | None = None,
+) -> Grade:
+    """Grade the workspace in the host's gzip tar `archive` in a fresh sandbox.
+
+    The host never unpacks it: it is streamed into the grading sandbox and unpacked there by
+    GNU tar as the agent user. A workspace that cannot be unpacked is an invalid grade that
+    says why; a failure of the machinery raises GradingError.
+    """
     factory = factory or default_factory()
     config = task.sandbox_config(grading=True, labels={"rdbench.role": "grading", **(labels or {})})
     started = time.monotonic()
@@ -106,13 +142,17 @@ def grade_workspace(
     except SandboxError as error:
         raise GradingError(f"Could not start a grading sandbox: {error}") from error
     try:
-        sandbox.put_dir(str(workspace), AGENT_HOME)
         sandbox.put_dir(str(task.grader_dir), GRADER_DIR, owner="root")
         sandbox.write_file(
             f"{GRADER_DIR}/rdbench_grading.py",
             GRADING_KIT.read_bytes(),
             owner="root",
         )
+        try:
+            sandbox.import_archive(Path(archive), AGENT_HOME)
+        except ArchiveError as error:
+            log.info("grade.refused", task=task.id, split=split, reason=str(error))
+            return refused_grade(split, str(error), started)
         result = sandbox.exec(
             ["python3", f"{GRADER_DIR}/score.py", "--workspace", AGENT_HOME], input=split.encode(),
             user="root",
@@ -121,6 +161,9 @@ def grade_workspace(
         )
     except SandboxError as error:
         raise GradingError(f"The grading sandbox failed: {error}") from error
+    except OSError as error:  # the host could not read the archive
+        raise GradingError(f"Could not send the workspace to the grading sandbox: {error}") \
+            from error
     finally:
         sandbox.close()
     if result.timed_out:
@@ -141,17 +184,3 @@ def grade_workspace(
     )
     log.info("grade.done", task=task.id, split=split, raw=grade.raw_score, valid=valid)
     return grade
-
-
-def grade_archive(
-    task: TaskSpec,
-    archive: bytes,
-    *,
-    split: Split = "test",
-    factory: SandboxFactory | None = None,
-    labels: dict[str, str] | None = None,
-) -> Grade:
-    """Grade a workspace given as a gzip tar (as `Sandbox.get_dir` returns it)."""
-    with tempfile.TemporaryDirectory(prefix="rdbench-grade-") as folder:
-        extract_tar_gz(archive, folder)
-        return grade_workspace(task, Path(folder), split=split, factory=factory, labels=labels)

@@ -30,7 +30,7 @@ from rdbench import __version__
 from rdbench.agents import Agent, TaskInfo, Usage, make_agent
 from rdbench.env import RDEnv
 from rdbench.task import TaskSpec
-from rdbench.transcript import RESULT, WORKSPACE, Transcript, write_bytes_atomic, write_json_atomic
+from rdbench.transcript import RESULT, WORKSPACE, Transcript, move_atomic, write_json_atomic
 
 log = structlog.get_logger()
 
@@ -249,7 +249,7 @@ def _play(spec: EpisodeSpec, folder: Path, control: RunControl) -> dict[str, Any
         control.check()  # an interrupted episode may have failed on its removed sandbox
         transcript.write("usage", env.steps, **usage.to_dict())
         if env.final_archive is not None:
-            write_bytes_atomic(folder / WORKSPACE, env.final_archive)
+            move_atomic(env.final_archive, folder / WORKSPACE)
     finally:
         control.untrack(env)
         _close(agent)

@@ -49,6 +49,13 @@ class SandboxResources(_Strict):
     pids: int = Field(512, ge=16)
     exec_timeout_s: float = Field(600, gt=0, description="default timeout of one command")
     disk_mb: int = Field(4096, ge=64, description="the sandbox's disk: home, /tmp, /var/tmp")
+    workspace_mb: int = Field(500, ge=1, description=(
+        "the most the workspace may hold when it is graded (MiB of disk, and of its archive)"))
+
+    @property
+    def workspace_bytes(self) -> int:
+        """`workspace_mb` in bytes."""
+        return self.workspace_mb * 1024**2
 
 
 class Scoring(_Strict):

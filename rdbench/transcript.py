@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -66,9 +68,20 @@ def write_json_atomic(path: str | Path, data: dict[str, Any]) -> None:
     os.replace(temporary, target)
 
 
-def write_bytes_atomic(path: str | Path, data: bytes) -> None:
-    """Write `data` to `path` atomically (temporary file, then rename)."""
+def move_atomic(source: str | Path, path: str | Path) -> None:
+    """Move the file `source` to `path` so a reader sees the old file or the new one, never
+    a part: a rename, or (across filesystems) a streamed copy beside `path`, then a rename."""
     target = Path(path)
+    try:
+        os.replace(source, target)
+        return
+    except OSError as error:
+        if error.errno != errno.EXDEV:
+            raise
     temporary = target.with_name(f".{target.name}.tmp")
-    temporary.write_bytes(data)
-    os.replace(temporary, target)
+    try:
+        shutil.copyfile(source, temporary)
+        os.replace(temporary, target)
+    finally:
+        temporary.unlink(missing_ok=True)
+    Path(source).unlink()

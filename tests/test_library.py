@@ -93,6 +93,10 @@ def test_async_vector_env_with_shared_memory_resets_steps_and_closes(
 ) -> None:
     from gymnasium.vector import AsyncVectorEnv
 
+    from rdbench.sandbox.process import launch
+
+    launch(["true"]).wait()  # launcher threads run here before the workers are forked
+    launch(["true"], confined=True).wait()
     task = load_task(en_dash_task)
     envs = AsyncVectorEnv([lambda: RDEnv(task, sandbox=backend)] * 2)  # shared_memory on
     try:

@@ -6,7 +6,8 @@ import importlib
 import posixpath
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from pathlib import Path
+from typing import Any, BinaryIO, Protocol, runtime_checkable
 
 AGENT_USER = "agent"
 # The agent user's uid and gid, in the image and on the host (files the agent writes on a
@@ -52,6 +53,23 @@ class SandboxFileNotFound(SandboxError, FileNotFoundError):
 
 class SandboxOutputLimit(SandboxError):
     """Output or a file was larger than the cap it was read with."""
+
+
+class ArchiveError(SandboxError):
+    """A folder could not be archived or unpacked because of what it holds (too large,
+    unreadable, not a sound tar): the workspace's fault, never the machinery's."""
+
+
+class ArchiveTooLarge(ArchiveError):
+    """A workspace is larger than its task allows ([sandbox] workspace_mb)."""
+
+
+@dataclass(frozen=True)
+class Exported:
+    """What an export wrote: the archive's size in bytes and what tar left out (a note)."""
+
+    size: int
+    skipped: str = ""
 
 
 @dataclass(frozen=True)
@@ -126,7 +144,24 @@ class Sandbox(Protocol):
         ...
 
     def get_dir(self, path: str) -> bytes:
-        """A gzip-compressed tar of the folder `path` inside (members relative to it)."""
+        """A gzip-compressed tar of the folder `path` inside (members relative to it), for
+        small folders: it is held in memory (export_dir streams)."""
+        ...
+
+    def export_dir(
+        self, path: str, dest: BinaryIO, *, max_bytes: int | None = None, user: str = AGENT_USER
+    ) -> Exported:
+        """Stream a gzip tar of the contents of the folder `path` inside, made there by GNU
+        tar run as `user`, into `dest` (never all in memory). Returns what
+        it wrote; ArchiveTooLarge when the folder's used disk space or the archive
+        passes `max_bytes` (nothing more is written then), ArchiveError when the folder
+        cannot be archived, SandboxFileNotFound when it does not exist."""
+        ...
+
+    def import_archive(self, source: Path, path: str, *, owner: str = AGENT_USER) -> None:
+        """Unpack the host's gzip tar `source` into the folder `path` inside, streamed in and
+        unpacked there by GNU tar run as `owner` (the host never unpacks it). ArchiveError
+        when it cannot be unpacked."""
         ...
 
     def close(self) -> None:

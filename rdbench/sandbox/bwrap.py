@@ -41,12 +41,26 @@ import posixpath
 import shutil
 import tarfile
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 import structlog
 
 from rdbench.sandbox import hostdirs, reaper, seccomp
-from rdbench.sandbox.archive import folder_tar, single_file_tar, strip_top_folder
+from rdbench.sandbox.archive import (
+    EXPORT_SCRIPT,
+    IMPORT_SCRIPT,
+    MIB,
+    STREAM_TIMEOUT_S,
+    ArchiveSink,
+    check_usage,
+    export_outcome,
+    folder_tar,
+    single_file_tar,
+    too_large,
+    unpack_outcome,
+)
 from rdbench.sandbox.base import (
     AGENT_HOME,
     AGENT_UID,
@@ -54,7 +68,9 @@ from rdbench.sandbox.base import (
     BASE_ENV,
     GRADER_DIR,
     GRADING_CAPS,
+    ArchiveError,
     ExecResult,
+    Exported,
     SandboxConfig,
     SandboxError,
     SandboxFileNotFound,
@@ -79,6 +95,8 @@ log = structlog.get_logger()
 STATE_DIR = hostdirs.STATE_DIR
 PREFIX = "rdbench-bwrap-"
 FILE_OP_TIMEOUT_S = 600.0
+GET_DIR_LIMIT = 256 * 1024**2  # get_dir holds the archive in memory
+STDERR_KEPT = 64 * 1024
 NAMESPACES = ["--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
               "--unshare-cgroup-try"]  # fmt: skip  (--unshare-all would add a user namespace)
 # The folders bound read-write, by their path inside and their name in the sandbox's folder.
@@ -103,10 +121,6 @@ UNTAR_SCRIPT = """
 [ -d "$1" ] || exit 3
 [ -w "$1" ] || exit 6
 exec tar -C "$1" -x -f -
-"""
-TAR_SCRIPT = """
-[ -d "$1" ] || exit 3
-exec tar -C "$(dirname -- "$1")" -c -f - -- "$(basename -- "$1")"
 """
 
 
@@ -271,6 +285,7 @@ class BwrapSandbox:
     def _run(
         self, cmd: list[str], *, owner: str, cwd: str, env: dict[str, str], callers_env: bool,
         caps: list[str], input: bytes | None, timeout: float, output_limit: int | None,
+        stdin_file: BinaryIO | None = None, sink: Callable[[bytes], bool] | None = None,
     ) -> tuple[Run, int]:  # fmt: skip
         """Run `cmd` inside, in an empty cgroup leaf; what it did and its out-of-memory kills."""
         if self._closed:
@@ -286,6 +301,7 @@ class BwrapSandbox:
                 env=start_env,
                 pass_fds=self._holder.fds if self._holder is not None else None,
                 input=input, timeout=timeout, output_limit=output_limit, leaf=leaf,
+                stdin_file=stdin_file, sink=sink,
             )  # fmt: skip
         except OSError as error:
             raise SandboxUnavailable(f"Could not run nsenter: {error}") from error
@@ -374,14 +390,51 @@ class BwrapSandbox:
                 return host
         return None
 
-    def get_dir(self, path: str) -> bytes:
-        """A gzip tar of the folder `path` inside, names relative to it."""
-        run = self._as_root(f"Archiving {path}", TAR_SCRIPT, sandbox_path(path))
+    def get_dir(self, path: str, *, max_bytes: int = GET_DIR_LIMIT) -> bytes:
+        """A gzip tar of the folder `path` inside, names relative to it (held in memory:
+        for small folders; export_dir streams)."""
+        buffer = io.BytesIO()
+        self.export_dir(path, buffer, max_bytes=max_bytes)
+        return buffer.getvalue()
+
+    def export_dir(
+        self, path: str, dest: BinaryIO, *, max_bytes: int | None = None, user: str = AGENT_USER
+    ) -> Exported:
+        """Stream a gzip tar of the contents of folder `path`, made inside by GNU tar as
+        `user`, into `dest`; ArchiveTooLarge past `max_bytes` (see the Sandbox protocol)."""
+        folder = sandbox_path(path)
+        check_usage(self, folder, max_bytes, user=user)
+        sink = ArchiveSink(dest, max_bytes)
+        owner = _checked_owner(user)
+        run, _ = self._run(
+            ["/bin/sh", "-c", EXPORT_SCRIPT, "sh", folder], owner=owner, cwd="/",
+            env=self._command_env(user, None), callers_env=False, caps=[], input=None,
+            timeout=STREAM_TIMEOUT_S, output_limit=STDERR_KEPT, sink=sink.add,
+        )  # fmt: skip
+        if sink.over and max_bytes is not None:
+            raise too_large(f"its archive passed {max_bytes / MIB:.1f} MB", max_bytes)
+        if run.timed_out:
+            raise ArchiveError(f"Archiving {path} took longer than {STREAM_TIMEOUT_S:.0f} s")
         if run.returncode == 3:
             raise SandboxFileNotFound(f"No such folder in the sandbox: {path}")
-        if run.returncode not in (0, 1):  # 1: a file changed while tar read it
-            raise self._fail(f"Archiving {path}", run)
-        return strip_top_folder(run.stdout)
+        skipped = export_outcome(run.returncode, run.stderr.decode("utf-8", "replace"), path)
+        return Exported(size=sink.size, skipped=skipped)
+
+    def import_archive(self, source: Path, path: str, *, owner: str = AGENT_USER) -> None:
+        """Unpack the host's gzip tar `source` into folder `path`: GNU tar, run inside as
+        `owner`, reads the open file as its stdin."""
+        with source.open("rb") as file:
+            run, _ = self._run(
+                ["/bin/sh", "-c", IMPORT_SCRIPT, "sh", sandbox_path(path)],
+                owner=_checked_owner(owner), cwd="/", env=self._command_env(owner, None),
+                callers_env=False, caps=[], input=None, timeout=STREAM_TIMEOUT_S,
+                output_limit=STDERR_KEPT, stdin_file=file,
+            )  # fmt: skip
+        if run.timed_out:
+            raise ArchiveError(f"Unpacking the workspace took longer than {STREAM_TIMEOUT_S:.0f} s")
+        if run.returncode == 3:
+            raise SandboxFileNotFound(f"No such folder in the sandbox: {path}")
+        unpack_outcome(run.returncode, run.stderr.decode("utf-8", "replace"))
 
     def close(self) -> None:
         """Kill whatever still runs, remove the cgroups and the folders; safe to repeat."""

@@ -12,6 +12,7 @@ Files move as tar archives.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import posixpath
 import signal
@@ -19,7 +20,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import docker
 import docker.errors
@@ -28,7 +29,21 @@ from docker.models.containers import Container
 from docker.types import Ulimit
 
 from rdbench.sandbox import hostdirs, reaper
-from rdbench.sandbox.archive import first_file, folder_tar, single_file_tar, strip_top_folder
+from rdbench.sandbox.archive import (
+    EXPORT_SCRIPT,
+    IMPORT_SCRIPT,
+    MIB,
+    STREAM_TIMEOUT_S,
+    ArchiveSink,
+    check_usage,
+    export_outcome,
+    file_as_tar_member,
+    first_file,
+    folder_tar,
+    single_file_tar,
+    too_large,
+    unpack_outcome,
+)
 from rdbench.sandbox.base import (
     AGENT_HOME,
     AGENT_USER,
@@ -36,7 +51,9 @@ from rdbench.sandbox.base import (
     FILE_SIZE_LIMIT,
     GRADER_DIR,
     GRADING_CAPS,
+    ArchiveError,
     ExecResult,
+    Exported,
     SandboxConfig,
     SandboxError,
     SandboxFileNotFound,
@@ -65,6 +82,8 @@ EXEC_START_PAUSE_S = 0.2
 # The sandbox's disk's folders, by their name on the disk and their path inside.
 DISK_FOLDERS = {"home": AGENT_HOME, "tmp": "/tmp", "var-tmp": "/var/tmp", "grader": GRADER_DIR}
 WRITABLE_HINT = "the Docker sandbox is read-only outside /home/agent, /tmp, /var/tmp and /grader"
+GET_DIR_LIMIT = 256 * 1024**2  # get_dir holds the archive in memory
+STDERR_KEPT = 64 * 1024
 
 
 def connect() -> docker.DockerClient:
@@ -302,13 +321,96 @@ class DockerSandbox:
         """Copy the contents of host folder `local_dir` into `path` inside, owned by `owner`."""
         self._put(sandbox_path(path), folder_tar(local_dir, owner=owner, private=owner == "root"))
 
-    def get_dir(self, path: str) -> bytes:
-        """A gzip tar of the folder `path` inside, names relative to it."""
+    def get_dir(self, path: str, *, max_bytes: int = GET_DIR_LIMIT) -> bytes:
+        """A gzip tar of the folder `path` inside, names relative to it (held in memory:
+        for small folders; export_dir streams)."""
+        buffer = io.BytesIO()
+        self.export_dir(path, buffer, max_bytes=max_bytes)
+        return buffer.getvalue()
+
+    def export_dir(
+        self, path: str, dest: BinaryIO, *, max_bytes: int | None = None, user: str = AGENT_USER
+    ) -> Exported:
+        """Stream a gzip tar of the contents of folder `path`, made inside by GNU tar as
+        `user`, into `dest`; ArchiveTooLarge past `max_bytes` (see the Sandbox protocol)."""
+        folder = sandbox_path(path)
+        check_usage(self, folder, max_bytes, user=user)
+        sink = ArchiveSink(dest, max_bytes)
+        returncode, stderr, timed_out = self._stream_out(
+            ["sh", "-c", EXPORT_SCRIPT, "sh", folder], user=user, sink=sink
+        )
+        if sink.over and max_bytes is not None:
+            raise too_large(f"its archive passed {max_bytes / MIB:.1f} MB", max_bytes)
+        if timed_out:
+            raise ArchiveError(f"Archiving {path} took longer than {STREAM_TIMEOUT_S:.0f} s")
+        if returncode == 3:
+            raise SandboxFileNotFound(f"No such folder in the sandbox: {path}")
+        skipped = export_outcome(returncode, stderr, path)
+        return Exported(size=sink.size, skipped=skipped)
+
+    def _stream_out(
+        self, cmd: list[str], *, user: str, sink: ArchiveSink
+    ) -> tuple[int, str, bool]:
+        """Run `cmd` with its stdout streamed into `sink` (killed once the sink is full or
+        past STREAM_TIMEOUT_S); its exit status, stderr (capped) and whether it timed out."""
+        marker = uuid.uuid4().hex
+        api = self._client.api
+        environment = {**user_env(user), EXEC_MARKER: marker}
         try:
-            stream, _ = self._container.get_archive(sandbox_path(path).rstrip("/") + "/")
-        except docker.errors.NotFound as error:
-            raise SandboxFileNotFound(f"No such folder in the sandbox: {path}") from error
-        return strip_top_folder(b"".join(stream))
+            exec_id = api.exec_create(self.id, cmd, user=user, workdir="/",
+                                      environment=environment)["Id"]  # fmt: skip
+            stream = api.exec_start(exec_id, stream=True, demux=True)
+        except docker.errors.APIError as error:
+            raise self._unavailable(error) from error
+        stopped = threading.Event()
+        lock = threading.Lock()
+
+        def stop() -> None:  # from another thread: the stream must keep draining meanwhile
+            with lock:
+                if stopped.is_set():
+                    return
+                stopped.set()
+            try:
+                self._kill_marked(marker, user)
+            except docker.errors.APIError as error:
+                log.warning("sandbox.stream_kill_failed", error=str(error))
+
+        timer = threading.Timer(STREAM_TIMEOUT_S, stop)
+        timer.daemon = True
+        timer.start()
+        stderr = bytearray()
+        try:
+            for out, err in stream:
+                if out and not sink.add(out) and not stopped.is_set():
+                    threading.Thread(target=stop, daemon=True).start()
+                if err and len(stderr) < STDERR_KEPT:
+                    stderr += err[: STDERR_KEPT - len(stderr)]
+        except Exception as error:  # the connection dropped: the sandbox went away
+            raise self._unavailable(error) from error
+        finally:
+            timer.cancel()
+        try:
+            code = api.exec_inspect(exec_id).get("ExitCode")
+        except docker.errors.APIError as error:
+            raise self._unavailable(error) from error
+        timed_out = stopped.is_set() and not sink.over
+        return (-9 if code is None else int(code)), stderr.decode("utf-8", "replace"), timed_out
+
+    def import_archive(self, source: Path, path: str, *, owner: str = AGENT_USER) -> None:
+        """Unpack the host's gzip tar `source` into folder `path`: streamed into /tmp inside
+        (as one file), unpacked there by GNU tar as `owner`, then removed."""
+        name = f".rdbench-import-{uuid.uuid4().hex}.tar.gz"
+        try:
+            self._container.put_archive("/tmp", file_as_tar_member(source, name, owner=owner))
+        except docker.errors.APIError as error:
+            raise self._unavailable(error) from error
+        result = self.exec(["sh", "-c", IMPORT_SCRIPT, "sh", sandbox_path(path), f"/tmp/{name}"],
+                           user=owner, timeout=STREAM_TIMEOUT_S)  # fmt: skip
+        if result.timed_out:
+            raise ArchiveError(f"Unpacking the workspace took longer than {STREAM_TIMEOUT_S:.0f} s")
+        if result.returncode == 3:
+            raise SandboxFileNotFound(f"No such folder in the sandbox: {path}")
+        unpack_outcome(result.returncode, result.stderr)
 
     def _put(self, folder: str, archive: bytes) -> None:
         try:

@@ -32,6 +32,14 @@ def new_name(kind: str, pid: int | None = None) -> str:
     return f"rdbench-{kind}-{os.getpid() if pid is None else pid}-{secrets.token_hex(5)}"
 
 
+def make_dir(kind: str) -> Path:
+    """A new private folder `STATE_DIR/rdbench-<kind>-<pid>-<random>` owned by this process,
+    named so that its reaper and `rdbench gc` remove it once this process is gone."""
+    path = STATE_DIR / new_name(kind)
+    path.mkdir(mode=0o700)
+    return path
+
+
 def owner_pid(path: Path) -> int | None:
     """The pid in an rdbench host folder's (or image's) name; None for other names."""
     match = NAME.fullmatch(path.name)

@@ -19,10 +19,11 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures.thread import BrokenThreadPool
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
 from rdbench.sandbox import seccomp
 from rdbench.sandbox.base import FILE_SIZE_LIMIT
@@ -34,6 +35,17 @@ PRELUDE_FAILED = 125  # the prelude's exit status when it could not set the limi
 PR_SET_NO_NEW_PRIVS = 38
 _launchers: dict[bool, ThreadPoolExecutor] = {}  # confined or not -> its launcher thread
 _launcher_lock = threading.Lock()
+
+
+def _forget_launchers() -> None:
+    """In a forked child (multiprocessing, gymnasium's AsyncVectorEnv): the parent's launcher
+    threads do not exist here, so the child starts its own on first use."""
+    global _launcher_lock
+    _launchers.clear()
+    _launcher_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_launchers)
 
 
 def launch(
@@ -103,16 +115,21 @@ class ProcessRunner:
         leaf: ExecCgroup | None,
         env: dict[str, str] | None = None,
         pass_fds: list[int] | None = None,
+        stdin_file: BinaryIO | None = None,
+        sink: Callable[[bytes], bool] | None = None,
     ) -> Run:
         """Run `argv` in its own session (with `env` and the descriptors `pass_fds`), under
         the sandbox seccomp filter (started from the confined launcher thread), keeping
         at most `output_limit` bytes of each stream (all with None); past `timeout` seconds
         kill it with everything it started, including what is left in its cgroup `leaf`.
-        OSError when it cannot be started."""
+        With `stdin_file` it reads that open file instead of `input`; with `sink`, its stdout
+        goes to `sink` chunk by chunk (never kept) until `sink` returns False, when it is
+        killed. OSError when it cannot be started."""
+        stdin: Any = subprocess.DEVNULL if input is None else subprocess.PIPE
         proc = launch(
             argv,
             confined=True,
-            stdin=subprocess.DEVNULL if input is None else subprocess.PIPE,
+            stdin=stdin_file if stdin_file is not None else stdin,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,
@@ -122,7 +139,8 @@ class ProcessRunner:
         with self._lock:
             self._running.add(proc)
         try:
-            timed_out, stdout, stderr = _communicate(proc, input, timeout, output_limit, leaf)
+            timed_out, stdout, stderr = _communicate(proc, input, timeout, output_limit, leaf,
+                                                     sink=sink)  # fmt: skip
         finally:
             with self._lock:
                 self._running.discard(proc)
@@ -166,18 +184,34 @@ class _Capture:
         self.data += chunk
 
 
+@dataclass
+class _Forward(_Capture):
+    """A stream handed on to `sink` chunk by chunk instead of kept; `stopped` once the sink
+    wanted no more."""
+
+    sink: Callable[[bytes], bool] | None = None
+    stopped: bool = False
+
+    def add(self, chunk: bytes) -> None:
+        assert self.sink is not None
+        if chunk and not self.stopped and not self.sink(chunk):
+            self.stopped = True
+
+
 def _communicate(
     proc: subprocess.Popen[bytes], data: bytes | None, timeout: float, limit: int | None,
-    leaf: ExecCgroup | None,
+    leaf: ExecCgroup | None, *, sink: Callable[[bytes], bool] | None = None,
 ) -> tuple[bool, _Capture, _Capture]:  # fmt: skip
     """Feed `data` to stdin, read stdout and stderr and watch the process, all in this
     thread; whether it timed out, and its output.
 
-    Past `timeout` the whole tree is killed. Once the process is over (or killed), whatever
+    With `sink`, stdout goes there instead, and the whole tree is killed once it returns
+    False. Past `timeout` the whole tree is killed. Once the process is over (or killed), whatever
     still holds its output open gets KILL_GRACE_S to let go, then is killed too; after that
     the pipes are left."""
     assert proc.stdout is not None and proc.stderr is not None
-    stdout, stderr = _Capture(limit), _Capture(limit)
+    stdout = _Capture(limit) if sink is None else _Forward(None, sink=sink)
+    stderr = _Capture(limit)
     outputs = {proc.stdout.fileno(): stdout, proc.stderr.fileno(): stderr}
     pidfd = os.pidfd_open(proc.pid)
     sent = 0
@@ -209,6 +243,9 @@ def _communicate(
                     outputs[key.fd].add(chunk)
                     if not chunk:
                         selector.unregister(key.fd)
+                    if isinstance(stdout, _Forward) and stdout.stopped and not killed:
+                        kill(proc, leaf)
+                        killed, deadline = True, time.monotonic() + KILL_GRACE_S
                 else:  # stdin
                     assert data is not None and proc.stdin is not None
                     try:
