@@ -23,7 +23,7 @@ from rdbench.sandbox.archive import (
     too_large,
     unpack_outcome,
 )
-from rdbench.sandbox.base import ArchiveError, ArchiveTooLarge
+from rdbench.sandbox.base import AGENT_UID, ArchiveError, ArchiveTooLarge
 
 
 def make_tgz(path: Path, members: list[tarfile.TarInfo]) -> Path:
@@ -143,7 +143,7 @@ def test_a_file_is_sent_as_one_tar_member_in_chunks(tmp_path: Path) -> None:
     assert max(len(chunk) for chunk in chunks) <= 1 << 16
     with tarfile.open(fileobj=io.BytesIO(b"".join(chunks)), mode="r:") as tar:
         (info,) = tar.getmembers()
-        assert (info.name, info.uid, info.mode) == ("x.tar.gz", 1000, 0o600)
+        assert (info.name, info.uid, info.mode) == ("x.tar.gz", AGENT_UID, 0o600)
         extracted = tar.extractfile(info)
         assert extracted is not None and extracted.read() == source.read_bytes()
 

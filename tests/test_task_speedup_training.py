@@ -326,7 +326,7 @@ def test_agent_code_cannot_read_the_grader_or_the_originals_model(grade: Grade) 
 # what changed in the workspace, so every run trains (and a cached model would be for another
 # seed anyway: each run gets its own).
 CACHES = (
-    "/tmp/cache.pt", "/var/tmp/cache.pt", "/dev/shm/cache.pt", "/run/lock/cache.pt",
+    "/tmp/cache.pt", "/var/tmp/cache.pt", "/dev/shm/cache.pt",
     "/home/agent/.cache/model.pt", "/home/agent/model-cache.pt",
 )
 USE_A_CACHE = f"""\
