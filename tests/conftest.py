@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import structlog
+from helpers import BACKENDS
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
@@ -78,6 +79,14 @@ def bwrap_rootfs(bwrap_available: None) -> str:
         ensure_image(client)
         return str(ensure_rootfs(image_tag(), client=client))
     return str(ensure_rootfs())
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """Each sandbox backend in turn (for docker, with the sandbox image built)."""
+    if request.param == "docker":
+        request.getfixturevalue("sandbox_image")
+    return str(request.param)
 
 
 @pytest.fixture(autouse=True)

@@ -7,6 +7,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+# Both sandbox backends, each marked with what it needs (see conftest.py).
+BACKENDS = [
+    pytest.param("docker", marks=pytest.mark.docker),
+    pytest.param("bwrap", marks=pytest.mark.bwrap),
+]
 TOY_TASK = Path(__file__).parent / "fixtures" / "toy-task"
 
 

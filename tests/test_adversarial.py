@@ -22,18 +22,6 @@ from helpers import TOY_TASK
 from rdbench.env import RDEnv
 from rdbench.task import load_task
 
-BACKENDS = [
-    pytest.param("docker", marks=pytest.mark.docker),
-    pytest.param("bwrap", marks=pytest.mark.bwrap),
-]
-
-
-@pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest) -> str:
-    if request.param == "docker":
-        request.getfixturevalue("sandbox_image")
-    return str(request.param)
-
 
 @pytest.fixture
 def env(backend: str) -> Iterator[RDEnv]:

@@ -13,12 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import TOY_TASK, copy_toy_task
-
-BACKENDS = [
-    pytest.param("docker", marks=pytest.mark.docker),
-    pytest.param("bwrap", marks=pytest.mark.bwrap),
-]
+from helpers import BACKENDS, TOY_TASK, copy_toy_task
 
 # A runner whose agent sleeps in the sandbox at every step, started as its own process.
 DRIVER = """

@@ -16,17 +16,6 @@ from rdbench.env import RDEnv
 from rdbench.task import load_task
 
 NON_ASCII = "Scores 1\u20135 \u2013 d\u00e9j\u00e0 vu \u2713"  # an en dash among them
-BACKENDS = [
-    pytest.param("docker", marks=pytest.mark.docker),
-    pytest.param("bwrap", marks=pytest.mark.bwrap),
-]
-
-
-@pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest) -> str:
-    if request.param == "docker":
-        request.getfixturevalue("sandbox_image")
-    return str(request.param)
 
 
 def python(code: str) -> subprocess.CompletedProcess[str]:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import BACKENDS
 
 from rdbench.sandbox import (
     Sandbox,
@@ -33,11 +34,6 @@ CONFIG = SandboxConfig(
     cpus=1.0, memory_mb=512, pids=128, exec_timeout_s=30, output_limit=64_000,
     labels={"rdbench.run": "test-conformance"},
 )  # fmt: skip
-BACKENDS = [
-    pytest.param("docker", marks=pytest.mark.docker),
-    pytest.param("bwrap", marks=pytest.mark.bwrap),
-]
-
 
 def start(backend: str, request: pytest.FixtureRequest, config: SandboxConfig = CONFIG) -> Sandbox:
     """A sandbox of `backend` once what it needs is there (or the test skips, or fails in CI)."""

@@ -15,13 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import TOY_TASK
+from helpers import BACKENDS, TOY_TASK
 
 from rdbench.sandbox import SandboxConfig, hostdirs, make_sandbox
 from rdbench.sandbox.disk import SandboxDisk
 
-BACKENDS = [pytest.param("docker", marks=pytest.mark.docker),
-            pytest.param("bwrap", marks=pytest.mark.bwrap)]  # fmt: skip
 MB = 1024 * 1024
 DEEP = 1500
 DEEP_TREE = f"for i in $(seq {DEEP}); do mkdir d && cd d || exit 1; done; echo deep"

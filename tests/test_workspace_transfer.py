@@ -22,16 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import REPO, TOY_TASK
+from helpers import BACKENDS, REPO, TOY_TASK
 
 from rdbench.sandbox import Sandbox, SandboxConfig, SandboxFileNotFound, make_sandbox
 from rdbench.sandbox.base import ArchiveError, ArchiveTooLarge
 from rdbench.transcript import read_transcript
 
-BACKENDS = [
-    pytest.param("docker", marks=pytest.mark.docker),
-    pytest.param("bwrap", marks=pytest.mark.bwrap),
-]
 MEMORY_HEADROOM = 300 * 1024**2
 DEEP = "/".join(["d"] * 1500)
 ODD_WORKSPACE = f"""set -e
