@@ -309,6 +309,19 @@ def test_root_in_a_grading_sandbox_cannot_either(grading_sandbox: Sandbox, escap
     assert result.stdout.strip().splitlines()[-1] == "refused", result
 
 
+@pytest.mark.parametrize(
+    "target", ["/etc/rdbench-x", "/usr/rdbench-x", "/proc/sys/kernel/domainname"]
+)
+@pytest.mark.parametrize("user", ["agent", "root"])
+def test_nobody_writes_the_system_not_even_root_in_a_grading_sandbox(
+    grading_sandbox: Sandbox, user: str, target: str
+) -> None:
+    result = grading_sandbox.exec(["sh", "-c", f"echo x > {target}"], user=user)
+    assert not result.ok, result
+    reasons = ["Read-only file system"] if user == "root" else ["Read-only", "Permission denied"]
+    assert any(reason in result.stderr for reason in reasons), result
+
+
 def test_the_agents_bounding_set_is_empty(any_sandbox: Sandbox) -> None:
     status = any_sandbox.exec(["grep", "^CapBnd:", "/proc/self/status"]).stdout
     assert status.split() == ["CapBnd:", "0000000000000000"]
