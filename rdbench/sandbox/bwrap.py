@@ -87,7 +87,7 @@ from rdbench.sandbox.base import (
 from rdbench.sandbox.cgroups import SandboxCgroups, remove_leftover_groups
 from rdbench.sandbox.disk import SandboxDisk, disk_problem
 from rdbench.sandbox.namespaces import NamespaceHolder
-from rdbench.sandbox.process import ProcessRunner, Run, limits_prelude
+from rdbench.sandbox.process import ProcessRunner, Run, limits_prelude, with_limits
 from rdbench.sandbox.rootfs import METADATA, ensure_rootfs, image_env
 
 log = structlog.get_logger()
@@ -228,20 +228,22 @@ class BwrapSandbox:
 
     def _argv(
         self, cmd: list[str], *, owner: str, cwd: str, env: dict[str, str],
-        callers_env: bool, caps: list[str],
+        callers_env: bool, caps: list[str], timeout: float,
     ) -> tuple[list[str], dict[str, str]]:  # fmt: skip
         """The command line that runs `cmd` inside, and the environment to start it with.
 
         The command enters the sandbox (nsenter), takes its final identity (see _identity),
         and then runs: straight away when it runs in the agent's home with rdbench's own
         environment, else through `env -i -C cwd` (a caller's variables are then set only
-        once the identity is final). A missing command exits 127, as in a shell."""
+        once the identity is final). Before any of that it sets its rlimits for `timeout`
+        (see with_limits). A missing command exits 127, as in a shell."""
         assert self._holder is not None
         enter = [*self._holder.enter_argv(), *_identity(owner, caps)]
         if cwd == AGENT_HOME and not callers_env:
-            return [*enter, *cmd], env  # the prelude sets PWD
+            return [*enter, *with_limits(cmd, timeout, self.config.cpus)], {**env, "PWD": cwd}
         assignments = [f"PWD={cwd}", *(f"{key}={value}" for key, value in env.items())]
-        return [*enter, "/usr/bin/env", "-i", "-C", cwd, *assignments, *cmd], {}
+        switch = ["/usr/bin/env", "-i", "-C", cwd, *assignments, *cmd]
+        return [*enter, *with_limits(switch, timeout, self.config.cpus)], {}
 
     def _command_env(self, user: str, env: dict[str, str] | None) -> dict[str, str]:
         return {**self._env, **BASE_ENV, "HOSTNAME": "sandbox", **user_env(user), **(env or {})}
@@ -292,13 +294,13 @@ class BwrapSandbox:
             raise SandboxUnavailable(f"The bwrap sandbox {self.id} is closed")
         self._pristine = False
         argv, start_env = self._argv(cmd, owner=owner, cwd=cwd, env=env,
-                                     callers_env=callers_env, caps=caps)  # fmt: skip
+                                     callers_env=callers_env, caps=caps,
+                                     timeout=timeout)  # fmt: skip
         leaf = self.cgroups.exec_group() if self.cgroups is not None else None
         oom_kills = 0
         try:
             run = self._runner.run(
-                [*limits_prelude(leaf, timeout, self.config.cpus, pwd=cwd), *argv],
-                env=start_env,
+                argv, env=start_env,
                 pass_fds=self._holder.fds if self._holder is not None else None,
                 input=input, timeout=timeout, output_limit=output_limit, leaf=leaf,
                 stdin_file=stdin_file, sink=sink,

@@ -1,10 +1,13 @@
 """Running one host process for a sandbox: stdin fed and output drained in the calling thread
-(each stream capped), a timeout that kills the whole tree, and a shell prelude that puts the process
-in its cgroups and rlimits before it runs what was asked (see cgroups.py).
+(each stream capped), a timeout that kills the whole tree, and its limits.
 
-The prelude is a `/bin/sh -c` in front of the command rather than a subprocess preexec_fn: a
-preexec_fn makes Python fork its whole process instead of vfork, which costs more (milliseconds
-in a large process) than the shell does.
+A command is born in its cgroup leaf: the launcher thread that starts it steps into the leaf
+for the moment it does (see cgroups.py). Its rlimits are set by a shell before it runs
+anything: its own when it is a `sh -c`/`bash -c` (the limits open its script), else a
+`/bin/sh -c` in front of it (`with_limits`). A shell rather than a subprocess preexec_fn: a
+preexec_fn makes Python fork its whole process instead of vfork, which costs more
+(milliseconds in a large process) than the shell does. A sandbox's long-lived holder process
+joins its cgroup and sets its limits through `limits_prelude`.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import contextlib
 import ctypes
 import math
 import os
+import posixpath
 import selectors
 import shlex
 import signal
@@ -49,9 +53,11 @@ os.register_at_fork(after_in_child=_forget_launchers)
 
 
 def launch(
-    argv: list[str], *, confined: bool = False, **popen_options: Any
-) -> subprocess.Popen[bytes]:
-    """subprocess.Popen(argv, ...) from one of rdbench's two launcher threads.
+    argv: list[str], *, confined: bool = False, cgroup: ExecCgroup | None = None,
+    **popen_options: Any,
+) -> subprocess.Popen[bytes]:  # fmt: skip
+    """subprocess.Popen(argv, ...) from one of rdbench's two launcher threads; with `cgroup`,
+    the thread starts it from inside that leaf, so it is born in the leaf's groups.
 
     Each thread lasts as long as rdbench, so a child's parent-death signal (bwrap's
     --die-with-parent) fires when rdbench ends and not before; and each has no_new_privs set,
@@ -69,7 +75,10 @@ def launch(
         launcher = _launchers[confined]
 
     def start() -> subprocess.Popen[bytes]:
-        return subprocess.Popen(argv, **popen_options)
+        if cgroup is None:
+            return subprocess.Popen(argv, **popen_options)
+        with cgroup.holding_this_thread():
+            return subprocess.Popen(argv, **popen_options)
 
     try:
         return launcher.submit(start).result()
@@ -119,7 +128,8 @@ class ProcessRunner:
         sink: Callable[[bytes], bool] | None = None,
     ) -> Run:
         """Run `argv` in its own session (with `env` and the descriptors `pass_fds`), under
-        the sandbox seccomp filter (started from the confined launcher thread), keeping
+        the sandbox seccomp filter (started from the confined launcher thread) and born in
+        the cgroup `leaf`, keeping
         at most `output_limit` bytes of each stream (all with None); past `timeout` seconds
         kill it with everything it started, including what is left in its cgroup `leaf`.
         With `stdin_file` it reads that open file instead of `input`; with `sink`, its stdout
@@ -129,6 +139,7 @@ class ProcessRunner:
         proc = launch(
             argv,
             confined=True,
+            cgroup=leaf,
             stdin=stdin_file if stdin_file is not None else stdin,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -261,6 +272,30 @@ def _communicate(
             stream.close()
     proc.wait()
     return timed_out, stdout, stderr
+
+
+SHELLS = {"sh", "bash", "dash"}
+
+
+def limits_script(timeout: float, cpus: float) -> str:
+    """Shell that sets RLIMIT_FSIZE and RLIMIT_CPU (timeout x cpus plus a margin: SIGXCPU,
+    then SIGKILL 5 s later), and exits with PRELUDE_FAILED when it cannot. Any user may
+    lower its own limits, so it can run as the command's final identity."""
+    steps = [f"ulimit -f {FILE_SIZE_LIMIT // 512}"]  # in 512-byte blocks
+    if math.isfinite(timeout):
+        cpu_s = math.ceil(timeout * max(cpus, 1.0)) + CPU_MARGIN_S
+        steps += [f"ulimit -S -t {cpu_s}", f"ulimit -H -t {cpu_s + 5}"]
+    return " && ".join(steps) + f" || exit {PRELUDE_FAILED}"
+
+
+def with_limits(cmd: list[str], timeout: float, cpus: float) -> list[str]:
+    """`cmd` made to set its rlimits (see limits_script) before it runs anything: a shell's
+    `-c` script starts with them (on its first line, so line numbers stay), any other
+    command runs behind a `/bin/sh -c` that sets them and execs it."""
+    limits = limits_script(timeout, cpus)
+    if len(cmd) >= 3 and posixpath.basename(cmd[0]) in SHELLS and cmd[1] == "-c":
+        return [cmd[0], "-c", f"{limits}; {cmd[2]}", *cmd[3:]]
+    return ["/bin/sh", "-c", f'{limits}; exec "$@"', "sh", *cmd]
 
 
 def limits_prelude(
