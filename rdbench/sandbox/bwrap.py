@@ -85,7 +85,7 @@ from rdbench.sandbox.base import (
     user_env,
 )
 from rdbench.sandbox.cgroups import SandboxCgroups, remove_leftover_groups
-from rdbench.sandbox.disk import SandboxDisk, disk_problem
+from rdbench.sandbox.disk import SandboxDisk, disk_problem, ready_disk
 from rdbench.sandbox.namespaces import NamespaceHolder
 from rdbench.sandbox.process import ProcessRunner, Run, limits_prelude, with_limits
 from rdbench.sandbox.rootfs import METADATA, ensure_rootfs, image_env
@@ -194,7 +194,9 @@ class BwrapSandbox:
         """The sandbox's disk, mounted at its folder, with the writable places on it (the
         agent's home starts empty, as on docker, where the image's is hidden by the disk)."""
         self.dir.parent.mkdir(parents=True, exist_ok=True)
-        self.disk = SandboxDisk(self.dir, self.config.disk_mb)
+        self.disk = ready_disk(self.dir.parent, self.config.disk_mb)
+        self.dir = self.disk.folder  # the sandbox is named after its disk's folder
+        self.id = self.dir.name.removeprefix(PREFIX)
         self.disk.make_folders(grader=True)
 
     def _mounts(self) -> list[str]:
