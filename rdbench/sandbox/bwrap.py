@@ -34,6 +34,7 @@ modules, for the agent and root alike.
 
 from __future__ import annotations
 
+import errno
 import io
 import math
 import os
@@ -304,10 +305,15 @@ class BwrapSandbox:
             run = self._runner.run(
                 argv, env=start_env,
                 pass_fds=self._holder.fds if self._holder is not None else None,
+                pid_namespace=self._holder.pid_namespace if self._holder is not None else None,
                 input=input, timeout=timeout, output_limit=output_limit, leaf=leaf,
                 stdin_file=stdin_file, sink=sink,
             )  # fmt: skip
         except OSError as error:
+            # a pid namespace whose init is gone takes no new process (ENOMEM)
+            if error.errno == errno.ENOMEM or (self._holder and not self._holder.alive()):
+                raise SandboxUnavailable(
+                    f"The bwrap sandbox {self.id} has ended (see its log)") from error
             raise SandboxUnavailable(f"Could not run nsenter: {error}") from error
         finally:
             if leaf is not None and self.cgroups is not None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import math
 import os
 import posixpath
@@ -23,7 +24,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures.thread import BrokenThreadPool
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ CPU_MARGIN_S = 10  # RLIMIT_CPU is timeout x cpus plus this
 KILL_GRACE_S = 10.0
 PRELUDE_FAILED = 125  # the prelude's exit status when it could not set the limits up
 PR_SET_NO_NEW_PRIVS = 38
+CLONE_NEWPID = 0x20000000
 _launchers: dict[bool, ThreadPoolExecutor] = {}  # confined or not -> its launcher thread
 _launcher_lock = threading.Lock()
 
@@ -54,10 +56,11 @@ os.register_at_fork(after_in_child=_forget_launchers)
 
 def launch(
     argv: list[str], *, confined: bool = False, cgroup: ExecCgroup | None = None,
-    **popen_options: Any,
+    pid_namespace: int | None = None, **popen_options: Any,
 ) -> subprocess.Popen[bytes]:  # fmt: skip
     """subprocess.Popen(argv, ...) from one of rdbench's two launcher threads; with `cgroup`,
-    the thread starts it from inside that leaf, so it is born in the leaf's groups.
+    the thread starts it from inside that leaf, so it is born in the leaf's groups, and with
+    `pid_namespace` (a descriptor) it is born in that pid namespace.
 
     Each thread lasts as long as rdbench, so a child's parent-death signal (bwrap's
     --die-with-parent) fires when rdbench ends and not before; and each has no_new_privs set,
@@ -75,15 +78,42 @@ def launch(
         launcher = _launchers[confined]
 
     def start() -> subprocess.Popen[bytes]:
-        if cgroup is None:
-            return subprocess.Popen(argv, **popen_options)
-        with cgroup.holding_this_thread():
+        with contextlib.ExitStack() as stack:
+            if cgroup is not None:
+                stack.enter_context(cgroup.holding_this_thread())
+            if pid_namespace is not None:
+                stack.enter_context(_children_in(pid_namespace))
             return subprocess.Popen(argv, **popen_options)
 
     try:
         return launcher.submit(start).result()
     except BrokenThreadPool as error:  # its no_new_privs or seccomp set-up failed
         raise OSError(f"rdbench's launcher thread could not be set up: {error}") from error
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
+
+
+@contextlib.contextmanager
+def _children_in(pid_namespace: int) -> Iterator[None]:
+    """The calling thread's new processes are born in `pid_namespace` (setns on a pid
+    namespace changes only where the thread's children go), until the block ends."""
+    libc = _libc()
+    own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)  # the process's own
+    try:
+        if libc.setns(pid_namespace, CLONE_NEWPID) != 0:
+            raise OSError(ctypes.get_errno(), "setns into the sandbox's pid namespace failed")
+        try:
+            yield
+        finally:
+            if libc.setns(own, CLONE_NEWPID) != 0:
+                # never expected; the thread would start every later command in this
+                # sandbox's pid namespace, so stop rather than go on (the reaper cleans up)
+                os.abort()
+    finally:
+        os.close(own)
 
 
 def _no_new_privs() -> None:
@@ -122,6 +152,7 @@ class ProcessRunner:
         timeout: float,
         output_limit: int | None,
         leaf: ExecCgroup | None,
+        pid_namespace: int | None = None,
         env: dict[str, str] | None = None,
         pass_fds: list[int] | None = None,
         stdin_file: BinaryIO | None = None,
@@ -129,7 +160,7 @@ class ProcessRunner:
     ) -> Run:
         """Run `argv` in its own session (with `env` and the descriptors `pass_fds`), under
         the sandbox seccomp filter (started from the confined launcher thread) and born in
-        the cgroup `leaf`, keeping
+        the cgroup `leaf` and the pid namespace `pid_namespace` (a descriptor), keeping
         at most `output_limit` bytes of each stream (all with None); past `timeout` seconds
         kill it with everything it started, including what is left in its cgroup `leaf`.
         With `stdin_file` it reads that open file instead of `input`; with `sink`, its stdout
@@ -140,6 +171,7 @@ class ProcessRunner:
             argv,
             confined=True,
             cgroup=leaf,
+            pid_namespace=pid_namespace,
             stdin=stdin_file if stdin_file is not None else stdin,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
