@@ -34,6 +34,7 @@ modules, for the agent and root alike.
 
 from __future__ import annotations
 
+import errno
 import io
 import math
 import os
@@ -85,9 +86,9 @@ from rdbench.sandbox.base import (
     user_env,
 )
 from rdbench.sandbox.cgroups import SandboxCgroups, remove_leftover_groups
-from rdbench.sandbox.disk import SandboxDisk, disk_problem
+from rdbench.sandbox.disk import SandboxDisk, disk_problem, ready_disk
 from rdbench.sandbox.namespaces import NamespaceHolder
-from rdbench.sandbox.process import ProcessRunner, Run, limits_prelude
+from rdbench.sandbox.process import ProcessRunner, Run, limits_prelude, with_limits
 from rdbench.sandbox.rootfs import METADATA, ensure_rootfs, image_env
 
 log = structlog.get_logger()
@@ -194,7 +195,9 @@ class BwrapSandbox:
         """The sandbox's disk, mounted at its folder, with the writable places on it (the
         agent's home starts empty, as on docker, where the image's is hidden by the disk)."""
         self.dir.parent.mkdir(parents=True, exist_ok=True)
-        self.disk = SandboxDisk(self.dir, self.config.disk_mb)
+        self.disk = ready_disk(self.dir.parent, self.config.disk_mb)
+        self.dir = self.disk.folder  # the sandbox is named after its disk's folder
+        self.id = self.dir.name.removeprefix(PREFIX)
         self.disk.make_folders(grader=True)
 
     def _mounts(self) -> list[str]:
@@ -228,20 +231,22 @@ class BwrapSandbox:
 
     def _argv(
         self, cmd: list[str], *, owner: str, cwd: str, env: dict[str, str],
-        callers_env: bool, caps: list[str],
+        callers_env: bool, caps: list[str], timeout: float,
     ) -> tuple[list[str], dict[str, str]]:  # fmt: skip
         """The command line that runs `cmd` inside, and the environment to start it with.
 
         The command enters the sandbox (nsenter), takes its final identity (see _identity),
         and then runs: straight away when it runs in the agent's home with rdbench's own
         environment, else through `env -i -C cwd` (a caller's variables are then set only
-        once the identity is final). A missing command exits 127, as in a shell."""
+        once the identity is final). Before any of that it sets its rlimits for `timeout`
+        (see with_limits). A missing command exits 127, as in a shell."""
         assert self._holder is not None
         enter = [*self._holder.enter_argv(), *_identity(owner, caps)]
         if cwd == AGENT_HOME and not callers_env:
-            return [*enter, *cmd], env  # the prelude sets PWD
+            return [*enter, *with_limits(cmd, timeout, self.config.cpus)], {**env, "PWD": cwd}
         assignments = [f"PWD={cwd}", *(f"{key}={value}" for key, value in env.items())]
-        return [*enter, "/usr/bin/env", "-i", "-C", cwd, *assignments, *cmd], {}
+        switch = ["/usr/bin/env", "-i", "-C", cwd, *assignments, *cmd]
+        return [*enter, *with_limits(switch, timeout, self.config.cpus)], {}
 
     def _command_env(self, user: str, env: dict[str, str] | None) -> dict[str, str]:
         return {**self._env, **BASE_ENV, "HOSTNAME": "sandbox", **user_env(user), **(env or {})}
@@ -292,18 +297,23 @@ class BwrapSandbox:
             raise SandboxUnavailable(f"The bwrap sandbox {self.id} is closed")
         self._pristine = False
         argv, start_env = self._argv(cmd, owner=owner, cwd=cwd, env=env,
-                                     callers_env=callers_env, caps=caps)  # fmt: skip
+                                     callers_env=callers_env, caps=caps,
+                                     timeout=timeout)  # fmt: skip
         leaf = self.cgroups.exec_group() if self.cgroups is not None else None
         oom_kills = 0
         try:
             run = self._runner.run(
-                [*limits_prelude(leaf, timeout, self.config.cpus, pwd=cwd), *argv],
-                env=start_env,
+                argv, env=start_env,
                 pass_fds=self._holder.fds if self._holder is not None else None,
+                pid_namespace=self._holder.pid_namespace if self._holder is not None else None,
                 input=input, timeout=timeout, output_limit=output_limit, leaf=leaf,
                 stdin_file=stdin_file, sink=sink,
             )  # fmt: skip
         except OSError as error:
+            # a pid namespace whose init is gone takes no new process (ENOMEM)
+            if error.errno == errno.ENOMEM or (self._holder and not self._holder.alive()):
+                raise SandboxUnavailable(
+                    f"The bwrap sandbox {self.id} has ended (see its log)") from error
             raise SandboxUnavailable(f"Could not run nsenter: {error}") from error
         finally:
             if leaf is not None and self.cgroups is not None:

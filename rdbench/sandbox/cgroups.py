@@ -22,7 +22,8 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import structlog
@@ -50,12 +51,36 @@ class ExecCgroup:
         return [os.fsdecode(path) for path in self._procs_files]
 
     def pids(self) -> set[int]:
-        """The processes in the groups now."""
+        """The processes in the groups now (never rdbench's own, whose launcher thread passes
+        through them; see `holding_this_thread`)."""
         found: set[int] = set()
         for path in self._procs_files:
             with contextlib.suppress(OSError):
                 found.update(int(line) for line in Path(os.fsdecode(path)).read_text().split())
+        found.discard(os.getpid())
         return found
+
+    @contextmanager
+    def holding_this_thread(self) -> Iterator[None]:
+        """Move the calling thread into the groups and, on leaving, back to where it was.
+
+        In cgroup v1 each thread has its own groups (its id written to `tasks`), and a new
+        process starts in the groups of the thread that made it: a command started meanwhile
+        is under the groups' limits from its first instruction, before it can fork. Only for a
+        thread that is not the process's main one (the kernel's out-of-memory killer then
+        never picks rdbench for being in the group)."""
+        tid = str(threading.get_native_id()).encode()
+        home = _thread_groups()
+        joined: list[str] = []
+        try:
+            for controller, path in self.dirs.items():
+                _write_tasks(path, tid)
+                joined.append(controller)
+            yield
+        finally:
+            for controller in joined:
+                # the leaf is <root>/<controller>/rdbench/<sandbox>/<leaf>
+                _write_tasks(self.dirs[controller].parents[2] / home[controller], tid)
 
     def kill(self, deadline_s: float = KILL_DEADLINE_S) -> bool:
         """SIGKILL every process in the groups until none is left (new ones may appear while
@@ -206,6 +231,22 @@ def remove_leftover_groups(
                 _rmdir(path)
                 removed.add(path.name)
     return sorted(removed)
+
+
+def _thread_groups() -> dict[str, str]:
+    """Controller -> the calling thread's group, as a path relative to the hierarchy's root."""
+    groups: dict[str, str] = {}
+    with open("/proc/thread-self/cgroup", encoding="utf-8") as table:
+        for line in table:
+            _, controllers, path = line.rstrip("\n").split(":", 2)
+            for controller in controllers.split(","):
+                groups[controller] = path.lstrip("/")
+    return groups
+
+
+def _write_tasks(group: Path, tid: bytes) -> None:
+    with open(group / "tasks", "wb", buffering=0) as tasks:
+        tasks.write(tid)
 
 
 def _write(path: Path, value: int) -> None:

@@ -1,22 +1,37 @@
 """A sandbox's disk: a size-limited filesystem holding every place the sandbox may write.
 
 A `SandboxDisk` is a sparse image file of `size_mb` (`<folder>.img`), formatted ext4 (no
-blocks reserved for root, lazy initialization: about 40 ms for 2 GiB) and loop-mounted
+blocks reserved for root, lazy initialization) and loop-mounted
 nosuid,nodev at `<folder>` (mode 700, root's). The backends bind its subfolders at the agent's
 home, /tmp, /var/tmp and /grader, so whatever a sandbox writes costs the host at most
 `size_mb` of disk (the image grows only with what is written), and a full disk is the
 sandbox's problem alone. `remove()` unmounts it and deletes the image; a dead process's disks
 are removed by the reaper or `rdbench gc` (see hostdirs.py).
 
+Formatting costs more than the rest of a reset (about 15 ms for 2 GiB), so a process formats
+one template image per size, once, and each disk starts as a sparse copy of it (its data
+extents only, about 1 MB). The templates sit beside the disks
+(`rdbench-bwrap-<pid>-template-<size>.img`, removed at exit, or by the reaper once the
+process is gone).
+
+Mounting still costs more than the rest of a reset, so `ready_disk` hands out a disk mounted
+ahead of time, in the background, after the previous one was taken (one kept ready per size;
+named as a sandbox's folder of this process, so the reaper and `rdbench gc` remove it like
+any other, and removed at exit).
+
 Making one needs root, mkfs.ext4 (e2fsprogs) and loop devices.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import errno
 import os
 import shutil
 import subprocess
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import structlog
@@ -28,6 +43,12 @@ log = structlog.get_logger()
 
 FULL_BELOW_BYTES = 1024 * 1024  # a disk with less room than this counts as full
 SETUP_TIMEOUT_S = 60.0
+POOL_SIZE = 1  # disks kept mounted ahead, per folder and size
+_pool: dict[tuple[Path, int], list[SandboxDisk]] = {}  # (folder, size_mb) -> ready disks
+_pool_pending: dict[tuple[Path, int], int] = {}  # (folder, size_mb) -> disks being made
+_pool_maker: ThreadPoolExecutor | None = None
+_templates: dict[tuple[Path, int], Path] = {}  # (folder, size_mb) -> formatted image
+_templates_lock = threading.Lock()
 LOOP_HINT = (
     "loop devices are needed for the sandbox's size-limited disk: load the module "
     "(`modprobe loop`), and in a container give it /dev/loop-control and /dev/loop* "
@@ -61,11 +82,7 @@ class SandboxDisk:
         self.image = folder.with_name(folder.name + ".img")
         self.size_mb = size_mb
         try:
-            with self.image.open("xb") as image:
-                image.truncate(size_mb * 1024 * 1024)
-            _run(["mkfs.ext4", "-q", "-F", "-m", "0", "-E",
-                  "lazy_itable_init=1,lazy_journal_init=1,root_owner=0:0", str(self.image)],
-                 "formatting the sandbox's disk")  # fmt: skip
+            _copy_sparse(_template(folder.parent, size_mb), self.image)
             folder.mkdir(mode=0o700)
             _run(["mount", "-o", "loop,nosuid,nodev,noatime", str(self.image), str(folder)],
                  "mounting the sandbox's disk", hint=LOOP_HINT)  # fmt: skip
@@ -103,6 +120,123 @@ class SandboxDisk:
         hostdirs.remove(self.folder)
         with contextlib.suppress(FileNotFoundError):
             self.image.unlink()
+
+
+def ready_disk(parent: Path, size_mb: int) -> SandboxDisk:
+    """A new disk of `size_mb` mounted at a fresh folder `parent/rdbench-bwrap-<pid>-<random>`:
+    one mounted ahead when there is one, else one made now; either way the next is then made
+    in the background."""
+    key = (parent, size_mb)
+    with _templates_lock:
+        ready = _pool.setdefault(key, [])
+        disk = ready.pop() if ready else None
+        if len(ready) + _pool_pending.get(key, 0) < POOL_SIZE:
+            _pool_pending[key] = _pool_pending.get(key, 0) + 1
+            _maker().submit(_make_ahead, key)
+    if disk is None or not disk.folder.is_mount():
+        disk = SandboxDisk(parent / hostdirs.new_name("bwrap"), size_mb)
+    return disk
+
+
+def _maker() -> ThreadPoolExecutor:
+    global _pool_maker
+    if _pool_maker is None:
+        _pool_maker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rdbench-disks")
+        atexit.register(_remove_pool)
+    return _pool_maker
+
+
+def _make_ahead(key: tuple[Path, int]) -> None:
+    """Make one disk for the pool (in the background thread); a failure is left for the
+    caller who would have taken it to meet again, and report."""
+    parent, size_mb = key
+    try:
+        disk = SandboxDisk(parent / hostdirs.new_name("bwrap"), size_mb)
+    except Exception as error:  # the next ready_disk makes one itself, and reports
+        log.debug("sandbox.disk.ahead_failed", error=str(error))
+        disk = None
+    with _templates_lock:
+        _pool_pending[key] -= 1
+        if disk is not None:
+            _pool.setdefault(key, []).append(disk)
+
+
+def _remove_pool() -> None:
+    with _templates_lock:
+        disks = [disk for ready in _pool.values() for disk in ready]
+        _pool.clear()
+    for disk in disks:
+        disk.remove()
+
+
+def _format(image: Path, size_mb: int) -> None:
+    """Make `image`, a sparse file of `size_mb`, an empty ext4 filesystem."""
+    with image.open("xb") as file:
+        file.truncate(size_mb * 1024 * 1024)
+    _run(["mkfs.ext4", "-q", "-F", "-m", "0", "-E",
+          "lazy_itable_init=1,lazy_journal_init=1,root_owner=0:0", str(image)],
+         "formatting the sandbox's disk")  # fmt: skip
+
+
+def _template(folder: Path, size_mb: int) -> Path:
+    """This process's formatted image of `size_mb` in `folder`, made on first use."""
+    with _templates_lock:
+        key = (folder, size_mb)
+        if key not in _templates or not _templates[key].is_file():
+            name = f"{hostdirs.new_name('bwrap')}-template-{size_mb}.img"
+            image = folder / name
+            try:
+                _format(image, size_mb)
+            except BaseException:
+                with contextlib.suppress(FileNotFoundError):
+                    image.unlink()
+                raise
+            if not _templates:
+                atexit.register(_remove_templates)
+            _templates[key] = image
+        return _templates[key]
+
+
+def _remove_templates() -> None:
+    for image in _templates.values():
+        with contextlib.suppress(FileNotFoundError):
+            image.unlink()
+    _templates.clear()
+
+
+def _forget_templates() -> None:
+    """In a forked child the templates and ready disks are its parent's, which removes them."""
+    global _templates_lock, _pool_maker
+    _templates.clear()
+    _pool.clear()
+    _pool_pending.clear()
+    _pool_maker = None
+    _templates_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_templates)
+
+
+def _copy_sparse(source: Path, dest: Path) -> None:
+    """Copy `source` to the new file `dest`, holes kept as holes (only its data is copied)."""
+    with source.open("rb") as src, dest.open("xb") as dst:
+        size = os.fstat(src.fileno()).st_size
+        dst.truncate(size)
+        offset = 0
+        while offset < size:
+            try:
+                start = os.lseek(src.fileno(), offset, os.SEEK_DATA)
+            except OSError as error:
+                if error.errno == errno.ENXIO:  # only a hole is left
+                    return
+                raise
+            end = os.lseek(src.fileno(), start, os.SEEK_HOLE)
+            while start < end:
+                copied = os.copy_file_range(src.fileno(), dst.fileno(), end - start, start, start)
+                if copied == 0:
+                    raise OSError(f"{source} shrank while it was copied")
+                start += copied
+            offset = end
 
 
 def _run(argv: list[str], what: str, hint: str = "") -> None:

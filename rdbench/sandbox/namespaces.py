@@ -83,15 +83,23 @@ class NamespaceHolder:
     @property
     def fds(self) -> list[int]:
         """The descriptors `enter_argv()` names, to pass on to nsenter."""
-        return list(self._opened().values())
+        return [fd for option, fd in self._opened().items() if option != "--pid"]
+
+    @property
+    def pid_namespace(self) -> int:
+        """A descriptor of the sandbox's pid namespace: a command must be born in it (see
+        process.launch), as nsenter cannot move itself there."""
+        return self._opened()["--pid"]
 
     def enter_argv(self) -> list[str]:
-        """nsenter into every namespace of the sandbox, its root and its working folder (the
-        agent's home), through descriptors held open since the sandbox started (so a pid that
-        the kernel reused can never lead elsewhere); pass `fds` with it. More nsenter options
-        (then "--") and the command follow."""
-        options = self._opened().items()
-        return [self._nsenter, *(f"{option}=/proc/self/fd/{fd}" for option, fd in options)]
+        """nsenter into every other namespace of the sandbox, its root and its working folder
+        (the agent's home), through descriptors held open since the sandbox started (so a pid
+        that the kernel reused can never lead elsewhere); pass `fds` with it, and start it in
+        `pid_namespace`. It does not fork: the process that runs it becomes the command. More
+        nsenter options (then "--") and the command follow."""
+        options = [(option, fd) for option, fd in self._opened().items() if option != "--pid"]
+        return [self._nsenter, "--no-fork",
+                *(f"{option}=/proc/self/fd/{fd}" for option, fd in options)]  # fmt: skip
 
     def _opened(self) -> dict[str, int]:
         """nsenter option -> open descriptor; waits until the sandbox is set up."""

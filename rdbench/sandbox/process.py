@@ -1,25 +1,30 @@
 """Running one host process for a sandbox: stdin fed and output drained in the calling thread
-(each stream capped), a timeout that kills the whole tree, and a shell prelude that puts the process
-in its cgroups and rlimits before it runs what was asked (see cgroups.py).
+(each stream capped), a timeout that kills the whole tree, and its limits.
 
-The prelude is a `/bin/sh -c` in front of the command rather than a subprocess preexec_fn: a
-preexec_fn makes Python fork its whole process instead of vfork, which costs more (milliseconds
-in a large process) than the shell does.
+A command is born in its cgroup leaf: the launcher thread that starts it steps into the leaf
+for the moment it does (see cgroups.py). Its rlimits are set by a shell before it runs
+anything: its own when it is a `sh -c`/`bash -c` (the limits open its script), else a
+`/bin/sh -c` in front of it (`with_limits`). A shell rather than a subprocess preexec_fn: a
+preexec_fn makes Python fork its whole process instead of vfork, which costs more
+(milliseconds in a large process) than the shell does. A sandbox's long-lived holder process
+joins its cgroup and sets its limits through `limits_prelude`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import math
 import os
+import posixpath
 import selectors
 import shlex
 import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures.thread import BrokenThreadPool
 from dataclasses import dataclass, field
@@ -33,6 +38,7 @@ CPU_MARGIN_S = 10  # RLIMIT_CPU is timeout x cpus plus this
 KILL_GRACE_S = 10.0
 PRELUDE_FAILED = 125  # the prelude's exit status when it could not set the limits up
 PR_SET_NO_NEW_PRIVS = 38
+CLONE_NEWPID = 0x20000000
 _launchers: dict[bool, ThreadPoolExecutor] = {}  # confined or not -> its launcher thread
 _launcher_lock = threading.Lock()
 
@@ -49,9 +55,12 @@ os.register_at_fork(after_in_child=_forget_launchers)
 
 
 def launch(
-    argv: list[str], *, confined: bool = False, **popen_options: Any
-) -> subprocess.Popen[bytes]:
-    """subprocess.Popen(argv, ...) from one of rdbench's two launcher threads.
+    argv: list[str], *, confined: bool = False, cgroup: ExecCgroup | None = None,
+    pid_namespace: int | None = None, **popen_options: Any,
+) -> subprocess.Popen[bytes]:  # fmt: skip
+    """subprocess.Popen(argv, ...) from one of rdbench's two launcher threads; with `cgroup`,
+    the thread starts it from inside that leaf, so it is born in the leaf's groups, and with
+    `pid_namespace` (a descriptor) it is born in that pid namespace.
 
     Each thread lasts as long as rdbench, so a child's parent-death signal (bwrap's
     --die-with-parent) fires when rdbench ends and not before; and each has no_new_privs set,
@@ -69,12 +78,42 @@ def launch(
         launcher = _launchers[confined]
 
     def start() -> subprocess.Popen[bytes]:
-        return subprocess.Popen(argv, **popen_options)
+        with contextlib.ExitStack() as stack:
+            if cgroup is not None:
+                stack.enter_context(cgroup.holding_this_thread())
+            if pid_namespace is not None:
+                stack.enter_context(_children_in(pid_namespace))
+            return subprocess.Popen(argv, **popen_options)
 
     try:
         return launcher.submit(start).result()
     except BrokenThreadPool as error:  # its no_new_privs or seccomp set-up failed
         raise OSError(f"rdbench's launcher thread could not be set up: {error}") from error
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
+
+
+@contextlib.contextmanager
+def _children_in(pid_namespace: int) -> Iterator[None]:
+    """The calling thread's new processes are born in `pid_namespace` (setns on a pid
+    namespace changes only where the thread's children go), until the block ends."""
+    libc = _libc()
+    own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)  # the process's own
+    try:
+        if libc.setns(pid_namespace, CLONE_NEWPID) != 0:
+            raise OSError(ctypes.get_errno(), "setns into the sandbox's pid namespace failed")
+        try:
+            yield
+        finally:
+            if libc.setns(own, CLONE_NEWPID) != 0:
+                # never expected; the thread would start every later command in this
+                # sandbox's pid namespace, so stop rather than go on (the reaper cleans up)
+                os.abort()
+    finally:
+        os.close(own)
 
 
 def _no_new_privs() -> None:
@@ -113,13 +152,15 @@ class ProcessRunner:
         timeout: float,
         output_limit: int | None,
         leaf: ExecCgroup | None,
+        pid_namespace: int | None = None,
         env: dict[str, str] | None = None,
         pass_fds: list[int] | None = None,
         stdin_file: BinaryIO | None = None,
         sink: Callable[[bytes], bool] | None = None,
     ) -> Run:
         """Run `argv` in its own session (with `env` and the descriptors `pass_fds`), under
-        the sandbox seccomp filter (started from the confined launcher thread), keeping
+        the sandbox seccomp filter (started from the confined launcher thread) and born in
+        the cgroup `leaf` and the pid namespace `pid_namespace` (a descriptor), keeping
         at most `output_limit` bytes of each stream (all with None); past `timeout` seconds
         kill it with everything it started, including what is left in its cgroup `leaf`.
         With `stdin_file` it reads that open file instead of `input`; with `sink`, its stdout
@@ -129,6 +170,8 @@ class ProcessRunner:
         proc = launch(
             argv,
             confined=True,
+            cgroup=leaf,
+            pid_namespace=pid_namespace,
             stdin=stdin_file if stdin_file is not None else stdin,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -261,6 +304,30 @@ def _communicate(
             stream.close()
     proc.wait()
     return timed_out, stdout, stderr
+
+
+SHELLS = {"sh", "bash", "dash"}
+
+
+def limits_script(timeout: float, cpus: float) -> str:
+    """Shell that sets RLIMIT_FSIZE and RLIMIT_CPU (timeout x cpus plus a margin: SIGXCPU,
+    then SIGKILL 5 s later), and exits with PRELUDE_FAILED when it cannot. Any user may
+    lower its own limits, so it can run as the command's final identity."""
+    steps = [f"ulimit -f {FILE_SIZE_LIMIT // 512}"]  # in 512-byte blocks
+    if math.isfinite(timeout):
+        cpu_s = math.ceil(timeout * max(cpus, 1.0)) + CPU_MARGIN_S
+        steps += [f"ulimit -S -t {cpu_s}", f"ulimit -H -t {cpu_s + 5}"]
+    return " && ".join(steps) + f" || exit {PRELUDE_FAILED}"
+
+
+def with_limits(cmd: list[str], timeout: float, cpus: float) -> list[str]:
+    """`cmd` made to set its rlimits (see limits_script) before it runs anything: a shell's
+    `-c` script starts with them (on its first line, so line numbers stay), any other
+    command runs behind a `/bin/sh -c` that sets them and execs it."""
+    limits = limits_script(timeout, cpus)
+    if len(cmd) >= 3 and posixpath.basename(cmd[0]) in SHELLS and cmd[1] == "-c":
+        return [cmd[0], "-c", f"{limits}; {cmd[2]}", *cmd[3:]]
+    return ["/bin/sh", "-c", f'{limits}; exec "$@"', "sh", *cmd]
 
 
 def limits_prelude(
