@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any, NoReturn
 
@@ -191,11 +192,36 @@ SCRATCH_ROOTS = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock", "/dev/mqueue")
 """Where the agent user may write in a grading sandbox, besides its home."""
 
 
+def walk_tree(top: str) -> Iterator[tuple[str, list[str], list[str]]]:
+    """Like os.walk(top) top-down, but without recursion, so a tree thousands of folders deep
+    (which an agent may leave) is walked like any other; take names out of the yielded folder
+    list to skip those folders. Links are never followed."""
+    pending = [top]
+    while pending:
+        parent = pending.pop()
+        try:
+            with os.scandir(parent) as scan:
+                entries = list(scan)
+        except OSError:
+            continue
+        dirs = [entry.name for entry in entries if entry.is_dir(follow_symlinks=False)]
+        files = [entry.name for entry in entries if not entry.is_dir(follow_symlinks=False)]
+        yield parent, dirs, files
+        pending.extend(os.path.join(parent, name) for name in reversed(dirs))
+
+
+def remove_tree(path: str) -> None:
+    """Delete `path` and all it holds, however deep (GNU rm: no recursion in Python, which a
+    deep tree would exhaust), never leaving its filesystem."""
+    subprocess.run(["rm", "-rf", "--one-file-system", "--", path], capture_output=True,
+                   check=False)  # fmt: skip
+
+
 def snapshot_files(folder: str) -> dict[str, tuple[int, int]]:
     """Every path under `folder` with its inode number and change time, for
     undo_agent_changes. Take it before any of the agent's code runs."""
     found = {}
-    for parent, dirs, files in os.walk(folder):
+    for parent, dirs, files in walk_tree(folder):
         for name in dirs + files:
             path = os.path.join(parent, name)
             with contextlib.suppress(OSError):
@@ -209,7 +235,7 @@ def undo_agent_changes(workspace: str, before: dict[str, tuple[int, int]]) -> No
     `workspace` since `before` (its snapshot_files), what the agent user owns in the scratch
     places (SCRATCH_ROOTS) and the System V IPC objects, so that a run finds nothing an
     earlier run left (a cache of its results). Kill the agent's processes first."""
-    for parent, dirs, files in os.walk(workspace, topdown=True):
+    for parent, dirs, files in walk_tree(workspace):
         for name in [*dirs, *files]:
             path = os.path.join(parent, name)
             try:
@@ -231,7 +257,7 @@ def undo_agent_changes(workspace: str, before: dict[str, tuple[int, int]]) -> No
         subprocess.run(["ipcrm", "--all"], capture_output=True, check=False)
     uid = _agent_identity().pw_uid
     for root in SCRATCH_ROOTS:
-        for parent, dirs, files in os.walk(root, topdown=True):
+        for parent, dirs, files in walk_tree(root):
             for name in [*dirs, *files]:
                 path = os.path.join(parent, name)
                 try:
@@ -246,7 +272,7 @@ def undo_agent_changes(workspace: str, before: dict[str, tuple[int, int]]) -> No
 
 def _remove(path: str, is_dir: bool) -> None:
     if is_dir:
-        shutil.rmtree(path, ignore_errors=True)
+        remove_tree(path)
     else:
         with contextlib.suppress(OSError):
             os.unlink(path)

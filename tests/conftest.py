@@ -21,6 +21,11 @@ from helpers import BACKENDS
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
+# Tests make folder trees 1,500 deep (what a hostile workspace holds), deeper than Python's
+# default recursion limit; pytest removes old tmp_path folders with shutil.rmtree, which
+# recurses once per level, so it needs room for them.
+sys.setrecursionlimit(max(sys.getrecursionlimit(), 20_000))
+
 
 def missing(reason: str) -> None:
     """Skip the test for `reason`, or fail it under CI=true."""

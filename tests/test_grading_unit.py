@@ -90,3 +90,57 @@ def test_undo_agent_changes_deletes_what_a_run_created_or_changed(
     left = sorted(str(p.relative_to(workspace)) for p in workspace.rglob("*"))
     assert left == ["data", "data/input.npz", "kernel.py"]
     assert sorted(p.name for p in scratch.iterdir()) == ["someone-else.txt"]
+
+
+DEEP = 1500  # deeper than Python's recursion limit
+
+
+def _deep_tree(root: Path) -> Path:
+    """A chain of DEEP folders under `root` (made by the shell: pathlib would recurse)."""
+    import subprocess
+
+    root.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["sh", "-c", f"cd {root} && for i in $(seq {DEEP}); do mkdir d && cd d; "
+                    "done && echo x > leaf"], check=True)  # fmt: skip
+    return root / "/".join(["d"] * DEEP) / "leaf"
+
+
+def test_walk_tree_walks_a_tree_deeper_than_the_recursion_limit(tmp_path: Path) -> None:
+    from rdbench.grading_kit import remove_tree, walk_tree
+
+    leaf = _deep_tree(tmp_path / "deep")
+    (tmp_path / "deep" / "skipped").mkdir()
+    (tmp_path / "deep" / "skipped" / "inside").write_text("x")
+    seen = []
+    for parent, dirs, files in walk_tree(str(tmp_path / "deep")):
+        if "skipped" in dirs:
+            dirs.remove("skipped")
+        seen += [f"{parent}/{name}" for name in files]
+    assert seen == [str(leaf)]
+    remove_tree(str(tmp_path / "deep"))
+    assert not (tmp_path / "deep").exists()
+
+
+def test_undo_agent_changes_removes_a_deep_tree_a_run_left(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pwd
+
+    from rdbench import grading_kit
+    from rdbench.grading_kit import snapshot_files, undo_agent_changes
+
+    identity = pwd.struct_passwd(("agent", "x", 2**31 - 7, 2**31 - 7, "", "/home/agent", ""))
+    monkeypatch.setattr(grading_kit, "_agent_identity", lambda: identity)
+    monkeypatch.setattr(grading_kit, "SCRATCH_ROOTS", (str(tmp_path / "scratch"),))
+    monkeypatch.setattr(grading_kit.shutil, "which", lambda name: None)
+
+    workspace = tmp_path / "home"
+    (workspace / "data").mkdir(parents=True)
+    (workspace / "data" / "input.npz").write_text("kept")
+    before = snapshot_files(str(workspace))
+    _deep_tree(workspace / "data" / "cache")
+    _deep_tree(workspace / "tree")
+    assert len(snapshot_files(str(workspace))) > 2 * DEEP  # snapshots walk it too
+    undo_agent_changes(str(workspace), before)
+    assert sorted(p.name for p in workspace.iterdir()) == ["data"]
+    assert sorted(p.name for p in (workspace / "data").iterdir()) == ["input.npz"]

@@ -29,7 +29,7 @@ import gymnasium as gym
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from rdbench_grading import AGENT_USER, emit, kill_agent_processes, parse_args
+from rdbench_grading import AGENT_USER, emit, kill_agent_processes, parse_args, remove_tree
 from seeds import episode_seeds
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -214,7 +214,7 @@ def main() -> None:
     try:
         grade(args.split, os.path.abspath(args.workspace), scratch)
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        remove_tree(scratch)
 
 
 if __name__ == "__main__":

@@ -47,6 +47,7 @@ from rdbench_grading import (
     emit,
     kill_agent_processes,
     parse_args,
+    remove_tree,
     snapshot_files,
     undo_agent_changes,
 )
@@ -108,7 +109,7 @@ class Runner:
                     raise KernelFailed(f"exit code {proc.returncode}: {_tail(err)}")
             return elapsed, read_output(os.path.join(io_dir, "out", "output.npy"))
         finally:
-            shutil.rmtree(io_dir, ignore_errors=True)
+            remove_tree(io_dir)
 
     def _handshake_and_wait(
         self, proc: subprocess.Popen[bytes], case_bytes: bytes, io_dir: str
@@ -331,7 +332,7 @@ def main() -> None:
     try:
         grade(args.split, os.path.abspath(args.workspace), scratch)
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        remove_tree(scratch)
 
 
 if __name__ == "__main__":

@@ -52,7 +52,9 @@ from rdbench_grading import (
     kill_agent_processes,
     make_agent_dir,
     parse_args,
+    remove_tree,
     run_as_agent,
+    walk_tree,
 )
 from restrictions import check_sources, disallowed_ops, op_name
 
@@ -76,7 +78,7 @@ def lock_workspace(workspace: str) -> None:
     """Give every file of the workspace to root, readable but not writable by the agent."""
     if os.geteuid() != 0:
         return
-    for folder, dirs, files in os.walk(workspace):
+    for folder, dirs, files in walk_tree(workspace):
         for name in [*dirs, *files]:
             path = os.path.join(folder, name)
             os.lchown(path, 0, 0)
@@ -101,7 +103,7 @@ def wipe_agent_files() -> None:
     for root in SCRATCH_ROOTS:
         if not os.path.isdir(root):
             continue
-        for folder, dirs, files in os.walk(root, topdown=True):
+        for folder, dirs, files in walk_tree(root):
             for name in list(dirs) + files:
                 path = os.path.join(folder, name)
                 try:
@@ -112,7 +114,7 @@ def wipe_agent_files() -> None:
                     continue
                 if name in dirs:
                     dirs.remove(name)
-                    shutil.rmtree(path, ignore_errors=True)
+                    remove_tree(path)
                 else:
                     with contextlib.suppress(OSError):
                         os.unlink(path)
@@ -175,7 +177,7 @@ def run_harness(workspace: str, scratch: str, name: str, tokens: np.ndarray,
             raise Invalid("the model's logits hold NaN or infinite values")
         return logits.astype(np.float64)
     finally:
-        shutil.rmtree(io_dir, ignore_errors=True)
+        remove_tree(io_dir)
         wipe_agent_files()
 
 
@@ -295,7 +297,7 @@ def main() -> None:
     try:
         grade(args.split, os.path.abspath(args.workspace), scratch)
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        remove_tree(scratch)
 
 
 if __name__ == "__main__":

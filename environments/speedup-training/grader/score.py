@@ -55,6 +55,7 @@ from rdbench_grading import (  # noqa: E402
     kill_agent_processes,
     make_agent_dir,
     parse_args,
+    remove_tree,
     snapshot_files,
     undo_agent_changes,
 )
@@ -210,7 +211,7 @@ class Grading:
             self.models.append(read_model(model_path, self.original))
         except ModelError as error:
             self.invalid(f"train.py's model ({which}): {error}")
-        shutil.rmtree(out_dir)
+        remove_tree(out_dir)
 
     def next_core(self) -> int:
         """The core of the original's next slice: they take turns, as train.py's runs do."""
@@ -329,7 +330,7 @@ def main() -> None:
     try:
         grade(args.split, os.path.abspath(args.workspace), scratch)
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        remove_tree(scratch)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import io
 import os
-import shutil
 import stat
 import sys
 import tempfile
@@ -24,7 +23,7 @@ from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from generate import make_split, to_csv
-from rdbench_grading import emit, make_agent_dir, parse_args, run_as_agent
+from rdbench_grading import emit, make_agent_dir, parse_args, remove_tree, run_as_agent
 
 TRAIN_TIMEOUT_S = 300
 MAX_PREDICTIONS_BYTES = 50_000_000
@@ -127,7 +126,7 @@ def main() -> None:
     try:
         grade(args.split, os.path.abspath(args.workspace), scratch)
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        remove_tree(scratch)
 
 
 if __name__ == "__main__":
