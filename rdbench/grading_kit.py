@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import pwd
 import shutil
@@ -37,6 +38,7 @@ from typing import IO, Any, NoReturn
 AGENT_USER = "agent"
 SPLITS = ("validation", "test")
 OUTPUT_LIMIT = 1_000_000  # bytes kept of the end of each output stream
+SHOWN_DIGITS = 3  # significant digits of a number the agent may see (a score, a loss)
 
 
 @dataclass
@@ -76,6 +78,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.split is None:
         args.split = _split_from_stdin(parser)
     return args
+
+
+def shown(value: float, digits: int = SHOWN_DIGITS) -> str:
+    """`value` rounded to `digits` significant digits, written out for a message the agent sees.
+
+    Every number in a grader's message goes through this: a score shown at full precision
+    is an oracle (an AUC to 16 digits tells one hidden label per call). Trailing zeros are
+    kept, so "0.500" says how precise it is; very large or small values use an exponent."""
+    if not math.isfinite(value):
+        return str(value)
+    if value == 0:
+        return "0." + "0" * (digits - 1) if digits > 1 else "0"
+    text = f"{value:.{digits - 1}e}"  # rounds once, to the digits shown
+    exponent = int(text.split("e")[1])
+    if not -5 <= exponent < 6:
+        return text
+    return f"{float(text):.{max(digits - 1 - exponent, 0)}f}"
 
 
 def _split_from_stdin(parser: argparse.ArgumentParser) -> str:

@@ -90,3 +90,25 @@ def test_undo_agent_changes_deletes_what_a_run_created_or_changed(
     left = sorted(str(p.relative_to(workspace)) for p in workspace.rglob("*"))
     assert left == ["data", "data/input.npz", "kernel.py"]
     assert sorted(p.name for p in scratch.iterdir()) == ["someone-else.txt"]
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (0.5004389815627743, "0.500"),  # one positive row of tabular-credit's validation split
+        (0.4997313272434175, "0.500"),  # one negative row
+        (0.123456789, "0.123"),
+        (-150.23, "-150"),
+        (1234.5, "1230"),
+        (99.95, "100"),
+        (1.0, "1.00"),
+        (0.0, "0.00"),
+        (2.5e9, "2.50e+09"),
+        (1.23456e-7, "1.23e-07"),
+        (float("inf"), "inf"),
+    ],
+)
+def test_shown_keeps_three_significant_digits(value: float, text: str) -> None:
+    from rdbench.grading_kit import shown
+
+    assert shown(value) == text

@@ -47,6 +47,7 @@ from rdbench_grading import (
     emit,
     kill_agent_processes,
     parse_args,
+    shown,
     snapshot_files,
     undo_agent_changes,
 )
@@ -313,11 +314,11 @@ def grade(split: str, workspace: str, scratch: str) -> None:
     raw = sum(math.log(s) for s in speedups.values()) / len(speedups)
     details["speedups"] = {size: round(value, 3) for size, value in speedups.items()}
     details["processes_killed_after_runs"] = runner.killed
-    summary = ", ".join(f"{size} {value:.1f}x" for size, value in speedups.items())
+    summary = ", ".join(f"{size} {shown(value)}x" for size, value in speedups.items())
     emit(
         raw,
         valid=True,
-        message=f"mean ln speed-up over the starting kernel on the {split} inputs: {raw:.3f} "
+        message=f"mean ln speed-up over the starting kernel on the {split} inputs: {shown(raw)} "
         f"({summary})",
         details=details,
     )

@@ -55,6 +55,7 @@ from rdbench_grading import (  # noqa: E402
     kill_agent_processes,
     make_agent_dir,
     parse_args,
+    shown,
     snapshot_files,
     undo_agent_changes,
 )
@@ -311,11 +312,11 @@ def grade(split: str, workspace: str, scratch: str) -> None:
     )
     times = "its only run" if len(cpu) == 1 else f"the fastest of its {len(cpu)} runs"
     message = (
-        f"speed-up {original_s / agent_s:.2f}x over the original training on the {split} "
-        f"split (score ln(speed-up) = {raw:.3f}; CPU time: original {original_s:.2f}s, "
-        f"train.py {agent_s:.3f}s, {times}); every model within tolerance (parameter "
+        f"speed-up {shown(original_s / agent_s)}x over the original training on the {split} "
+        f"split (score ln(speed-up) = {shown(raw)}; CPU time: original {shown(original_s)}s, "
+        f"train.py {shown(agent_s)}s, {times}); every model within tolerance (parameter "
         f"distance up to {grading.details['max_distance']:.1e}; first run's held-out loss "
-        f"{first.loss:.5f} vs the original's {first.original_loss:.5f})"
+        f"{shown(first.loss)} vs the original's {shown(first.original_loss)})"
     )
     emit(raw, valid=True, message=message, details=grading.details)
 
