@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any, NoReturn
 
@@ -244,6 +245,12 @@ def undo_agent_changes(workspace: str, before: dict[str, tuple[int, int]]) -> No
             _remove(path, is_dir)
             if name in dirs:
                 dirs.remove(name)
+    clear_agent_scratch()
+
+
+def clear_agent_scratch() -> None:
+    """Delete what the agent user owns in the scratch places (SCRATCH_ROOTS) and the System V
+    IPC objects (when run as root). Kill the agent's processes first."""
     if os.geteuid() != 0:
         return
     if shutil.which("ipcrm"):
@@ -261,6 +268,80 @@ def undo_agent_changes(workspace: str, before: dict[str, tuple[int, int]]) -> No
                     _remove(path, stat.S_ISDIR(info.st_mode))
                     if name in dirs:
                         dirs.remove(name)
+
+
+class FreshWorkspaces:
+    """A new copy of the submitted workspace for every run of the agent's code.
+
+    Create it before any of the agent's code runs: it copies `workspace` to a root-only
+    pristine snapshot under `scratch` (a root-owned folder the agent user may enter but not
+    list) and closes `workspace` itself to the agent user. Each `fresh()` copies the snapshot
+    to a new folder under `scratch`, owned by the agent user, for one run; afterwards it kills
+    the agent user's processes, removes that folder and clears the scratch places
+    (clear_agent_scratch). A copy holds the files' contents, permission bits and symlinks and
+    nothing else (no times, extended attributes, owners, special files or traces of deleted
+    files), so nothing one run leaves in the workspace can reach the next: deleting only what
+    changed cannot promise that (a directory's time or extended attribute carries data too).
+    """
+
+    def __init__(self, workspace: str, scratch: str) -> None:
+        self.workspace = workspace
+        self.scratch = scratch
+        self.runs = 0
+        self.pristine = os.path.join(scratch, "pristine")
+        os.mkdir(self.pristine, 0o700)
+        root = os.geteuid() == 0
+        _copy_plain(workspace, os.path.join(self.pristine, "workspace"), 0 if root else None)
+        if root:  # the agent's code reaches its files only through the copies
+            os.chown(workspace, 0, 0)
+            os.chmod(workspace, 0o700)
+
+    @contextlib.contextmanager
+    def fresh(self) -> Iterator[str]:
+        """A new folder holding a copy of the submitted workspace, owned by the agent user;
+        removed, with everything else of the agent user's, when the block ends."""
+        self.runs += 1
+        folder = os.path.join(self.scratch, f"workspace-{self.runs}")
+        owner = _agent_identity().pw_uid if os.geteuid() == 0 else None
+        try:
+            _copy_plain(os.path.join(self.pristine, "workspace"), folder, owner)
+            yield folder
+        finally:
+            kill_agent_processes()
+            shutil.rmtree(folder, ignore_errors=True)
+            clear_agent_scratch()
+
+
+def _copy_plain(source: str, target: str, owner: int | None) -> None:
+    """Copy the folder `source` to the new folder `target`: contents, permission bits (no
+    set-id bits) and symlinks only, every entry owned by `owner` (unchanged when None).
+    Symlinks are copied as links, never followed; other special files are left out."""
+    os.mkdir(target, 0o700)
+    with os.scandir(source) as entries:
+        for entry in entries:
+            path, copy = entry.path, os.path.join(target, entry.name)
+            info = entry.stat(follow_symlinks=False)
+            if stat.S_ISLNK(info.st_mode):
+                os.symlink(os.readlink(path), copy)
+            elif stat.S_ISDIR(info.st_mode):
+                _copy_plain(path, copy, owner)
+                continue  # its owner and mode are set by the call
+            elif stat.S_ISREG(info.st_mode):
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+                with os.fdopen(fd, "rb") as src, open(copy, "xb") as dst:
+                    shutil.copyfileobj(src, dst)
+                os.chmod(copy, stat.S_IMODE(info.st_mode) & 0o777)
+            else:
+                continue
+            if owner is not None:
+                os.lchown(copy, owner, _agent_group(owner))
+    if owner is not None:
+        os.chown(target, owner, _agent_group(owner))
+    os.chmod(target, stat.S_IMODE(os.lstat(source).st_mode) & 0o777 | 0o700)
+
+
+def _agent_group(owner: int) -> int:
+    return 0 if owner == 0 else _agent_identity().pw_gid
 
 
 def _remove(path: str, is_dir: bool) -> None:

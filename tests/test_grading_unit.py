@@ -92,6 +92,75 @@ def test_undo_agent_changes_deletes_what_a_run_created_or_changed(
     assert sorted(p.name for p in scratch.iterdir()) == ["someone-else.txt"]
 
 
+def test_fresh_workspaces_give_each_run_a_new_plain_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import contextlib
+    import os
+    import pwd
+    import stat
+
+    from rdbench import grading_kit
+    from rdbench.grading_kit import FreshWorkspaces
+
+    agent_uid = 2**31 - 7  # as above: no host user `agent`, nothing outside tmp_path touched
+    identity = pwd.struct_passwd(("agent", "x", agent_uid, agent_uid, "", "/home/agent", ""))
+    monkeypatch.setattr(grading_kit, "_agent_identity", lambda: identity)
+    monkeypatch.setattr(grading_kit, "SCRATCH_ROOTS", (str(tmp_path / "tmp"),))
+    monkeypatch.setattr(grading_kit.shutil, "which", lambda name: None)
+    (tmp_path / "tmp").mkdir()
+    workspace = tmp_path / "home"
+    (workspace / "data" / "deep").mkdir(parents=True)
+    (workspace / "kernel.py").write_text("kept")
+    (workspace / "data" / "input.npz").write_bytes(b"\x00kept")
+    (workspace / "run.sh").write_text("kept")
+    os.chmod(workspace / "run.sh", 0o4755)
+    (workspace / "link").symlink_to("kernel.py")
+    os.mkfifo(workspace / "fifo")
+    os.utime(workspace / "data", ns=(123, 456))
+    xattrs = True
+    try:
+        os.setxattr(workspace / "data", "user.answers", b"submitted")
+    except OSError:
+        xattrs = False  # the file system keeps none; the times still carry data
+    as_root = os.geteuid() == 0
+    scratch = tmp_path / "scratch"
+    scratch.mkdir(mode=0o711)
+    workspaces = FreshWorkspaces(str(workspace), str(scratch))
+    if as_root:
+        assert (os.stat(workspace).st_uid, stat.S_IMODE(os.stat(workspace).st_mode)) == (0, 0o700)
+    assert stat.S_IMODE(os.stat(workspaces.pristine).st_mode) == 0o700
+
+    seen = []
+    for _ in range(2):
+        with workspaces.fresh() as copy:
+            seen.append(copy)
+            root = Path(copy)
+            found = sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+            assert found == ["data", "data/deep", "data/input.npz", "kernel.py", "link", "run.sh"]
+            assert (root / "data" / "input.npz").read_bytes() == b"\x00kept"
+            assert os.readlink(root / "link") == "kernel.py"
+            assert stat.S_IMODE(os.stat(root / "run.sh").st_mode) == 0o755  # no set-id bit
+            assert os.stat(root / "data").st_mtime_ns != 456
+            if xattrs:
+                assert os.listxattr(root / "data") == []
+            if as_root:
+                assert {os.lstat(p).st_uid for p in [root, *root.rglob("*")]} == {agent_uid}
+            # what a run leaves, everywhere it can write
+            (root / "cache.bin").write_text("answers")
+            os.utime(root / "data" / "deep", ns=(7, 7))
+            if xattrs:
+                with contextlib.suppress(OSError):
+                    os.setxattr(root / "data", "user.answers", b"answers")
+            left = tmp_path / "tmp" / "left.bin"
+            left.write_text("answers")
+            if as_root:
+                os.chown(left, agent_uid, agent_uid)
+        assert not os.path.exists(copy)
+        assert not as_root or not left.exists()
+    assert seen[0] != seen[1]
+
+
 @pytest.mark.parametrize(
     ("value", "text"),
     [
