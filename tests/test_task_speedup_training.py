@@ -247,7 +247,7 @@ while True:
         pass
 time.sleep(0.5)
 open(out, "wb").write(b"overwritten")
-open("/home/agent/score.json", "w").write('{"raw_score": 9}')
+open("score.json", "w").write('{"raw_score": 9}')
 while True:
     pass
 """
@@ -321,24 +321,24 @@ def test_agent_code_cannot_read_the_grader_or_the_originals_model(grade: Grade) 
 
 
 # Cheat 6: reuse work between runs. train.py (the reference) copies a model an earlier run left
-# in a cache (in the temporary folders or the workspace) instead of training. Before every run
-# after the first the grader deletes what the agent user owns in the temporary folders and
-# what changed in the workspace, so every run trains (and a cached model would be for another
-# seed anyway: each run gets its own).
+# in a cache (in the temporary folders, its home or the workspace) instead of training. Every
+# run has its own fresh copy of the submitted workspace (also its HOME), and after every run
+# the grader deletes what the agent user owns in the temporary folders, so every run trains
+# (and a cached model would be for another seed anyway: each run gets its own).
 CACHES = (
     "/tmp/cache.pt", "/var/tmp/cache.pt", "/dev/shm/cache.pt",
-    "/home/agent/.cache/model.pt", "/home/agent/model-cache.pt",
+    "~/.cache/model.pt", "model-cache.pt",
 )
 USE_A_CACHE = f"""\
 import os, shutil, sys
 _out = sys.argv[sys.argv.index("--out") + 1]
-for _path in {CACHES!r}:
+for _path in map(os.path.expanduser, {CACHES!r}):
     if os.path.exists(_path):
         shutil.copyfile(_path, _out)
         raise SystemExit(0)
 """
 FILL_THE_CACHES = f"""
-for _path in {CACHES!r}:
+for _path in map(os.path.abspath, map(os.path.expanduser, {CACHES!r})):
     os.makedirs(os.path.dirname(_path), exist_ok=True)
     shutil.copyfile(_out, _path)
 """
