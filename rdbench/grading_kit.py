@@ -6,15 +6,19 @@ It imports this module (standard library only; it must run on the image's Python
 agent's code as the unprivileged user and to print its verdict in the grading contract:
 
 ```python
-from rdbench_grading import emit, parse_args, run_as_agent
+from rdbench_grading import emit, parse_args, run_as_agent, shown
 
 args = parse_args()                      # args.split is "validation" or "test" (from stdin)
 run = run_as_agent(["python", "train.py"], cwd=args.workspace, timeout=600)
 if not run.ok:
     emit(None, valid=False, message=f"train.py failed: {run.tail()}")
 ...
-emit(raw_score, valid=True, message="...", details={...})
+emit(raw_score, valid=True, message=f"score {shown(raw_score)}", details={...})
 ```
+
+A grader that runs the agent's code more than once (timed repeats, several seeds) gives every
+run its own fresh copy of the submitted workspace with FreshWorkspaces, and rounds every number
+in its message with `shown` (the `score` tool shows the message to the agent).
 """
 
 from __future__ import annotations
@@ -209,43 +213,6 @@ def kill_agent_processes() -> int:
 
 SCRATCH_ROOTS = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock", "/dev/mqueue")
 """Where the agent user may write in a grading sandbox, besides its home."""
-
-
-def snapshot_files(folder: str) -> dict[str, tuple[int, int]]:
-    """Every path under `folder` with its inode number and change time, for
-    undo_agent_changes. Take it before any of the agent's code runs."""
-    found = {}
-    for parent, dirs, files in os.walk(folder):
-        for name in dirs + files:
-            path = os.path.join(parent, name)
-            with contextlib.suppress(OSError):
-                info = os.lstat(path)
-                found[path] = (info.st_ino, info.st_ctime_ns)
-    return found
-
-
-def undo_agent_changes(workspace: str, before: dict[str, tuple[int, int]]) -> None:
-    """Between two runs of the agent's code: delete what was created or changed under
-    `workspace` since `before` (its snapshot_files), what the agent user owns in the scratch
-    places (SCRATCH_ROOTS) and the System V IPC objects, so that a run finds nothing an
-    earlier run left (a cache of its results). Kill the agent's processes first."""
-    for parent, dirs, files in os.walk(workspace, topdown=True):
-        for name in [*dirs, *files]:
-            path = os.path.join(parent, name)
-            try:
-                info = os.lstat(path)
-            except OSError:
-                continue
-            known = before.get(path)
-            is_dir = stat.S_ISDIR(info.st_mode)
-            if known is not None and known[0] == info.st_ino and (
-                is_dir or known[1] == info.st_ctime_ns
-            ):
-                continue  # there before and unchanged (a folder: its entries are looked at)
-            _remove(path, is_dir)
-            if name in dirs:
-                dirs.remove(name)
-    clear_agent_scratch()
 
 
 def clear_agent_scratch() -> None:

@@ -49,49 +49,6 @@ def test_no_verdict_is_a_grading_error() -> None:
         parse_verdict("Traceback (most recent call last): ...")
 
 
-def test_undo_agent_changes_deletes_what_a_run_created_or_changed(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import os
-    import pwd
-
-    from rdbench import grading_kit
-    from rdbench.grading_kit import snapshot_files, undo_agent_changes
-
-    # No host user `agent` is assumed, and nothing outside tmp_path is touched: the kit's
-    # identity lookup answers with a uid we choose, its scratch places are a folder here, and
-    # the host's System V IPC objects are left alone.
-    agent_uid = 2**31 - 7
-    identity = pwd.struct_passwd(("agent", "x", agent_uid, agent_uid, "", "/home/agent", ""))
-    monkeypatch.setattr(grading_kit, "_agent_identity", lambda: identity)
-    scratch = tmp_path / "scratch"
-    scratch.mkdir()
-    monkeypatch.setattr(grading_kit, "SCRATCH_ROOTS", (str(scratch),))
-    monkeypatch.setattr(grading_kit.shutil, "which", lambda name: None)
-
-    workspace = tmp_path / "home"
-    (workspace / "data").mkdir(parents=True)
-    (workspace / "kernel.py").write_text("kept")
-    (workspace / "data" / "input.npz").write_text("kept")
-    (workspace / "notes.txt").write_text("rewritten by a run")
-    (scratch / "someone-else.txt").write_text("kept")
-    before = snapshot_files(str(workspace))
-    (workspace / "notes.txt").write_text("a cache")
-    (workspace / "cache.pt").write_text("a cache")
-    (workspace / "data" / "more.npz").write_text("a cache")
-    (workspace / ".cache" / "deep").mkdir(parents=True)
-    (workspace / ".cache" / "deep" / "model.pt").write_text("a cache")
-    (workspace / "link").symlink_to(workspace / "kernel.py")
-    as_root = os.geteuid() == 0
-    if as_root:  # the agent's file in a scratch place goes too
-        (scratch / "agents.cache").write_text("a cache")
-        os.chown(scratch / "agents.cache", agent_uid, agent_uid)
-    undo_agent_changes(str(workspace), before)
-    left = sorted(str(p.relative_to(workspace)) for p in workspace.rglob("*"))
-    assert left == ["data", "data/input.npz", "kernel.py"]
-    assert sorted(p.name for p in scratch.iterdir()) == ["someone-else.txt"]
-
-
 def test_fresh_workspaces_give_each_run_a_new_plain_copy(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -103,7 +60,10 @@ def test_fresh_workspaces_give_each_run_a_new_plain_copy(
     from rdbench import grading_kit
     from rdbench.grading_kit import FreshWorkspaces
 
-    agent_uid = 2**31 - 7  # as above: no host user `agent`, nothing outside tmp_path touched
+    # No host user `agent` is assumed, and nothing outside tmp_path is touched: the kit's
+    # identity lookup answers with a uid we choose, its scratch places are a folder here, and
+    # the host's System V IPC objects are left alone.
+    agent_uid = 2**31 - 7
     identity = pwd.struct_passwd(("agent", "x", agent_uid, agent_uid, "", "/home/agent", ""))
     monkeypatch.setattr(grading_kit, "_agent_identity", lambda: identity)
     monkeypatch.setattr(grading_kit, "SCRATCH_ROOTS", (str(tmp_path / "tmp"),))
