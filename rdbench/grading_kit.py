@@ -258,7 +258,7 @@ class FreshWorkspaces:
         self.pristine = os.path.join(scratch, "pristine")
         os.mkdir(self.pristine, 0o700)
         root = os.geteuid() == 0
-        _copy_plain(workspace, os.path.join(self.pristine, "workspace"), 0 if root else None)
+        _copy_or_invalid(workspace, os.path.join(self.pristine, "workspace"), 0 if root else None)
         if root:  # the agent's code reaches its files only through the copies
             os.chown(workspace, 0, 0)
             os.chmod(workspace, 0o700)
@@ -271,40 +271,82 @@ class FreshWorkspaces:
         folder = os.path.join(self.scratch, f"workspace-{self.runs}")
         owner = _agent_identity().pw_uid if os.geteuid() == 0 else None
         try:
-            _copy_plain(os.path.join(self.pristine, "workspace"), folder, owner)
+            _copy_or_invalid(os.path.join(self.pristine, "workspace"), folder, owner)
             yield folder
         finally:
             kill_agent_processes()
-            shutil.rmtree(folder, ignore_errors=True)
+            _remove_folder(folder)
             clear_agent_scratch()
+
+
+def _copy_or_invalid(source: str, target: str, owner: int | None) -> None:
+    """_copy_plain, or the verdict that the workspace cannot be copied (too deep a tree, a
+    path too long): the submission's fault, not an error of the grader."""
+    try:
+        _copy_plain(source, target, owner)
+    except OSError as error:
+        where = os.path.relpath(error.filename, source) if error.filename else "?"
+        emit(None, valid=False, message=f"the workspace could not be copied for grading: "
+             f"{error.strerror} ({where[:200]})")
 
 
 def _copy_plain(source: str, target: str, owner: int | None) -> None:
     """Copy the folder `source` to the new folder `target`: contents, permission bits (no
     set-id bits) and symlinks only, every entry owned by `owner` (unchanged when None).
-    Symlinks are copied as links, never followed; other special files are left out."""
-    os.mkdir(target, 0o700)
-    with os.scandir(source) as entries:
-        for entry in entries:
-            path, copy = entry.path, os.path.join(target, entry.name)
-            info = entry.stat(follow_symlinks=False)
-            if stat.S_ISLNK(info.st_mode):
-                os.symlink(os.readlink(path), copy)
-            elif stat.S_ISDIR(info.st_mode):
-                _copy_plain(path, copy, owner)
-                continue  # its owner and mode are set by the call
-            elif stat.S_ISREG(info.st_mode):
-                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-                with os.fdopen(fd, "rb") as src, open(copy, "xb") as dst:
-                    shutil.copyfileobj(src, dst)
-                os.chmod(copy, stat.S_IMODE(info.st_mode) & 0o777)
-            else:
-                continue
-            if owner is not None:
-                os.lchown(copy, owner, _agent_group(owner))
-    if owner is not None:
-        os.chown(target, owner, _agent_group(owner))
-    os.chmod(target, stat.S_IMODE(os.lstat(source).st_mode) & 0o777 | 0o700)
+    Symlinks are copied as links, never followed; other special files are left out. Walks
+    with its own stack, so no depth of folders exhausts Python's recursion limit."""
+    pending = [(source, target)]
+    folders = []  # (source, copy) of every folder, given its owner and mode once filled
+    while pending:
+        folder, made = pending.pop()
+        os.mkdir(made, 0o700)
+        folders.append((folder, made))
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                path, copy = entry.path, os.path.join(made, entry.name)
+                info = entry.stat(follow_symlinks=False)
+                if stat.S_ISLNK(info.st_mode):
+                    os.symlink(os.readlink(path), copy)
+                elif stat.S_ISDIR(info.st_mode):
+                    pending.append((path, copy))
+                    continue
+                elif stat.S_ISREG(info.st_mode):
+                    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+                    with os.fdopen(fd, "rb") as src, open(copy, "xb") as dst:
+                        shutil.copyfileobj(src, dst)
+                    os.chmod(copy, stat.S_IMODE(info.st_mode) & 0o777)
+                else:
+                    continue
+                if owner is not None:
+                    os.lchown(copy, owner, _agent_group(owner))
+    for folder, made in reversed(folders):
+        if owner is not None:
+            os.chown(made, owner, _agent_group(owner))
+        os.chmod(made, stat.S_IMODE(os.lstat(folder).st_mode) & 0o777 | 0o700)
+
+
+def _remove_folder(folder: str) -> None:
+    """Remove `folder` and everything in it, with its own stack (any depth). What cannot be
+    removed (a path too long) is closed off: `folder` is given to root, mode 0700, so no later
+    run of the agent's code can reach it."""
+    pending, folders = [folder], []
+    while pending:
+        current = pending.pop()
+        folders.append(current)
+        with contextlib.suppress(OSError), os.scandir(current) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append(entry.path)
+                else:
+                    with contextlib.suppress(OSError):
+                        os.unlink(entry.path)
+    for current in reversed(folders):
+        with contextlib.suppress(OSError):
+            os.rmdir(current)
+    if os.path.lexists(folder) and os.geteuid() == 0:
+        with contextlib.suppress(OSError):
+            os.lchown(folder, 0, 0)
+            os.chmod(folder, 0o700)
 
 
 def _agent_group(owner: int) -> int:

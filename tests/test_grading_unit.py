@@ -121,6 +121,41 @@ def test_fresh_workspaces_give_each_run_a_new_plain_copy(
     assert seen[0] != seen[1]
 
 
+def test_fresh_workspaces_copy_and_remove_a_tree_deeper_than_the_recursion_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+    import pwd
+    import sys
+
+    from rdbench import grading_kit
+    from rdbench.grading_kit import FreshWorkspaces
+
+    agent_uid = 2**31 - 7  # as above
+    identity = pwd.struct_passwd(("agent", "x", agent_uid, agent_uid, "", "/home/agent", ""))
+    monkeypatch.setattr(grading_kit, "_agent_identity", lambda: identity)
+    monkeypatch.setattr(grading_kit, "SCRATCH_ROOTS", ())
+    depth = sys.getrecursionlimit() + 200
+    workspace = tmp_path / "home"
+    deepest = str(workspace)
+    os.mkdir(deepest)
+    for _ in range(depth):  # os.makedirs recurses too
+        deepest += "/d"
+        os.mkdir(deepest)
+    Path(deepest, "bottom.txt").write_text("kept")
+    scratch = tmp_path / "scratch"
+    scratch.mkdir(mode=0o711)
+    try:
+        workspaces = FreshWorkspaces(str(workspace), str(scratch))
+        with workspaces.fresh() as copy:
+            assert Path(copy + "/d" * depth, "bottom.txt").read_text() == "kept"
+        assert not os.path.exists(copy)
+    finally:  # pytest's own clean-up of tmp_path recurses: leave no deep tree behind
+        for folder in (workspace, scratch):
+            grading_kit._remove_folder(str(folder))
+    assert not workspace.exists() and not scratch.exists()
+
+
 @pytest.mark.parametrize(
     ("value", "text"),
     [
