@@ -26,6 +26,7 @@ from rdbench.grading import (
     grade_archive,
     refused_grade,
 )
+from rdbench.grading_kit import shown
 from rdbench.resources import environments_dir
 from rdbench.sandbox import hostdirs
 from rdbench.sandbox.base import (
@@ -251,7 +252,8 @@ class RDEnv(gym.Env[str, Any]):
                          message=grade.message, elapsed_working_s=round(self.elapsed_s, 3))
             if grade.raw_score is None:
                 return f"Validation score: none, not valid ({grade.message})"
-            return f"Validation score: {grade.raw_score} ({grade.message})"
+            # rounded: a score at full precision is an oracle for the hidden labels
+            return f"Validation score: {shown(grade.raw_score)} ({grade.message})"
         if call.tool == "notepad":
             self.notepad = call.input["content"]
             return f"Notepad saved ({len(self.notepad)} characters)."

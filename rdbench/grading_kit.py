@@ -6,15 +6,19 @@ It imports this module (standard library only; it must run on the image's Python
 agent's code as the unprivileged user and to print its verdict in the grading contract:
 
 ```python
-from rdbench_grading import emit, parse_args, run_as_agent
+from rdbench_grading import emit, parse_args, run_as_agent, shown
 
 args = parse_args()                      # args.split is "validation" or "test" (from stdin)
 run = run_as_agent(["python", "train.py"], cwd=args.workspace, timeout=600)
 if not run.ok:
     emit(None, valid=False, message=f"train.py failed: {run.tail()}")
 ...
-emit(raw_score, valid=True, message="...", details={...})
+emit(raw_score, valid=True, message=f"score {shown(raw_score)}", details={...})
 ```
+
+A grader that runs the agent's code more than once (timed repeats, several seeds) gives every
+run its own fresh copy of the submitted workspace with FreshWorkspaces, and rounds every number
+in its message with `shown` (the `score` tool shows the message to the agent).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import pwd
 import shutil
@@ -38,6 +43,7 @@ from typing import IO, Any, NoReturn
 AGENT_USER = "agent"
 SPLITS = ("validation", "test")
 OUTPUT_LIMIT = 1_000_000  # bytes kept of the end of each output stream
+SHOWN_DIGITS = 3  # significant digits of a number the agent may see (a score, a loss)
 
 
 @dataclass
@@ -77,6 +83,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.split is None:
         args.split = _split_from_stdin(parser)
     return args
+
+
+def shown(value: float, digits: int = SHOWN_DIGITS) -> str:
+    """`value` rounded to `digits` significant digits, written out for a message the agent sees.
+
+    Every number in a grader's message goes through this: a score shown at full precision
+    is an oracle (an AUC to 16 digits tells one hidden label per call). Trailing zeros are
+    kept, so "0.500" says how precise it is; very large or small values use an exponent."""
+    if not math.isfinite(value):
+        return str(value)
+    if value == 0:
+        return "0." + "0" * (digits - 1) if digits > 1 else "0"
+    text = f"{value:.{digits - 1}e}"  # rounds once, to the digits shown
+    exponent = int(text.split("e")[1])
+    if not -5 <= exponent < 6:
+        return text
+    return f"{float(text):.{max(digits - 1 - exponent, 0)}f}"
 
 
 def _split_from_stdin(parser: argparse.ArgumentParser) -> str:
@@ -217,40 +240,9 @@ def remove_tree(path: str) -> None:
                    check=False)  # fmt: skip
 
 
-def snapshot_files(folder: str) -> dict[str, tuple[int, int]]:
-    """Every path under `folder` with its inode number and change time, for
-    undo_agent_changes. Take it before any of the agent's code runs."""
-    found = {}
-    for parent, dirs, files in walk_tree(folder):
-        for name in dirs + files:
-            path = os.path.join(parent, name)
-            with contextlib.suppress(OSError):
-                info = os.lstat(path)
-                found[path] = (info.st_ino, info.st_ctime_ns)
-    return found
-
-
-def undo_agent_changes(workspace: str, before: dict[str, tuple[int, int]]) -> None:
-    """Between two runs of the agent's code: delete what was created or changed under
-    `workspace` since `before` (its snapshot_files), what the agent user owns in the scratch
-    places (SCRATCH_ROOTS) and the System V IPC objects, so that a run finds nothing an
-    earlier run left (a cache of its results). Kill the agent's processes first."""
-    for parent, dirs, files in walk_tree(workspace):
-        for name in [*dirs, *files]:
-            path = os.path.join(parent, name)
-            try:
-                info = os.lstat(path)
-            except OSError:
-                continue
-            known = before.get(path)
-            is_dir = stat.S_ISDIR(info.st_mode)
-            if known is not None and known[0] == info.st_ino and (
-                is_dir or known[1] == info.st_ctime_ns
-            ):
-                continue  # there before and unchanged (a folder: its entries are looked at)
-            _remove(path, is_dir)
-            if name in dirs:
-                dirs.remove(name)
+def clear_agent_scratch() -> None:
+    """Delete what the agent user owns in the scratch places (SCRATCH_ROOTS) and the System V
+    IPC objects (when run as root). Kill the agent's processes first."""
     if os.geteuid() != 0:
         return
     if shutil.which("ipcrm"):
@@ -268,6 +260,122 @@ def undo_agent_changes(workspace: str, before: dict[str, tuple[int, int]]) -> No
                     _remove(path, stat.S_ISDIR(info.st_mode))
                     if name in dirs:
                         dirs.remove(name)
+
+
+class FreshWorkspaces:
+    """A new copy of the submitted workspace for every run of the agent's code.
+
+    Create it before any of the agent's code runs: it copies `workspace` to a root-only
+    pristine snapshot under `scratch` (a root-owned folder the agent user may enter but not
+    list) and closes `workspace` itself to the agent user. Each `fresh()` copies the snapshot
+    to a new folder under `scratch`, owned by the agent user, for one run; afterwards it kills
+    the agent user's processes, removes that folder and clears the scratch places
+    (clear_agent_scratch). A copy holds the files' contents, permission bits and symlinks and
+    nothing else (no times, extended attributes, owners, special files or traces of deleted
+    files), so nothing one run leaves in the workspace can reach the next: deleting only what
+    changed cannot promise that (a directory's time or extended attribute carries data too).
+    """
+
+    def __init__(self, workspace: str, scratch: str) -> None:
+        self.workspace = workspace
+        self.scratch = scratch
+        self.runs = 0
+        self.pristine = os.path.join(scratch, "pristine")
+        os.mkdir(self.pristine, 0o700)
+        root = os.geteuid() == 0
+        _copy_or_invalid(workspace, os.path.join(self.pristine, "workspace"), 0 if root else None)
+        if root:  # the agent's code reaches its files only through the copies
+            os.chown(workspace, 0, 0)
+            os.chmod(workspace, 0o700)
+
+    @contextlib.contextmanager
+    def fresh(self) -> Iterator[str]:
+        """A new folder holding a copy of the submitted workspace, owned by the agent user;
+        removed, with everything else of the agent user's, when the block ends."""
+        self.runs += 1
+        folder = os.path.join(self.scratch, f"workspace-{self.runs}")
+        owner = _agent_identity().pw_uid if os.geteuid() == 0 else None
+        try:
+            _copy_or_invalid(os.path.join(self.pristine, "workspace"), folder, owner)
+            yield folder
+        finally:
+            kill_agent_processes()
+            _remove_folder(folder)
+            clear_agent_scratch()
+
+
+def _copy_or_invalid(source: str, target: str, owner: int | None) -> None:
+    """_copy_plain, or the verdict that the workspace cannot be copied (too deep a tree, a
+    path too long): the submission's fault, not an error of the grader."""
+    try:
+        _copy_plain(source, target, owner)
+    except OSError as error:
+        where = os.path.relpath(error.filename, source) if error.filename else "?"
+        emit(None, valid=False, message=f"the workspace could not be copied for grading: "
+             f"{error.strerror} ({where[:200]})")
+
+
+def _copy_plain(source: str, target: str, owner: int | None) -> None:
+    """Copy the folder `source` to the new folder `target`: contents, permission bits (no
+    set-id bits) and symlinks only, every entry owned by `owner` (unchanged when None).
+    Symlinks are copied as links, never followed; other special files are left out. Walks
+    with its own stack, so no depth of folders exhausts Python's recursion limit."""
+    pending = [(source, target)]
+    folders = []  # (source, copy) of every folder, given its owner and mode once filled
+    while pending:
+        folder, made = pending.pop()
+        os.mkdir(made, 0o700)
+        folders.append((folder, made))
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                path, copy = entry.path, os.path.join(made, entry.name)
+                info = entry.stat(follow_symlinks=False)
+                if stat.S_ISLNK(info.st_mode):
+                    os.symlink(os.readlink(path), copy)
+                elif stat.S_ISDIR(info.st_mode):
+                    pending.append((path, copy))
+                    continue
+                elif stat.S_ISREG(info.st_mode):
+                    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+                    with os.fdopen(fd, "rb") as src, open(copy, "xb") as dst:
+                        shutil.copyfileobj(src, dst)
+                    os.chmod(copy, stat.S_IMODE(info.st_mode) & 0o777)
+                else:
+                    continue
+                if owner is not None:
+                    os.lchown(copy, owner, _agent_group(owner))
+    for folder, made in reversed(folders):
+        if owner is not None:
+            os.chown(made, owner, _agent_group(owner))
+        os.chmod(made, stat.S_IMODE(os.lstat(folder).st_mode) & 0o777 | 0o700)
+
+
+def _remove_folder(folder: str) -> None:
+    """Remove `folder` and everything in it, with its own stack (any depth). What cannot be
+    removed (a path too long) is closed off: `folder` is given to root, mode 0700, so no later
+    run of the agent's code can reach it."""
+    pending, folders = [folder], []
+    while pending:
+        current = pending.pop()
+        folders.append(current)
+        with contextlib.suppress(OSError), os.scandir(current) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append(entry.path)
+                else:
+                    with contextlib.suppress(OSError):
+                        os.unlink(entry.path)
+    for current in reversed(folders):
+        with contextlib.suppress(OSError):
+            os.rmdir(current)
+    if os.path.lexists(folder) and os.geteuid() == 0:
+        with contextlib.suppress(OSError):
+            os.lchown(folder, 0, 0)
+            os.chmod(folder, 0o700)
+
+
+def _agent_group(owner: int) -> int:
+    return 0 if owner == 0 else _agent_identity().pw_gid
 
 
 def _remove(path: str, is_dir: bool) -> None:

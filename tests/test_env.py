@@ -93,6 +93,27 @@ def test_score_tool_grades_validation_split_and_goes_on(toy_env: RDEnv) -> None:
     assert (reward, terminated, truncated) == (0.0, False, False)
 
 
+def test_score_tool_shows_three_significant_digits_and_records_all(
+    tmp_path: Path, sandbox_image: str
+) -> None:
+    from rdbench.transcript import Transcript, read_transcript
+
+    transcript = Transcript(tmp_path)
+    env = RDEnv(load_task(TOY_TASK), transcript=transcript)
+    try:
+        env.reset()
+        content = "print(0.123456789)"
+        env.step({"tool": "write_file", "input": {"path": "answer.py", "content": content}})
+        observation, *_ = env.step({"tool": "score"})
+    finally:
+        env.close()
+        transcript.close()
+    assert observation.startswith("Validation score: 0.623 (answer.py printed 0.123 ")
+    assert "12345" not in observation and "23456" not in observation
+    (score,) = [event for event in read_transcript(tmp_path) if event["type"] == "score"]
+    assert score["raw_score"] == pytest.approx(0.623456789, abs=1e-12)  # kept in full
+
+
 def test_submit_grades_test_split_in_fresh_sandbox(toy_env: RDEnv) -> None:
     toy_env.step({"tool": "write_file", "input": {"path": "answer.py", "content": "print(4)"}})
     _, reward, terminated, truncated, info = toy_env.step({"tool": "submit"})

@@ -49,14 +49,16 @@ def test_no_verdict_is_a_grading_error() -> None:
         parse_verdict("Traceback (most recent call last): ...")
 
 
-def test_undo_agent_changes_deletes_what_a_run_created_or_changed(
+def test_fresh_workspaces_give_each_run_a_new_plain_copy(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import contextlib
     import os
     import pwd
+    import stat
 
     from rdbench import grading_kit
-    from rdbench.grading_kit import snapshot_files, undo_agent_changes
+    from rdbench.grading_kit import FreshWorkspaces
 
     # No host user `agent` is assumed, and nothing outside tmp_path is touched: the kit's
     # identity lookup answers with a uid we choose, its scratch places are a folder here, and
@@ -64,32 +66,116 @@ def test_undo_agent_changes_deletes_what_a_run_created_or_changed(
     agent_uid = 2**31 - 7
     identity = pwd.struct_passwd(("agent", "x", agent_uid, agent_uid, "", "/home/agent", ""))
     monkeypatch.setattr(grading_kit, "_agent_identity", lambda: identity)
-    scratch = tmp_path / "scratch"
-    scratch.mkdir()
-    monkeypatch.setattr(grading_kit, "SCRATCH_ROOTS", (str(scratch),))
+    monkeypatch.setattr(grading_kit, "SCRATCH_ROOTS", (str(tmp_path / "tmp"),))
     monkeypatch.setattr(grading_kit.shutil, "which", lambda name: None)
-
+    (tmp_path / "tmp").mkdir()
     workspace = tmp_path / "home"
-    (workspace / "data").mkdir(parents=True)
+    (workspace / "data" / "deep").mkdir(parents=True)
     (workspace / "kernel.py").write_text("kept")
-    (workspace / "data" / "input.npz").write_text("kept")
-    (workspace / "notes.txt").write_text("rewritten by a run")
-    (scratch / "someone-else.txt").write_text("kept")
-    before = snapshot_files(str(workspace))
-    (workspace / "notes.txt").write_text("a cache")
-    (workspace / "cache.pt").write_text("a cache")
-    (workspace / "data" / "more.npz").write_text("a cache")
-    (workspace / ".cache" / "deep").mkdir(parents=True)
-    (workspace / ".cache" / "deep" / "model.pt").write_text("a cache")
-    (workspace / "link").symlink_to(workspace / "kernel.py")
+    (workspace / "data" / "input.npz").write_bytes(b"\x00kept")
+    (workspace / "run.sh").write_text("kept")
+    os.chmod(workspace / "run.sh", 0o4755)
+    (workspace / "link").symlink_to("kernel.py")
+    os.mkfifo(workspace / "fifo")
+    os.utime(workspace / "data", ns=(123, 456))
+    xattrs = True
+    try:
+        os.setxattr(workspace / "data", "user.answers", b"submitted")
+    except OSError:
+        xattrs = False  # the file system keeps none; the times still carry data
     as_root = os.geteuid() == 0
-    if as_root:  # the agent's file in a scratch place goes too
-        (scratch / "agents.cache").write_text("a cache")
-        os.chown(scratch / "agents.cache", agent_uid, agent_uid)
-    undo_agent_changes(str(workspace), before)
-    left = sorted(str(p.relative_to(workspace)) for p in workspace.rglob("*"))
-    assert left == ["data", "data/input.npz", "kernel.py"]
-    assert sorted(p.name for p in scratch.iterdir()) == ["someone-else.txt"]
+    scratch = tmp_path / "scratch"
+    scratch.mkdir(mode=0o711)
+    workspaces = FreshWorkspaces(str(workspace), str(scratch))
+    if as_root:
+        assert (os.stat(workspace).st_uid, stat.S_IMODE(os.stat(workspace).st_mode)) == (0, 0o700)
+    assert stat.S_IMODE(os.stat(workspaces.pristine).st_mode) == 0o700
+
+    seen = []
+    for _ in range(2):
+        with workspaces.fresh() as copy:
+            seen.append(copy)
+            root = Path(copy)
+            found = sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+            assert found == ["data", "data/deep", "data/input.npz", "kernel.py", "link", "run.sh"]
+            assert (root / "data" / "input.npz").read_bytes() == b"\x00kept"
+            assert os.readlink(root / "link") == "kernel.py"
+            assert stat.S_IMODE(os.stat(root / "run.sh").st_mode) == 0o755  # no set-id bit
+            assert os.stat(root / "data").st_mtime_ns != 456
+            if xattrs:
+                assert os.listxattr(root / "data") == []
+            if as_root:
+                assert {os.lstat(p).st_uid for p in [root, *root.rglob("*")]} == {agent_uid}
+            # what a run leaves, everywhere it can write
+            (root / "cache.bin").write_text("answers")
+            os.utime(root / "data" / "deep", ns=(7, 7))
+            if xattrs:
+                with contextlib.suppress(OSError):
+                    os.setxattr(root / "data", "user.answers", b"answers")
+            left = tmp_path / "tmp" / "left.bin"
+            left.write_text("answers")
+            if as_root:
+                os.chown(left, agent_uid, agent_uid)
+        assert not os.path.exists(copy)
+        assert not as_root or not left.exists()
+    assert seen[0] != seen[1]
+
+
+def test_fresh_workspaces_copy_and_remove_a_tree_deeper_than_the_recursion_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+    import pwd
+    import sys
+
+    from rdbench import grading_kit
+    from rdbench.grading_kit import FreshWorkspaces
+
+    agent_uid = 2**31 - 7  # as above
+    identity = pwd.struct_passwd(("agent", "x", agent_uid, agent_uid, "", "/home/agent", ""))
+    monkeypatch.setattr(grading_kit, "_agent_identity", lambda: identity)
+    monkeypatch.setattr(grading_kit, "SCRATCH_ROOTS", ())
+    depth = sys.getrecursionlimit() + 200
+    workspace = tmp_path / "home"
+    deepest = str(workspace)
+    os.mkdir(deepest)
+    for _ in range(depth):  # os.makedirs recurses too
+        deepest += "/d"
+        os.mkdir(deepest)
+    Path(deepest, "bottom.txt").write_text("kept")
+    scratch = tmp_path / "scratch"
+    scratch.mkdir(mode=0o711)
+    try:
+        workspaces = FreshWorkspaces(str(workspace), str(scratch))
+        with workspaces.fresh() as copy:
+            assert Path(copy + "/d" * depth, "bottom.txt").read_text() == "kept"
+        assert not os.path.exists(copy)
+    finally:  # pytest's own clean-up of tmp_path recurses: leave no deep tree behind
+        for folder in (workspace, scratch):
+            grading_kit._remove_folder(str(folder))
+    assert not workspace.exists() and not scratch.exists()
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (0.5004389815627743, "0.500"),  # one positive row of tabular-credit's validation split
+        (0.4997313272434175, "0.500"),  # one negative row
+        (0.123456789, "0.123"),
+        (-150.23, "-150"),
+        (1234.5, "1230"),
+        (99.95, "100"),
+        (1.0, "1.00"),
+        (0.0, "0.00"),
+        (2.5e9, "2.50e+09"),
+        (1.23456e-7, "1.23e-07"),
+        (float("inf"), "inf"),
+    ],
+)
+def test_shown_keeps_three_significant_digits(value: float, text: str) -> None:
+    from rdbench.grading_kit import shown
+
+    assert shown(value) == text
 
 
 DEEP = 1500  # deeper than Python's recursion limit
@@ -119,28 +205,3 @@ def test_walk_tree_walks_a_tree_deeper_than_the_recursion_limit(tmp_path: Path) 
     assert seen == [str(leaf)]
     remove_tree(str(tmp_path / "deep"))
     assert not (tmp_path / "deep").exists()
-
-
-def test_undo_agent_changes_removes_a_deep_tree_a_run_left(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import pwd
-
-    from rdbench import grading_kit
-    from rdbench.grading_kit import snapshot_files, undo_agent_changes
-
-    identity = pwd.struct_passwd(("agent", "x", 2**31 - 7, 2**31 - 7, "", "/home/agent", ""))
-    monkeypatch.setattr(grading_kit, "_agent_identity", lambda: identity)
-    monkeypatch.setattr(grading_kit, "SCRATCH_ROOTS", (str(tmp_path / "scratch"),))
-    monkeypatch.setattr(grading_kit.shutil, "which", lambda name: None)
-
-    workspace = tmp_path / "home"
-    (workspace / "data").mkdir(parents=True)
-    (workspace / "data" / "input.npz").write_text("kept")
-    before = snapshot_files(str(workspace))
-    _deep_tree(workspace / "data" / "cache")
-    _deep_tree(workspace / "tree")
-    assert len(snapshot_files(str(workspace))) > 2 * DEEP  # snapshots walk it too
-    undo_agent_changes(str(workspace), before)
-    assert sorted(p.name for p in workspace.iterdir()) == ["data"]
-    assert sorted(p.name for p in (workspace / "data").iterdir()) == ["input.npz"]

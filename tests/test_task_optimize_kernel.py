@@ -9,7 +9,9 @@ than compare raw scores with the anchors.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import os
 import sys
 import tomllib
 from collections.abc import Callable, Iterator
@@ -296,6 +298,7 @@ def test_clock_patches_fake_results_and_edited_checks_change_nothing(grade: Grad
 # every process of the agent user after each run.
 LINGERING = """
 import os, signal, time
+_OWN = os.getcwd().encode()  # the folder this kernel runs in (the grader's copy of the workspace)
 def _start_kernel_runs():
     for pid in os.listdir('/proc'):
         try:
@@ -305,10 +308,10 @@ def _start_kernel_runs():
                 cmdline = handle.read()
         except OSError:
             continue
-        if b'harness.py' in cmdline and b'/home/agent' not in cmdline:
+        if b'harness.py' in cmdline and _OWN not in cmdline:
             yield int(pid)
 def _daemon():
-    with open('/home/agent/score.json', 'w') as handle:
+    with open('score.json', 'w') as handle:
         handle.write('{"raw_score": 10.0}')
     stop = time.time() + 300
     while time.time() < stop:
@@ -338,6 +341,138 @@ def test_a_process_left_behind_is_killed_and_inflates_nothing(grade: Grade) -> N
     verdict = grade(files={"kernel.py": START_KERNEL + LINGERING})
     assert verdict["valid"], verdict["message"]
     assert verdict["details"]["processes_killed_after_runs"] >= 1
+    assert verdict["normalized_score"] < START_AT_MOST, verdict["details"]
+
+
+# Cheat 6: an answer cache that survives between the grader's timed runs. The first run of each
+# size computes the answers with the slow starting algorithm and stores them where deleting
+# what changed does not look: in an extended attribute of a directory shipped in the workspace
+# and in the modification times of shipped directories (os.utime, 7 bytes a directory). Later
+# runs recognise the relabelled, shuffled copy (tokens renamed by first appearance, pairs
+# sorted) and read the answers back; only the fastest run counts, so the slow first run costs
+# nothing. Every run now gets a fresh copy of the submitted workspace, so nothing is found.
+CACHE_SLOTS = 300  # directories per size: room for the short size's 2 kB of answers
+ANSWER_CACHE = START_KERNEL.replace("def edit_distance(", "def _slow(") + """
+import hashlib, os, zlib
+
+HITS = 0
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _canonical(a, a_len, b, b_len):
+    keys = []
+    for k in range(len(a)):
+        names = {}
+        x = [names.setdefault(t, len(names)) for t in a[k, : a_len[k]].tolist()]
+        y = [names.setdefault(t, len(names)) for t in b[k, : b_len[k]].tolist()]
+        x, y = (np.asarray(z, dtype=np.uint16).tobytes() for z in (x, y))
+        keys.append(len(x).to_bytes(2, "big") + x + y)
+    order = sorted(range(len(keys)), key=keys.__getitem__)
+    digest = hashlib.sha256(b"".join(keys[k] + b";" for k in order)).digest()[:8]
+    return order, digest
+
+
+def _folders(n):
+    return [os.path.join(HERE, "cache", str(n), f"{i:03d}") for i in range(""" + str(
+    CACHE_SLOTS
+) + """)]
+
+
+def _read(n):
+    folders = _folders(n)
+    try:
+        yield os.getxattr(os.path.join(HERE, "cache", str(n)), "user.answers")
+    except OSError:
+        pass
+    def mtimes(count):
+        return b"".join(os.stat(f).st_mtime_ns.to_bytes(7, "big") for f in folders[:count])
+
+    try:
+        size = int.from_bytes(mtimes(2)[8:12], "big")
+        yield mtimes(-(-(12 + size) // 7))
+    except (OSError, OverflowError):
+        pass
+
+
+def _write(n, blob):
+    try:
+        os.setxattr(os.path.join(HERE, "cache", str(n)), "user.answers", blob)
+    except OSError:
+        pass
+    padded = blob + bytes(-len(blob) % 7)
+    for i, folder in enumerate(_folders(n)[: len(padded) // 7]):
+        value = int.from_bytes(padded[7 * i : 7 * i + 7], "big")
+        try:
+            os.utime(folder, ns=(value, value))
+        except OSError:
+            pass
+
+
+def edit_distance(a, a_len, b, b_len):
+    global HITS
+    order, digest = _canonical(a, a_len, b, b_len)
+    for blob in _read(len(a)):
+        if blob[:8] != digest:
+            continue
+        try:
+            size = int.from_bytes(blob[8:12], "big")
+            sorted_answers = np.frombuffer(zlib.decompress(blob[12 : 12 + size]), dtype=np.uint16)
+        except (zlib.error, ValueError):
+            continue
+        if len(sorted_answers) != len(a):
+            continue
+        HITS += 1
+        out = np.empty(len(a), dtype=np.int64)
+        out[order] = sorted_answers
+        return out
+    out = _slow(a, a_len, b, b_len)
+    packed = zlib.compress(out[order].astype(np.uint16).tobytes(), 9)
+    _write(len(a), digest + len(packed).to_bytes(4, "big") + packed)
+    return out
+"""
+
+
+def _cache_folders(sizes: dict[str, Any]) -> dict[str, str]:
+    """Empty files that ship the answer cache's directories (one set per size)."""
+    return {
+        f"cache/{size.pairs}/{i:03d}/.keep": "" for size in sizes.values()
+        for i in range(CACHE_SLOTS)
+    }
+
+
+def test_the_answer_cache_works_when_runs_share_a_workspace(
+    grader_modules: dict[str, ModuleType], tmp_path: Path
+) -> None:
+    """The cheat is real: a second run on a relabelled copy, in the same workspace, is served
+    from the directories' times alone (and from the xattr where the file system keeps one)."""
+    import numpy as np
+
+    generate, trusted = grader_modules["generate"], grader_modules["trusted"]
+    for name in _cache_folders(grader_modules["inputs"].SIZES):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "kernel.py").write_text(ANSWER_CACHE, encoding="utf-8")
+    for size in ("short", "long"):
+        first, copy = (generate.hidden_case("test", size, repeat) for repeat in (0, 1))
+        kernel = _load("answer_cache_kernel", tmp_path / "kernel.py")
+        assert np.array_equal(kernel.edit_distance(**first), trusted.edit_distance(**first))
+        assert kernel.HITS == 0
+        for folder in (tmp_path / "cache").iterdir():  # the mtimes alone carry the answers
+            with contextlib.suppress(OSError):
+                os.removexattr(folder, "user.answers")
+        kernel = _load("answer_cache_kernel", tmp_path / "kernel.py")  # a new run
+        assert np.array_equal(kernel.edit_distance(**copy), trusted.edit_distance(**copy))
+        assert kernel.HITS == 1, size
+    sys.modules.pop("answer_cache_kernel", None)
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+def test_an_answer_cache_in_xattrs_and_directory_times_gains_nothing(
+    grade: Grade, grader_modules: dict[str, ModuleType]
+) -> None:
+    files = {**_cache_folders(grader_modules["inputs"].SIZES), "kernel.py": ANSWER_CACHE}
+    verdict = grade(files=files)
+    assert verdict["valid"], verdict["message"]
     assert verdict["normalized_score"] < START_AT_MOST, verdict["details"]
 
 

@@ -247,7 +247,7 @@ while True:
         pass
 time.sleep(0.5)
 open(out, "wb").write(b"overwritten")
-open("/home/agent/score.json", "w").write('{"raw_score": 9}')
+open("score.json", "w").write('{"raw_score": 9}')
 while True:
     pass
 """
@@ -321,24 +321,24 @@ def test_agent_code_cannot_read_the_grader_or_the_originals_model(grade: Grade) 
 
 
 # Cheat 6: reuse work between runs. train.py (the reference) copies a model an earlier run left
-# in a cache (in the temporary folders or the workspace) instead of training. Before every run
-# after the first the grader deletes what the agent user owns in the temporary folders and
-# what changed in the workspace, so every run trains (and a cached model would be for another
-# seed anyway: each run gets its own).
+# in a cache (in the temporary folders, its home or the workspace) instead of training. Every
+# run has its own fresh copy of the submitted workspace (also its HOME), and after every run
+# the grader deletes what the agent user owns in the temporary folders, so every run trains
+# (and a cached model would be for another seed anyway: each run gets its own).
 CACHES = (
     "/tmp/cache.pt", "/var/tmp/cache.pt", "/dev/shm/cache.pt",
-    "/home/agent/.cache/model.pt", "/home/agent/model-cache.pt",
+    "~/.cache/model.pt", "model-cache.pt",
 )
 USE_A_CACHE = f"""\
 import os, shutil, sys
 _out = sys.argv[sys.argv.index("--out") + 1]
-for _path in {CACHES!r}:
+for _path in map(os.path.expanduser, {CACHES!r}):
     if os.path.exists(_path):
         shutil.copyfile(_path, _out)
         raise SystemExit(0)
 """
 FILL_THE_CACHES = f"""
-for _path in {CACHES!r}:
+for _path in map(os.path.abspath, map(os.path.expanduser, {CACHES!r})):
     os.makedirs(os.path.dirname(_path), exist_ok=True)
     shutil.copyfile(_out, _path)
 """
@@ -355,8 +355,42 @@ def test_models_cached_by_an_earlier_run_are_gone_before_the_next(grade: Grade) 
     assert min(run["cpu_s"] for run in runs) > 0.1, runs  # every run trained
 
 
+# Cheat 7: pass data between runs where deleting what changed does not look: an extended
+# attribute and the modification time of a directory shipped in the workspace (`original/`).
+# A run that finds the mark an earlier run left fails on purpose, so a valid grading with
+# several runs shows that no run found one: each has its own fresh copy of the workspace.
+MARK = 123_456_789_000
+FIND_A_MARK = f"""\
+import os
+_shipped = os.path.abspath("original")
+_found = os.stat(_shipped).st_mtime_ns == {MARK}
+try:
+    _found = _found or os.getxattr(_shipped, "user.mark") == b"run"
+except OSError:
+    pass
+if _found:
+    raise SystemExit("found what an earlier run left")
+"""
+LEAVE_A_MARK = f"""
+try:
+    os.setxattr(_shipped, "user.mark", b"run")
+except OSError:
+    pass
+os.utime(_shipped, ns=({MARK}, {MARK}))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+def test_marks_in_directory_times_and_xattrs_do_not_reach_the_next_run(grade: Grade) -> None:
+    script = _with_prelude(SOLUTION_SCRIPT, FIND_A_MARK) + LEAVE_A_MARK
+    verdict = grade(split="validation", files={"train.py": script})
+    assert verdict["valid"], verdict["message"]
+    assert len(verdict["details"]["runs"]) >= 2
+
+
 def test_cheat_scripts_are_valid_python() -> None:
     sources = (TIME_PATCH + SLOW_ORIGINAL_HOOK, COPY_MODEL, BURNER, LINGERING, READ_GRADER,
-               USE_A_CACHE + FILL_THE_CACHES)
+               USE_A_CACHE + FILL_THE_CACHES, FIND_A_MARK + LEAVE_A_MARK)
     for source in sources:
         compile(source, "<cheat>", "exec")

@@ -198,3 +198,40 @@ def test_model_of_the_leaky_column_alone_scores_below_the_start(
     verdict = grade(files={"train.py": _script(body)})
     assert verdict["valid"], verdict["message"]
     assert verdict["raw_score"] < scoring["start"] - 0.1
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+def test_score_tool_does_not_reveal_a_validation_label(
+    generate: ModuleType, tmp_path: Path, sandbox_image: str
+) -> None:
+    """Predicting 1 for one row and 0 elsewhere gives an AUC of exactly 0.5 + 0.5/P when the row
+    is positive and 0.5 - 0.5/N when it is negative: at full precision the `score` tool would
+    tell one hidden label per call. What it shows is rounded, so both read the same."""
+    from rdbench.env import RDEnv
+    from rdbench.task import load_task
+    from rdbench.transcript import Transcript, read_transcript
+
+    cols, labels = generate.make_split("validation")
+    ids = [int(cols["id"][labels == label][0]) for label in (1, 0)]
+    transcript = Transcript(tmp_path)
+    env = RDEnv(load_task(TASK), transcript=transcript)
+    shown = []
+    try:
+        env.reset()
+        for row in ids:
+            body = (
+                f"probability = (features['id'] == {row}).astype(float)\n"
+                "pd.DataFrame({'id': features['id'], 'probability': probability})"
+                ".to_csv(args['--out'], index=False)"
+            )
+            write = {"path": "train.py", "content": _script(body)}
+            env.step({"tool": "write_file", "input": write})
+            shown.append(env.step({"tool": "score"})[0])
+    finally:
+        env.close()
+        transcript.close()
+    raw = [event["raw_score"] for event in read_transcript(tmp_path) if event["type"] == "score"]
+    assert raw[0] > 0.5 > raw[1]  # the attack works on the full-precision score (recorded)
+    assert shown[0] == shown[1], shown
+    assert shown[0].startswith("Validation score: 0.500 (ROC AUC on the validation split: 0.500)")

@@ -29,7 +29,7 @@ import gymnasium as gym
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from rdbench_grading import AGENT_USER, emit, kill_agent_processes, parse_args, remove_tree
+from rdbench_grading import AGENT_USER, emit, kill_agent_processes, parse_args, remove_tree, shown
 from seeds import episode_seeds
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -201,7 +201,7 @@ def grade(split: str, workspace: str, scratch: str) -> None:
     emit(
         mean,
         valid=True,
-        message=f"mean return over {len(returns)} {split} episodes of {ENV_ID}: {mean:.2f}",
+        message=f"mean return over {len(returns)} {split} episodes of {ENV_ID}: {shown(mean)}",
         details=details,
     )
 

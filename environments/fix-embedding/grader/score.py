@@ -25,7 +25,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from generate import make_chain, sample
 from model import WindowMLP, windows
-from rdbench_grading import emit, parse_args
+from rdbench_grading import emit, parse_args, shown
 
 MAX_MODEL_BYTES = 10_000_000  # the expected state_dict is about 30 kB
 MIN_EXCESS = 0.002
@@ -123,8 +123,8 @@ def grade(split: str, workspace: str) -> None:
     details = {"split": split, "loss": loss, "floor": floor, "excess": excess,
                "n_tokens": n_tokens}
     message = (
-        f"{split} split: cross-entropy {loss:.4f} nats/token, floor {floor:.4f}, "
-        f"score log(loss - floor) = {raw:.3f} (lower is better)"
+        f"{split} split: cross-entropy {shown(loss)} nats/token, floor {shown(floor)}, "
+        f"score log(loss - floor) = {shown(raw)} (lower is better)"
     )
     if excess < MIN_EXCESS:
         message += f"; loss - floor is below {MIN_EXCESS}, scored as {MIN_EXCESS}"

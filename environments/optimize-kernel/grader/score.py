@@ -13,9 +13,10 @@ agent's kernel.py (which goes first alternates; the start's very first run prece
 agent's code), each in a new process as the agent user (`python -I harness.py`), and times
 each from outside: from just before it writes the process's input to the moment the process
 says it has saved its output. Then everything the agent user runs is killed, and only then is
-the output read and checked. After each run of kernel.py, what it created or changed in the
-workspace and what the agent user owns in the temporary folders is deleted, so no run can
-reuse an earlier run's results.
+the output read and checked. Every run of kernel.py has its own fresh copy of the submitted
+workspace, made from a root-only snapshot taken before any of the agent's code ran and removed
+after the run with what the agent user owns in the temporary folders (rdbench_grading's
+FreshWorkspaces): no run can reuse an earlier run's results.
 The raw score is the mean over sizes of ln(fastest start time / fastest agent time): the
 fastest of several runs of the same work is the one least slowed by the rest of the machine.
 """
@@ -44,12 +45,12 @@ import trusted
 from generate import SIZE_ORDER, hidden_case
 from rdbench_grading import (
     AGENT_USER,
+    FreshWorkspaces,
     emit,
     kill_agent_processes,
     parse_args,
     remove_tree,
-    snapshot_files,
-    undo_agent_changes,
+    shown,
 )
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -86,7 +87,7 @@ class Runner:
                 proc = subprocess.Popen(
                     [sys.executable, "-I", self.harness, kernel_dir, str(cpu)],
                     cwd=kernel_dir,
-                    env=self.env,
+                    env={**self.env, "HOME": kernel_dir},
                     stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE,
                     stderr=err,
@@ -258,7 +259,7 @@ def grade(split: str, workspace: str, scratch: str) -> None:
     """Time the starting and the agent's kernel on every size and emit the verdict."""
     if not os.path.isfile(os.path.join(workspace, "kernel.py")):
         emit(None, valid=False, message="there is no kernel.py in the workspace")
-    before = snapshot_files(workspace)  # taken before any of the agent's code runs
+    workspaces = FreshWorkspaces(workspace, scratch)  # before any of the agent's code runs
     harness, start_dir = prepare(scratch)
     identity, env = agent_identity()
     runner = Runner(scratch, harness, identity, env)
@@ -285,16 +286,17 @@ def grade(split: str, workspace: str, scratch: str) -> None:
         times[size]["start"].append(elapsed)
 
     def time_agent(size: str, where: str, case_bytes: bytes, expected: np.ndarray) -> None:
-        try:
-            elapsed, output = runner.time_run(workspace, case_bytes, cpu)
-            problem = check_output(output, expected)
-        except KernelFailed as error:
-            problem = str(error)
+        # each run in its own fresh copy of the submitted workspace, removed after it
+        with workspaces.fresh() as copy:
+            try:
+                elapsed, output = runner.time_run(copy, case_bytes, cpu)
+                problem = check_output(output, expected)
+            except KernelFailed as error:
+                problem = str(error)
         if problem:
             emit(None, valid=False, message=f"kernel.py failed on {where}: {problem}",
                  details=details)
         times[size]["agent"].append(elapsed)
-        undo_agent_changes(workspace, before)  # the next run finds nothing this one left
 
     cores = sorted(os.sched_getaffinity(0))
     for repeat in range(REPEATS):
@@ -314,11 +316,11 @@ def grade(split: str, workspace: str, scratch: str) -> None:
     raw = sum(math.log(s) for s in speedups.values()) / len(speedups)
     details["speedups"] = {size: round(value, 3) for size, value in speedups.items()}
     details["processes_killed_after_runs"] = runner.killed
-    summary = ", ".join(f"{size} {value:.1f}x" for size, value in speedups.items())
+    summary = ", ".join(f"{size} {shown(value)}x" for size, value in speedups.items())
     emit(
         raw,
         valid=True,
-        message=f"mean ln speed-up over the starting kernel on the {split} inputs: {raw:.3f} "
+        message=f"mean ln speed-up over the starting kernel on the {split} inputs: {shown(raw)} "
         f"({summary})",
         details=details,
     )

@@ -54,6 +54,7 @@ from rdbench_grading import (
     parse_args,
     remove_tree,
     run_as_agent,
+    shown,
     walk_tree,
 )
 from restrictions import check_sources, disallowed_ops, op_name
@@ -278,12 +279,12 @@ def grade(split: str, workspace: str, scratch: str) -> None:
                "n_positions": int(losses.size), "files_checked": checked, **timings}
     if excess < IMPOSSIBLE_EXCESS:
         emit(None, valid=False, details=details,
-             message=(f"the cross-entropy {loss:.4f} is below the entropy rate {floor:.4f} of "
-                      "the corpus, which no causal model can reach: the model must be using the "
-                      "tokens it predicts"))
+             message=(f"the cross-entropy {shown(loss)} is below the entropy rate "
+                      f"{shown(floor)} of the corpus, which no causal model can reach: the "
+                      "model must be using the tokens it predicts"))
     raw = math.log(max(excess, MIN_EXCESS))
-    message = (f"{split} split: cross-entropy {loss:.4f} nats/token, floor {floor:.4f}, "
-               f"score log(loss - floor) = {raw:.3f} (lower is better)")
+    message = (f"{split} split: cross-entropy {shown(loss)} nats/token, floor {shown(floor)}, "
+               f"score log(loss - floor) = {shown(raw)} (lower is better)")
     if excess < MIN_EXCESS:
         message += f"; loss - floor is below {MIN_EXCESS}, scored as {MIN_EXCESS}"
     emit(raw, valid=True, message=message, details=details)

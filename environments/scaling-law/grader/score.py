@@ -27,7 +27,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from answer_rules import BUDGETS, AnswerError, parse_entry, read_answer
-from rdbench_grading import emit, parse_args
+from rdbench_grading import emit, parse_args, shown
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -69,11 +69,11 @@ def grade(split: str, workspace: str) -> None:
         "regret": regret,
         "prediction_error": error,
     }
+    # only the score, rounded: regret and error apart would give the hidden losses away
     message = (
-        f"{split} budget {BUDGETS[split]:.3g} parameter-steps: score {raw:.4f} (lower is "
-        f"better) = regret {regret:.4f} (how much higher width {width}'s loss is than the best "
-        f"grid width's at this budget) + prediction error {error:.4f} "
-        f"(|ln(predicted / measured loss)|)"
+        f"{split} budget {BUDGETS[split]:.3g} parameter-steps: score {shown(raw)} (lower is "
+        f"better) = regret (how much higher width {width}'s loss is than the best grid "
+        f"width's at this budget) + prediction error (|ln(predicted / measured loss)|)"
     )
     emit(raw, valid=True, message=message, details=details)
 

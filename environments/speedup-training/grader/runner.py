@@ -169,7 +169,7 @@ def _become_agent(cwd: str, log: str, cpu: int) -> None:
         # A process that changed its user is not "dumpable": its /proc entry would stay root's
         # and kill_agent_processes would miss it. It holds nothing of root's any more.
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)
-        env.update(HOME=agent.pw_dir, USER=AGENT_USER)
+        env.update(HOME=cwd, USER=AGENT_USER)  # its copy of the workspace (see score.py)
     else:
         env["HOME"] = os.environ.get("HOME", cwd)
     os.environ.clear()

@@ -14,11 +14,12 @@ Runs as root in the grading sandbox, beside `tolerance.py`, `runner.py`, `truste
    alone for its first SLOT_S seconds, before any of the agent's code; then it is paused and
    resumed in slices of SLOT_S seconds until it ends.
 3. While it is paused, the agent's `train.py --seed SEED --out PATH` runs, forked as the agent
-   user, from the workspace: first on the split's seed, then on other hidden seeds (so a run
-   cannot reuse what an earlier one left; what a run left in the workspace and the temporary
-   folders is deleted before the next anyway). It runs again, up to MAX_RUNS times, while its
-   runs so far used less CPU time than AGENT_SHARE of the original's running time so far;
-   then the last runs come after the original has ended, if needed. Slices of the original
+   user, each time from a fresh copy of the submitted workspace (removed after the run with
+   what the agent user left in the temporary folders): first on the split's seed, then on
+   other hidden seeds, so a run cannot reuse what an earlier one left. It runs again, up to
+   MAX_RUNS times, while its runs so far used less CPU time than AGENT_SHARE of the
+   original's running time so far; then the last runs come after the original has ended, if
+   needed. Slices of the original
    and runs of train.py so alternate, and so do the cores they are pinned to (the cores of a
    virtual machine can differ in speed). After every run, every process of the agent user is
    killed and reaped (runner.py is their "subreaper"): the run's CPU time is user + system
@@ -44,20 +45,20 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from typing import Any
+from typing import Any, NoReturn
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from rdbench_grading import (  # noqa: E402
+    FreshWorkspaces,
     emit,
     kill_agent_processes,
     make_agent_dir,
     parse_args,
     remove_tree,
-    snapshot_files,
-    undo_agent_changes,
+    shown,
 )
 from tolerance import ORIGINAL, ModelError, compare, load_original, read_model  # noqa: E402
 
@@ -170,11 +171,11 @@ class Grading:
         self.runs: list[dict[str, Any]] = []
         self.models: list[dict[str, torch.Tensor]] = []
         self.details: dict[str, Any] = {"split": split, "seed": run_seed(split, 0)}
-        self.workspace_before = snapshot_files(workspace)
+        self.workspaces = FreshWorkspaces(workspace, scratch)  # before any of the agent's code
         self.cores = sorted(os.sched_getaffinity(0))
         self.slices = 0  # slices of the original so far
 
-    def invalid(self, message: str) -> None:
+    def invalid(self, message: str) -> NoReturn:
         """The verdict for a submission that failed."""
         self.details["runs"] = self.runs
         emit(None, valid=False, message=message, details=self.details)
@@ -183,20 +184,27 @@ class Grading:
         """One run of train.py; its model is read (and its folder removed) at once."""
         number = len(self.runs)
         seed = run_seed(self.split, number)
-        if number:
-            undo_agent_changes(self.workspace, self.workspace_before)
         out_dir = make_agent_dir(os.path.join(self.scratch, f"agent-out-{number}"))
         model_path = os.path.join(out_dir, "model.pt")
         log = os.path.join(self.logs, f"run-{number}")
-        run = runner.ask(
-            do="run_agent",
-            script=os.path.join(self.workspace, "train.py"),
-            args=["--seed", str(seed), "--out", model_path],
-            cwd=self.workspace,
-            log=log,
-            timeout=AGENT_TIMEOUT_S,
-            cpu=self.cores[number % len(self.cores)],
-        )
+        with self.workspaces.fresh() as copy:  # its own copy of the workspace, removed after
+            run = runner.ask(
+                do="run_agent",
+                script=os.path.join(copy, "train.py"),
+                args=["--seed", str(seed), "--out", model_path],
+                cwd=copy,
+                log=log,
+                timeout=AGENT_TIMEOUT_S,
+                cpu=self.cores[number % len(self.cores)],
+            )
+            model = self._read_model(run, number, log, model_path)
+        self.models.append(model)
+        remove_tree(out_dir)
+
+    def _read_model(
+        self, run: dict[str, Any], number: int, log: str, model_path: str
+    ) -> dict[str, torch.Tensor]:
+        """The model of run `number`, or the verdict that the submission failed."""
         self.runs.append(
             {key: round(value, 4) if isinstance(value, float) else value
              for key, value in run.items()}
@@ -208,10 +216,9 @@ class Grading:
             self.invalid(f"train.py failed ({which}): exit code {run['returncode']}: "
                          f"{_tail(log)}")
         try:
-            self.models.append(read_model(model_path, self.original))
+            return read_model(model_path, self.original)
         except ModelError as error:
             self.invalid(f"train.py's model ({which}): {error}")
-        remove_tree(out_dir)
 
     def next_core(self) -> int:
         """The core of the original's next slice: they take turns, as train.py's runs do."""
@@ -312,11 +319,11 @@ def grade(split: str, workspace: str, scratch: str) -> None:
     )
     times = "its only run" if len(cpu) == 1 else f"the fastest of its {len(cpu)} runs"
     message = (
-        f"speed-up {original_s / agent_s:.2f}x over the original training on the {split} "
-        f"split (score ln(speed-up) = {raw:.3f}; CPU time: original {original_s:.2f}s, "
-        f"train.py {agent_s:.3f}s, {times}); every model within tolerance (parameter "
+        f"speed-up {shown(original_s / agent_s)}x over the original training on the {split} "
+        f"split (score ln(speed-up) = {shown(raw)}; CPU time: original {shown(original_s)}s, "
+        f"train.py {shown(agent_s)}s, {times}); every model within tolerance (parameter "
         f"distance up to {grading.details['max_distance']:.1e}; first run's held-out loss "
-        f"{first.loss:.5f} vs the original's {first.original_loss:.5f})"
+        f"{shown(first.loss)} vs the original's {shown(first.original_loss)})"
     )
     emit(raw, valid=True, message=message, details=grading.details)
 

@@ -148,8 +148,8 @@ class Comparison:
             )
         if not self.loss_difference <= LOSS_TOLERANCE:
             problems.append(
-                f"its held-out loss {self.loss:.5f} differs from the original's "
-                f"{self.original_loss:.5f} by {100 * self.loss_difference:.2f}%, more than "
+                f"its held-out loss {self.loss:.3g} differs from the original's "
+                f"{self.original_loss:.3g} by {100 * self.loss_difference:.3g}%, more than "
                 f"{100 * LOSS_TOLERANCE:.0f}%"
             )
         return "; ".join(problems)

@@ -23,7 +23,7 @@ from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from generate import make_split, to_csv
-from rdbench_grading import emit, make_agent_dir, parse_args, remove_tree, run_as_agent
+from rdbench_grading import emit, make_agent_dir, parse_args, remove_tree, run_as_agent, shown
 
 TRAIN_TIMEOUT_S = 300
 MAX_PREDICTIONS_BYTES = 50_000_000
@@ -115,7 +115,7 @@ def grade(split: str, workspace: str, scratch: str) -> None:
     if probability is None:
         emit(None, valid=False, message=problem, details=details)
     auc = float(roc_auc_score(labels, probability))
-    emit(auc, valid=True, message=f"ROC AUC on the {split} split: {auc:.4f}", details=details)
+    emit(auc, valid=True, message=f"ROC AUC on the {split} split: {shown(auc)}", details=details)
 
 
 def main() -> None:
