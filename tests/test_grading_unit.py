@@ -135,7 +135,7 @@ def test_fresh_workspaces_copy_and_remove_a_tree_deeper_than_the_recursion_limit
     identity = pwd.struct_passwd(("agent", "x", agent_uid, agent_uid, "", "/home/agent", ""))
     monkeypatch.setattr(grading_kit, "_agent_identity", lambda: identity)
     monkeypatch.setattr(grading_kit, "SCRATCH_ROOTS", ())
-    depth = sys.getrecursionlimit() + 200
+    depth = DEEP  # under Python's default recursion limit of 1,000, set again below
     workspace = tmp_path / "home"
     deepest = str(workspace)
     os.mkdir(deepest)
@@ -145,12 +145,16 @@ def test_fresh_workspaces_copy_and_remove_a_tree_deeper_than_the_recursion_limit
     Path(deepest, "bottom.txt").write_text("kept")
     scratch = tmp_path / "scratch"
     scratch.mkdir(mode=0o711)
+    limit = sys.getrecursionlimit()  # conftest raises it for pytest's own clean-up
     try:
+        sys.setrecursionlimit(1000)
         workspaces = FreshWorkspaces(str(workspace), str(scratch))
         with workspaces.fresh() as copy:
             assert Path(copy + "/d" * depth, "bottom.txt").read_text() == "kept"
         assert not os.path.exists(copy)
-    finally:  # pytest's own clean-up of tmp_path recurses: leave no deep tree behind
+    finally:
+        sys.setrecursionlimit(limit)
+        # pytest's own clean-up of tmp_path recurses: leave no deep tree behind
         for folder in (workspace, scratch):
             grading_kit._remove_folder(str(folder))
     assert not workspace.exists() and not scratch.exists()
