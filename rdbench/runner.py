@@ -86,36 +86,36 @@ def signals_stop_the_run() -> Iterator[None]:
     """Within this block, SIGTERM and SIGHUP raise RunStopped (a KeyboardInterrupt) in the
     main thread, so `run_many` removes every sandbox of the run as it does for Ctrl-C.
     Does nothing outside the main thread (Python delivers signals only there)."""
+    with _handling(STOP_SIGNALS, _raise_stop):
+        yield
+
+
+@contextlib.contextmanager
+def _handling(signums: tuple[int, ...], handler: Any) -> Iterator[None]:
+    """`handler` for `signums` while the block runs, then the previous handlers again; in
+    the main thread only (Python delivers signals only there)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {signum: signal.signal(signum, _raise_stop) for signum in STOP_SIGNALS}
+    previous = {signum: signal.signal(signum, handler) for signum in signums}
     try:
         yield
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        for signum, handler_before in previous.items():
+            signal.signal(signum, handler_before)
 
 
 @contextlib.contextmanager
 def _signals_held() -> Iterator[None]:
     """While the run's sandboxes are being removed, a second Ctrl-C or SIGTERM is logged and
     ignored, so that it cannot cut the cleanup short."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
 
     def hold(signum: int, frame: object) -> None:
         log.warning("run.signal_ignored", signal=signal.Signals(signum).name,
                     reason="removing the run's sandboxes")
 
-    signums = (signal.SIGINT, *STOP_SIGNALS)
-    previous = {signum: signal.signal(signum, hold) for signum in signums}
-    try:
+    with _handling((signal.SIGINT, *STOP_SIGNALS), hold):
         yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
 
 
 class RunControl:

@@ -61,6 +61,17 @@ def _owner_ids(owner: str) -> int:
     return UID_BY_OWNER[owner]
 
 
+GET_DIR_LIMIT = 256 * 1024**2  # the most get_dir holds in memory
+
+
+def dir_in_memory(sandbox: Sandbox, path: str, max_bytes: int = GET_DIR_LIMIT) -> bytes:
+    """A gzip tar of the folder `path` in `sandbox`, held in memory (for small folders;
+    export_dir streams): what every backend's get_dir returns."""
+    buffer = io.BytesIO()
+    sandbox.export_dir(path, buffer, max_bytes=max_bytes)
+    return buffer.getvalue()
+
+
 def too_large(measure: str, limit: int) -> ArchiveTooLarge:
     """The error (and what the agent is told) when a workspace passes `limit` bytes;
     `measure` says by how much ("it uses 1073.7 MB of disk")."""

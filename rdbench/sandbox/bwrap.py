@@ -51,11 +51,13 @@ import structlog
 from rdbench.sandbox import hostdirs, reaper, seccomp
 from rdbench.sandbox.archive import (
     EXPORT_SCRIPT,
+    GET_DIR_LIMIT,
     IMPORT_SCRIPT,
     MIB,
     STREAM_TIMEOUT_S,
     ArchiveSink,
     check_usage,
+    dir_in_memory,
     export_outcome,
     folder_tar,
     single_file_tar,
@@ -96,7 +98,6 @@ log = structlog.get_logger()
 STATE_DIR = hostdirs.STATE_DIR
 PREFIX = "rdbench-bwrap-"
 FILE_OP_TIMEOUT_S = 600.0
-GET_DIR_LIMIT = 256 * 1024**2  # get_dir holds the archive in memory
 STDERR_KEPT = 64 * 1024
 NAMESPACES = ["--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
               "--unshare-cgroup-try"]  # fmt: skip  (--unshare-all would add a user namespace)
@@ -403,9 +404,7 @@ class BwrapSandbox:
     def get_dir(self, path: str, *, max_bytes: int = GET_DIR_LIMIT) -> bytes:
         """A gzip tar of the folder `path` inside, names relative to it (held in memory:
         for small folders; export_dir streams)."""
-        buffer = io.BytesIO()
-        self.export_dir(path, buffer, max_bytes=max_bytes)
-        return buffer.getvalue()
+        return dir_in_memory(self, path, max_bytes)
 
     def export_dir(
         self, path: str, dest: BinaryIO, *, max_bytes: int | None = None, user: str = AGENT_USER

@@ -12,7 +12,6 @@ Files move as tar archives.
 from __future__ import annotations
 
 import contextlib
-import io
 import os
 import posixpath
 import signal
@@ -31,11 +30,13 @@ from docker.types import Ulimit
 from rdbench.sandbox import hostdirs, reaper
 from rdbench.sandbox.archive import (
     EXPORT_SCRIPT,
+    GET_DIR_LIMIT,
     IMPORT_SCRIPT,
     MIB,
     STREAM_TIMEOUT_S,
     ArchiveSink,
     check_usage,
+    dir_in_memory,
     export_outcome,
     file_as_tar_member,
     first_file,
@@ -82,7 +83,6 @@ EXEC_START_PAUSE_S = 0.2
 # The sandbox's disk's folders, by their name on the disk and their path inside.
 DISK_FOLDERS = {"home": AGENT_HOME, "tmp": "/tmp", "var-tmp": "/var/tmp", "grader": GRADER_DIR}
 WRITABLE_HINT = "the Docker sandbox is read-only outside /home/agent, /tmp, /var/tmp and /grader"
-GET_DIR_LIMIT = 256 * 1024**2  # get_dir holds the archive in memory
 STDERR_KEPT = 64 * 1024
 
 
@@ -324,9 +324,7 @@ class DockerSandbox:
     def get_dir(self, path: str, *, max_bytes: int = GET_DIR_LIMIT) -> bytes:
         """A gzip tar of the folder `path` inside, names relative to it (held in memory:
         for small folders; export_dir streams)."""
-        buffer = io.BytesIO()
-        self.export_dir(path, buffer, max_bytes=max_bytes)
-        return buffer.getvalue()
+        return dir_in_memory(self, path, max_bytes)
 
     def export_dir(
         self, path: str, dest: BinaryIO, *, max_bytes: int | None = None, user: str = AGENT_USER
