@@ -25,6 +25,7 @@ from rdbench.task import Scoring
 REPO = Path(__file__).resolve().parents[1]
 TASK = REPO / "environments" / "control-policy"
 ANCHOR_TOLERANCE = 1.0  # mean return; exact in the image, see the module docstring
+UNTOUCHED_RAW = -102.566667  # the untouched workspace on the test seeds (below the start anchor)
 
 Verdict = dict[str, Any]
 Grade = WorkspaceGrader  # called like grade(split=..., solution=..., files=...) -> Verdict
@@ -119,12 +120,59 @@ def grade(sandbox_image: str, tmp_path_factory: pytest.TempPathFactory) -> Grade
 
 @pytest.mark.slow
 @pytest.mark.docker
-def test_start_workspace_reproduces_the_start_anchor(grade: Grade, scoring: Scoring) -> None:
+def test_untouched_workspace_scores_below_the_start_anchor_and_normalizes_to_0(
+    grade: Grade, scoring: Scoring
+) -> None:
     verdict = grade()
     assert verdict["valid"], verdict["message"]
-    assert verdict["raw_score"] == pytest.approx(scoring.start, abs=ANCHOR_TOLERANCE)
-    assert verdict["normalized_score"] < 0.05
+    assert verdict["raw_score"] == pytest.approx(UNTOUCHED_RAW, abs=ANCHOR_TOLERANCE)
+    assert verdict["raw_score"] < scoring.start
+    assert verdict["normalized_score"] == 0.0
     assert verdict["message"].startswith("mean return over 30 test episodes of Acrobot-v1")
+
+
+# The shortcut of issue 10 (finding 6): the reference's look-ahead with the known dynamics, put
+# on top of the untouched linear policy, with no training at all. It scored 0.60 on the old
+# scale (start = the untouched workspace). The task measures training, so the start anchor is
+# now this shortcut's score: it normalizes to 0 (the instructions say so).
+LOOKAHEAD_ON_THE_START = """
+import json
+from pathlib import Path
+
+import planner
+
+_weights = []
+
+
+def linear_action(c1, s1, c2, s2, v1, v2):
+    x = (c1, s1, c2, s2, v1 / 4.0, v2 / 9.0, 1.0)
+    scores = [sum(w * v for w, v in zip(row, x)) for row in _weights]
+    return max(range(3), key=scores.__getitem__)
+
+
+planner.network_action = linear_action  # the look-ahead follows the untouched policy
+
+
+def load():
+    path = Path(__file__).resolve().parent / 'weights.json'
+    _weights[:] = json.loads(path.read_text())['weights']
+
+
+act = planner.act
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+def test_reference_look_ahead_on_the_untrained_start_policy_scores_under_0_3(
+    grade: Grade, scoring: Scoring
+) -> None:
+    planner = (TASK / "solution" / "policy.py").read_text(encoding="utf-8")
+    verdict = grade(files={"planner.py": planner, "policy.py": LOOKAHEAD_ON_THE_START})
+    assert verdict["valid"], verdict["message"]
+    assert verdict["raw_score"] > UNTOUCHED_RAW + 15  # the look-ahead does help a lot...
+    assert verdict["raw_score"] == pytest.approx(scoring.start, abs=ANCHOR_TOLERANCE)
+    assert verdict["normalized_score"] < 0.3  # ...but it is the scale's 0: no credit for it
 
 
 @pytest.mark.slow

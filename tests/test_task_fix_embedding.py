@@ -26,6 +26,7 @@ from helpers import WorkspaceGrader
 REPO = Path(__file__).resolve().parents[1]
 TASK = REPO / "environments" / "fix-embedding"
 ANCHOR_TOLERANCE = 0.002  # the grading is deterministic: this only absorbs float differences
+UNTOUCHED_RAW = 1.4385  # the corrupted model.pt on the test split (worse than the start anchor)
 
 Verdict = dict[str, Any]
 Grade = Callable[..., Verdict]
@@ -160,12 +161,53 @@ def variants(sandbox_image: str) -> dict[str, bytes]:
 
 @pytest.mark.slow
 @pytest.mark.docker
-def test_start_workspace_reproduces_the_start_anchor(grade: Grade, scoring: Any) -> None:
+def test_untouched_workspace_scores_below_the_start_anchor_and_normalizes_to_0(
+    grade: Grade, scoring: Any
+) -> None:
     verdict = grade()
     assert verdict["valid"], verdict["message"]
-    assert verdict["raw_score"] == pytest.approx(scoring.start, abs=ANCHOR_TOLERANCE)
-    assert verdict["normalized_score"] == pytest.approx(0.0, abs=0.01)
+    assert verdict["raw_score"] == pytest.approx(UNTOUCHED_RAW, abs=ANCHOR_TOLERANCE)
+    assert verdict["raw_score"] > scoring.start  # lower is better: worse than the start
+    assert verdict["normalized_score"] == 0.0
     assert verdict["message"].startswith("test split: cross-entropy")
+
+
+@pytest.fixture(scope="module")
+def retrained_from_scratch(sandbox_image: str) -> bytes:
+    """The shortcut of issue 10 (finding 6): the shipped train.py run from scratch with its
+    default arguments in the task's sandbox (2 CPUs), no repair at all; its trained.pt."""
+    from rdbench.sandbox.base import AGENT_HOME, SandboxConfig, make_sandbox
+
+    sandbox = make_sandbox("docker", SandboxConfig(cpus=2.0, exec_timeout_s=1800))
+    try:
+        for path in sorted((TASK / "workspace").rglob("*")):
+            if path.is_file():
+                relative = path.relative_to(TASK / "workspace").as_posix()
+                sandbox.write_file(f"{AGENT_HOME}/{relative}", path.read_bytes())
+        # One thread: the same arithmetic, without threads spinning on a busy machine.
+        result = sandbox.exec(["python3", "train.py"], cwd=AGENT_HOME, timeout=1800,
+                              env={"OMP_NUM_THREADS": "1"})
+        assert result.returncode == 0, result.stderr
+        return sandbox.read_file(f"{AGENT_HOME}/trained.pt")
+    finally:
+        sandbox.close()
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+@pytest.mark.timeout(1800)  # training takes minutes on 2 busy cores
+def test_retraining_from_scratch_with_the_shipped_train_py_scores_under_0_3(
+    grade: Grade, scoring: Any, retrained_from_scratch: bytes
+) -> None:
+    """It scored 0.65 when the scale started at the corrupted model. The task measures the
+    repair, so the start anchor is now this shortcut's score (the instructions say so): it
+    normalizes to about 0. The tolerance on its raw score allows for another CPU's float
+    rounding in training; the bound on its normalized score is the point."""
+    verdict = grade(files={"model.pt": retrained_from_scratch})
+    assert verdict["valid"], verdict["message"]
+    assert verdict["raw_score"] < UNTOUCHED_RAW - 3  # far better than the corrupted model...
+    assert verdict["raw_score"] == pytest.approx(scoring.start, abs=0.05)
+    assert verdict["normalized_score"] < 0.3  # ...but it is the scale's 0: no credit for it
 
 
 @pytest.mark.slow

@@ -9,6 +9,13 @@ runs in a separate process as the agent user (policy_server.py, `python -I`, wor
 the workspace) and only ever sees observations and answers with actions, one JSON line each,
 under a time limit per action and for the whole evaluation. Every process of the agent user is
 killed afterwards. Nothing the agent left in the workspace is read here.
+
+The scale (task.toml [scoring]): this task measures training a policy, so its start anchor is
+not the untouched workspace (-102.57 on the test seeds) but the reference's look-ahead with the
+known dynamics run on top of the untouched linear policy (-81.13), which needs no training at
+all: that shortcut, and anything no better, normalizes to 0. Looking ahead stays allowed (it
+cannot be told apart from any other computation in act()); it earns credit only on top of a
+better policy. tests/test_task_control_policy.py grades the shortcut and checks it.
 """
 
 from __future__ import annotations

@@ -10,6 +10,12 @@ No code of the agent's runs: model.pt is read as bytes (never through a link), l
 torch.load(weights_only=True), and its keys, shapes, dtypes and values are checked before the
 weights go into the grader's own model. The raw score is log(loss - H), H the chain's exact
 entropy rate (lower is better).
+
+The scale (task.toml [scoring]): the task measures repairing the trained model, so its start
+anchor is not the corrupted model.pt (raw 1.44) but what retraining from scratch gives, the
+shipped train.py run with its default arguments (raw -2.448). That shortcut, which needs no
+diagnosis and no repair, normalizes to 0, as does anything no better;
+tests/test_task_fix_embedding.py runs it and grades it.
 """
 
 from __future__ import annotations
