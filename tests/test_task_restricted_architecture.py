@@ -99,16 +99,24 @@ def test_splits_are_different_corpora(generate: ModuleType) -> None:
     assert (public[: len(test)] != test).mean() > 0.5
 
 
-def test_stated_entropy_rate_is_the_chains(generate: ModuleType) -> None:
+def test_stated_entropy_rate_is_the_process_floor(generate: ModuleType) -> None:
+    """H is stated where the agent reads it, and it is the floor: the expected entropy of the
+    process's next-token distribution (a fresh, smaller Monte Carlo estimate agrees with the
+    stored one) and the cross-entropy of the process itself on a hidden corpus."""
     import numpy as np
 
     chain = generate.make_chain()
     rate = chain.entropy_rate
     assert f"H = {rate:.4f} nats/token" in (TASK / "instructions.md").read_text(encoding="utf-8")
-    assert f"ENTROPY_RATE = {rate:.4f}" in (TASK / "workspace" / "train.py").read_text()
-    tokens = generate.sample(chain, "validation").astype(np.int64)
-    state = (tokens[:, :-3] * 32 + tokens[:, 1:-2]) * 32 + tokens[:, 2:-1]
-    assert abs(-np.log(chain.probs[state, tokens[:, 3:]]).mean() - rate) < 0.01
+    for folder in ("workspace", "solution"):
+        assert f"ENTROPY_RATE = {rate:.4f}" in (TASK / folder / "train.py").read_text()
+    estimate, error = generate.estimate_entropy_rate(chain, rows=8192, chunk=4096)
+    assert error < 0.002
+    assert abs(estimate - rate) < 4 * error
+    tokens = generate.sample(chain, "validation")
+    probs = generate.conditionals(chain, tokens)[:, generate.WARMUP - 2 :]
+    given = np.take_along_axis(probs, tokens[:, generate.WARMUP :, None].astype(np.int64), 2)
+    assert abs(-np.log(given).mean() - rate) < 0.01
 
 
 def test_probe_keeps_each_prefix_and_changes_what_follows(generate: ModuleType) -> None:
@@ -120,8 +128,9 @@ def test_probe_keeps_each_prefix_and_changes_what_follows(generate: ModuleType) 
     before = np.arange(tokens.shape[1])[None, :] < cut[:, None]
     assert (probe == tokens)[before].all()
     assert (probe != tokens)[~before].mean() > 0.5
-    state = (probe[:, :-3].astype(np.int64) * 32 + probe[:, 1:-2]) * 32 + probe[:, 2:-1]
-    assert (chain.probs[state, probe[:, 3:]] > 0).all(), "the probe must be a sample of the chain"
+    probs = generate.conditionals(chain, probe)
+    given = np.take_along_axis(probs, probe[:, 2:, None].astype(np.int64), 2)
+    assert (given > 0).all(), "the probe must be a sample of the process"
 
 
 def test_workspace_checker_has_the_graders_rules(restrictions: ModuleType) -> None:
@@ -215,9 +224,10 @@ def test_reference_solution_reproduces_the_reference_anchor(grade: Grade, scorin
 @pytest.mark.slow
 @pytest.mark.docker
 def test_validation_and_test_splits_score_differently(grade: Grade) -> None:
+    """Compared on the loss: the reference reaches the floor (MIN_EXCESS) on both splits."""
     validation, test = grade(split="validation", solution=True), grade(solution=True)
     assert validation["valid"] and test["valid"]
-    assert abs(validation["raw_score"] - test["raw_score"]) > 1e-3
+    assert abs(validation["details"]["loss"] - test["details"]["loss"]) > 1e-3
     assert validation["message"].startswith("validation split")
 
 
@@ -340,3 +350,65 @@ def test_model_cannot_read_the_hidden_grader_files(grade: Grade) -> None:
                            head="SECRET = open('/grader/generate.py').read()"),
     })
     _invalid(verdict, "PermissionError", "/grader/generate.py")
+
+
+TABLE_MODEL = '''import os
+import torch
+from torch import nn
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+class Table(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.table = nn.Embedding(32, 32)
+        with open(os.path.join(HERE, "table.bin"), "rb") as handle:
+            raw = bytearray(handle.read())
+        self.register_buffer("scores", torch.frombuffer(raw, dtype=torch.float32)
+                             .reshape(33 * 33 * 33, 32), persistent=False)
+
+    def forward(self, tokens):
+        padded = torch.cat([torch.full_like(tokens[:, :2], 32), tokens], dim=1)
+        index = (padded[:, :-2] * 33 + padded[:, 1:-1]) * 33 + padded[:, 2:]
+        return self.scores[index]
+
+
+def build_model():
+    return Table()
+'''
+
+
+def _order3_table(corpus: Any, smoothing: float = 8.0) -> Any:
+    """log P(next | last 3 tokens, 32 = before the start) counted on `corpus`, each order
+    smoothed toward the one below with `smoothing` pseudo-counts: [33**3, 32] float32."""
+    import numpy as np
+
+    rows, length = corpus.shape
+    padded = np.concatenate([np.full((rows, 3), 32), corpus.astype(np.int64)], axis=1)
+    table = np.full((1, 32), 1 / 32)
+    for order in (1, 2, 3):
+        context = np.zeros(rows * (length - 1), dtype=np.int64)
+        for j in range(4 - order, 4):
+            context = context * 33 + padded[:, j : j + length - 1].ravel()
+        counts = np.zeros((33**order, 32))
+        np.add.at(counts, (context, corpus[:, 1:].ravel()), 1)
+        lower = table[np.arange(33**order) % 33 ** (order - 1)]
+        table = (counts + smoothing * lower) / (counts.sum(1, keepdims=True) + smoothing)
+    return np.log(table).astype(np.float32)
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+def test_order3_count_table_scores_little(grade: Grade) -> None:
+    """The attack of issue 10: a table of log-frequencies over the last 3 tokens, counted on
+    the public corpus and looked up by index arithmetic (33**3 contexts, 32 = before the
+    start). On an order-3 chain it was near the floor (normalized 1.33); the corpus now depends
+    on what followed earlier occurrences of the current token, which no short table sees."""
+    import numpy as np
+
+    corpus = np.load(TASK / "workspace" / "data" / "corpus.npy")
+    verdict = grade(files={"model.py": TABLE_MODEL, "table.bin": _order3_table(corpus).tobytes()})
+    assert verdict["valid"], verdict["message"]
+    assert verdict["normalized_score"] < 0.3
+    assert verdict["raw_score"] < grade()["raw_score"] - 0.2  # it does learn more than the start
