@@ -63,7 +63,10 @@ class Scoring(_Strict):
 
     metric: str = Field(min_length=1)
     direction: Literal["higher", "lower"]
-    start: float = Field(description="raw test score of the untouched workspace")
+    start: float = Field(description=(
+        "raw test score of the start: the untouched workspace, or the level of a cheap "
+        "shortcut where the task's instructions say so (the untouched workspace then "
+        "normalizes to 0)"))
     reference: float = Field(description="raw test score of the reference solution")
     timeout_s: float = Field(900, gt=0, description="limit of one whole grading run")
 
