@@ -424,7 +424,12 @@ def emit(
 
 
 class ArtifactError(Exception):
-    """The agent's run left no usable artifact; the message says why (the agent may see it)."""
+    """The agent's run left no usable artifact; the message says why (the agent may see it).
+    `run` is the run that failed (None when the file, not the run, was at fault)."""
+
+    def __init__(self, message: str, run: AgentRun | None = None) -> None:
+        super().__init__(message)
+        self.run = run
 
 
 def read_agent_file(path: str, limit: int) -> bytes:
@@ -477,7 +482,7 @@ def run_for_artifact(
         run = run_as_agent(cmd, cwd=cwd, timeout=timeout, env=env)
         kill_agent_processes()
         if not run.ok:
-            raise ArtifactError(run.tail())
+            raise ArtifactError(run.tail(), run)
         return run, read_agent_file(output, limit)
     finally:
         remove_tree(folder)

@@ -27,6 +27,9 @@ import traceback
 BATCH = 256
 LENGTH = 128
 VOCAB = 32
+EXPORT_HINT = (" (the model must be exportable by torch.export at input shape [256, 128]: no "
+               "Python control flow on tensor values, no Python callbacks such as "
+               "Tensor.apply_, no reading tensor values into Python)")
 
 
 def main() -> None:
@@ -58,8 +61,9 @@ def main() -> None:
         stage = "saving the exported model"
         torch.export.save(program, out_file)
     except BaseException as error:  # the agent's code failed: say where, for the message
-        text = "".join(traceback.format_exception_only(type(error), error)).strip()
-        sys.stderr.write(" ".join(f"while {stage}: {text}".split())[:1500] + "\n")
+        text = " ".join("".join(traceback.format_exception_only(type(error), error)).split())
+        hint = EXPORT_HINT if stage.startswith("exporting") else ""
+        sys.stderr.write(f"\nwhile {stage}: {text[:500]}{hint}\n")
         sys.stderr.flush()
         os._exit(1)
     os._exit(0)

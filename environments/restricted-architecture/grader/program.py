@@ -155,8 +155,19 @@ _NOT_ALLOWED = ("which is not among the allowed operations (ALLOWED_OPS in "
 
 
 def _shown_target(target: Any) -> str:
-    text = str(getattr(target, "__name__", target) if not isinstance(target, str) else target)
-    return text.removeprefix("torch.ops.")[:120]
+    """`aten.exp.default`, `higher_order.cond`, `math.exp`: what a node calls, for a message."""
+    if isinstance(target, str):
+        return target.removeprefix("torch.ops.")[:120]
+    import torch
+
+    if isinstance(target, torch._ops.HigherOrderOperator):
+        text = f"higher_order.{target.name()}"
+    elif isinstance(target, torch._ops.OpOverload):
+        text = str(target)
+    else:
+        module = getattr(target, "__module__", None) or "?"
+        text = f"{module}.{getattr(target, '__qualname__', type(target).__name__)}"
+    return text[:120]
 
 
 def load_program(data: bytes) -> Any:

@@ -89,7 +89,10 @@ def export_model(workspace: str, scratch: str, timings: dict[str, float]) -> byt
             cwd=workspace, output=output, timeout=EXPORT_TIMEOUT_S, limit=MAX_EXPORT_BYTES,
         )
     except ArtifactError as error:
-        raise Invalid(f"exporting the model failed: {error}") from None
+        lines = error.run.stderr.strip().splitlines() if error.run else []
+        said = lines[-1] if lines and lines[-1].startswith("while ") else None
+        raise Invalid(f"exporting the model failed {said}" if said
+                      else f"exporting the model failed: {error}") from None
     timings["export_s"] = round(run.elapsed_s, 2)
     return data
 
