@@ -12,7 +12,8 @@ choose, so before torch sees them:
   the module by ExportedProgram.module()), and any operator that is not ALLOWED_OPS; the
   example inputs must load with torch.load(weights_only=True) (torch falls back to an
   unrestricted unpickler when that fails);
-- load_program then calls torch.export.load on the audited bytes, in memory;
+- load_program then calls torch.export.load on an archive rebuilt, in memory, from exactly
+  the files the audit read;
 - graph_problems checks the loaded graph, node by node: placeholders, one output, tensor
   attributes, and calls of an ATen operator of ALLOWED_OPS (or operator.getitem on a
   multi-output one). Anything else (higher-order operators, other namespaces, Python
@@ -62,9 +63,12 @@ class Refused(Exception):
     """The exported program cannot be accepted; the message says why (the agent may see it)."""
 
 
-def audit_archive(data: bytes) -> None:
-    """Refused unless `data` is a torch.export archive whose loading runs no code of its
-    author's (see the module docstring). Needs no torch."""
+def audit_archive(data: bytes) -> dict[str, bytes]:
+    """The files of the torch.export archive `data` (name below its top folder -> bytes);
+    Refused unless loading them runs no code of their author's (see the module docstring).
+    Every file is read here once: load_program hands torch exactly these bytes, so no
+    difference between two readers of a zip file (duplicate names, hidden records) can show
+    torch anything the audit did not see."""
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
         infos = archive.infolist()
@@ -76,37 +80,43 @@ def audit_archive(data: bytes) -> None:
         raise Refused("the exported model's archive unpacks to more than "
                       f"{MAX_UNPACKED_BYTES} bytes")
     top = infos[0].filename.split("/", 1)[0]
-    files = {}
+    files: dict[str, bytes] = {}
     for info in infos:
         head, _, relative = info.filename.partition("/")
         if head != top or not any(p.fullmatch(relative) for p in _ENTRY_PATTERNS):
             raise Refused(f"the exported model's archive holds {info.filename[:120]!r}, which "
                           "a torch.export.save of a plain model does not write (compiled "
                           "code, pickled objects and extra files are refused)")
-        files[relative] = info.filename
+        if relative in files:
+            raise Refused(f"the exported model's archive holds {relative!r} twice")
+        try:
+            files[relative] = archive.read(info)
+        except (zipfile.BadZipFile, ValueError, OSError, EOFError) as error:
+            raise Refused(f"the exported model's {relative} cannot be read ({error})") from None
     for name in ("models/model.json", "data/weights/model_weights_config.json",
                  "data/constants/model_constants_config.json", "data/sample_inputs/model.pt"):
         if name not in files:
             raise Refused(f"the exported model's archive has no {name}")
     for config in ("data/weights/model_weights_config.json",
                    "data/constants/model_constants_config.json"):
-        for fqn, payload in _json(archive, files[config]).get("config", {}).items():
+        for fqn, payload in _json(files, config).get("config", {}).items():
             if not isinstance(payload, dict) or payload.get("use_pickle") is not False:
                 raise Refused(f"the exported model stores {fqn!r} pickled; only plain tensors "
                               "are accepted")
             if not re.fullmatch(r"(weight|tensor)_[0-9]+", str(payload.get("path_name"))):
                 raise Refused(f"the exported model stores {fqn!r} as an object, not a tensor")
-    program = _json(archive, files["models/model.json"])
+    program = _json(files, "models/model.json")
     if program.get("guards_code") or program.get("range_constraints"):
         raise Refused("the exported model has guards or symbolic shapes; export it with the "
                       "fixed input shape [256, 128] (no dynamic_shapes)")
     _audit_values(program)
-    _check_example_inputs(archive.read(files["data/sample_inputs/model.pt"]))
+    _check_example_inputs(files["data/sample_inputs/model.pt"])
+    return files
 
 
-def _json(archive: zipfile.ZipFile, name: str) -> dict[str, Any]:
+def _json(files: dict[str, bytes], name: str) -> dict[str, Any]:
     try:
-        value = json.loads(archive.read(name))
+        value = json.loads(files[name])
     except (ValueError, UnicodeDecodeError) as error:
         raise Refused(f"the exported model's {name} is not JSON ({error})") from None
     if not isinstance(value, dict):
@@ -172,11 +182,16 @@ def _shown_target(target: Any) -> str:
 
 def load_program(data: bytes) -> Any:
     """The torch.export.ExportedProgram in `data`, audited first (Refused if not accepted)."""
-    audit_archive(data)
+    files = audit_archive(data)
     import torch
 
+    audited = io.BytesIO()
+    with zipfile.ZipFile(audited, "w", zipfile.ZIP_STORED) as archive:
+        for name, content in files.items():
+            archive.writestr(f"model/{name}", content)
+    audited.seek(0)
     try:
-        program = torch.export.load(io.BytesIO(data))
+        program = torch.export.load(audited)
     except Exception as error:
         raise Refused(f"the exported model could not be loaded: {_error(error)}") from None
     if program._guards_code:

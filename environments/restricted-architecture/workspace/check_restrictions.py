@@ -89,7 +89,8 @@ ALLOWED_OPS = _words(
 
 
 def op_name(schema_name: str) -> str:
-    """`aten::add_` -> `add`; ops of other namespaces keep theirs (`myops::exp`)."""
+    """`aten::add_.Tensor` -> `add` (the name ALLOWED_OPS lists: every overload of an allowed
+    operator and its in-place form are allowed); other namespaces keep theirs (`myops::exp`)."""
     namespace, _, name = schema_name.partition("::")
     if not name:
         namespace, name = "aten", namespace
@@ -97,11 +98,6 @@ def op_name(schema_name: str) -> str:
     if name.endswith("_") and not name.endswith("__"):
         name = name[:-1]
     return name if namespace == "aten" else f"{namespace}::{name}"
-
-
-def disallowed_ops(ops: list[str]) -> list[str]:
-    """The recorded operations (as op_name gives them) that are not ALLOWED_OPS, sorted."""
-    return sorted({op for op in ops if op not in ALLOWED_OPS})
 
 
 @dataclass(frozen=True)
