@@ -225,17 +225,18 @@ x = x + torch.matmul(mask, x) * 0.001 + torch.bmm(x, torch.ones(256, 32, 32)) * 
 top = x.max(dim=-1, keepdim=True).values
 x = torch.where(x > 0, x, torch.zeros_like(x)) + torch.maximum(x, top)
 x = torch.cat([x[..., :16], x[..., 16:]], dim=-1).reshape(256, 128, 32)
+x.add_(1.0).relu_()                                          # in place, on an intermediate
 return x + torch.arange(32).float() * 0.0 + x.sum(dim=-1, keepdim=True) * 0.0
 """
 
 
 def test_graph_of_ordinary_modules_passes_and_runs(program: ModuleType) -> None:
     """Embedding, linear, conv1d, relu, clamp, cumsum, matmul, bmm, tril masks, where, max,
-    indexing, reshape, cat and pad: all allowed, and the grader runs the saved graph."""
+    indexing, reshape, cat, pad and in-place updates of intermediates: all allowed, and the
+    grader runs the saved graph."""
     import numpy as np
 
-    loaded = program.load_program(_saved(_export(ORDINARY_FORWARD)))
-    assert program.graph_problems(loaded) == []
+    loaded = program.checked_program(program.load_program(_saved(_export(ORDINARY_FORWARD))))
     tokens = np.random.default_rng(0).integers(0, 32, (300, 128))
     logits = program.run_program(loaded, tokens, 32)  # two calls, the second padded
     assert logits.shape == (300, 128, 32) and np.isfinite(logits).all()
@@ -261,6 +262,28 @@ def test_higher_order_op_is_refused(program: ModuleType) -> None:
                        "return torch.cond(x.sum() > 0, lambda y: y * 2.0, lambda y: y, (x,))")
     problems = program.graph_problems(exported)
     assert any("higher_order.cond" in p and "higher-order operator" in p for p in problems)
+
+
+def test_graph_that_carries_state_between_calls_is_refused(program: ModuleType) -> None:
+    """A buffer the forward pass updates would carry what one batch of the hidden corpus
+    showed into the next (counting n-grams of the hidden corpus as it goes)."""
+    import torch
+
+    model = torch.nn.Module()
+    model.table = torch.nn.Embedding(32, 32)
+    model.register_buffer("seen", torch.zeros(32))
+
+    def forward(tokens: Any) -> Any:
+        logits = model.table(tokens) + model.seen
+        model.seen.add_(tokens.sum())
+        return logits
+
+    model.forward = forward  # type: ignore[method-assign]
+    with torch.no_grad():
+        exported = torch.export.export(model.eval(), (torch.randint(0, 32, (256, 128)),))
+    assert program.graph_problems(exported) == []  # as exported, the update is in place
+    with pytest.raises(program.Refused, match="may not update its buffers"):
+        program.checked_program(exported)
 
 
 def test_workspace_checker_finds_the_same_forbidden_op(program: ModuleType) -> None:

@@ -17,7 +17,9 @@ choose, so before torch sees them:
 - graph_problems checks the loaded graph, node by node: placeholders, one output, tensor
   attributes, and calls of an ATen operator of ALLOWED_OPS (or operator.getitem on a
   multi-output one). Anything else (higher-order operators, other namespaces, Python
-  callables) makes the submission invalid;
+  callables) makes the submission invalid; checked_program checks it again in functional
+  form, where a graph that updates a buffer or its input (state carried from one batch of the
+  hidden corpus to the next) shows it, and refuses that too;
 - run_program executes the checked graph (`ExportedProgram.module()`) on the grader's tokens.
 
 Run by score.py as root in a child process (so a model too slow or too large is stopped by a
@@ -231,7 +233,29 @@ def graph_problems(program: Any) -> list[str]:
             problems.append(f"the model uses {_shown_target(node.target)}, {_NOT_ALLOWED}")
     if outputs != 1:
         problems.append(f"the graph has {outputs} output nodes, expected 1")
+    kinds = [spec.kind for spec in program.graph_signature.output_specs]
+    if kinds != [torch.export.graph_signature.OutputKind.USER_OUTPUT]:
+        problems.append("the model must return one tensor and change nothing: it may not "
+                        "update its buffers or its input (state carried from one call to the "
+                        "next, which could learn from the hidden corpus, is not allowed)")
     return sorted(set(problems))
+
+
+def checked_program(program: Any) -> Any:
+    """`program` in functional form (every in-place update turned into an output: an update of
+    a buffer or of the input is then visible to graph_problems), Refused unless its graph is
+    allowed both before and after that rewrite (which only ever traces allowed operators)."""
+    for stage in ("as exported", "in functional form"):
+        problems = graph_problems(program)
+        if problems:
+            raise Refused("; ".join(problems[:5]))
+        if stage == "as exported":
+            try:
+                program = program.run_decompositions({})
+            except Exception as error:
+                raise Refused(f"the exported model could not be put in functional form: "
+                              f"{_error(error)}") from None
+    return program
 
 
 def run_program(program: Any, tokens: Any, vocab: int) -> Any:
@@ -281,10 +305,7 @@ def main() -> None:
     torch.set_num_threads(2)
     try:
         with open(archive, "rb") as handle:
-            program = load_program(handle.read())
-        problems = graph_problems(program)
-        if problems:
-            raise Refused("; ".join(problems[:5]))
+            program = checked_program(load_program(handle.read()))
         for index, path in enumerate(token_files):
             logits = run_program(program, np.load(path), vocab)
             np.save(os.path.join(out_dir, f"logits-{index}.npy"), logits)

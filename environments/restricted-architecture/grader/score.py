@@ -59,7 +59,7 @@ from restrictions import check_sources
 
 GRADER_DIR = os.path.dirname(os.path.abspath(__file__))
 EXPORT_TIMEOUT_S = 180  # the agent's export; the reference needs a few seconds
-RUN_TIMEOUT_S = 300  # the grader's own run of the exported graph on both corpora
+RUN_TIMEOUT_S = 360  # the grader's own run of the exported graph on both corpora
 MAX_EXPORT_BYTES = 200_000_000
 WARMUP = 8  # positions scored: WARMUP..LENGTH-1, each with at least 8 tokens of context
 CAUSAL_TOLERANCE = 1e-3  # largest allowed change of a log-probability before the cut (nats)
@@ -116,6 +116,7 @@ def run_program(archive: bytes, corpora: list[np.ndarray], scratch: str,
             [sys.executable, "-I", os.path.join(GRADER_DIR, "program.py"), path, str(VOCAB),
              work, *token_files],
             capture_output=True, timeout=RUN_TIMEOUT_S, check=False, stdin=subprocess.DEVNULL,
+            cwd=work,
         )
     except subprocess.TimeoutExpired:
         raise Invalid(f"running the exported model took longer than {RUN_TIMEOUT_S} s") from None

@@ -79,12 +79,12 @@ ALLOWED_OPS = _words(
     "index_add masked_scatter select slice narrow view _unsafe_view reshape _reshape_alias "
     "permute transpose t expand unsqueeze squeeze flatten unflatten unfold cat stack split "
     "split_with_sizes chunk unbind repeat repeat_interleave roll flip tril triu "
-    "constant_pad_nd pad diagonal diag_embed as_strided alias detach clone contiguous copy "
+    "constant_pad_nd pad diagonal diag_embed alias detach clone contiguous copy "
     "_to_copy to lift_fresh lift_fresh_copy convolution _convolution conv1d "
     "_assert_tensor_metadata "
-    # new tensors
-    "zeros zeros_like ones ones_like full full_like empty empty_like empty_strided new_zeros "
-    "new_ones new_full new_empty new_empty_strided arange eye scalar_tensor fill zero"
+    # new tensors (never uninitialized memory: `empty` could show what the grader freed)
+    "zeros zeros_like ones ones_like full full_like new_zeros new_ones new_full arange eye "
+    "scalar_tensor fill zero"
 )
 
 
@@ -229,6 +229,10 @@ def graph_problems(program) -> list[str]:  # type: ignore[no-untyped-def]
         elif target.namespace != "aten" or op_name(target.name()) not in ALLOWED_OPS:
             problems.append(f"the model uses {str(target).removeprefix('torch.ops.')}, not "
                             "among ALLOWED_OPS")
+    kinds = [spec.kind for spec in program.graph_signature.output_specs]
+    if kinds != [torch.export.graph_signature.OutputKind.USER_OUTPUT]:
+        problems.append("the model must return one tensor and may not update its buffers or "
+                        "its input (no state carried from one call to the next)")
     return sorted(set(problems))
 
 
@@ -262,6 +266,9 @@ def _export_problems(here: str) -> list[str]:
     buffer.seek(0)
     program = torch.export.load(buffer)  # your own file: the grader audits it before loading
     problems = graph_problems(program)
+    if not problems:  # in-place updates become outputs: a buffer updated in forward shows
+        program = program.run_decompositions({})
+        problems = graph_problems(program)
     if program.range_constraints or program._guards_code:
         problems.append("the exported model has symbolic shapes or guards; export at the fixed "
                         "shape [256, 128]")
