@@ -2,7 +2,8 @@
 anchors and its grader (in the real grading sandbox, as every episode is graded).
 
 The cheats are models: each reuses the starting bigram's weights (`table.weight`), so no torch
-is needed on the host to build them.
+is needed on the host to build them. The unit tests of the exported-graph checks (program.py)
+export small models on the host: they need torch there and skip without it.
 """
 
 from __future__ import annotations
