@@ -130,27 +130,35 @@ def _json(files: dict[str, bytes], name: str) -> dict[str, Any]:
 
 
 def _audit_values(program: dict[str, Any]) -> None:
-    """No symbolic expression anywhere (sympify evaluates them) and only allowed targets."""
+    """No symbolic expression anywhere (sympify evaluates them), no subgraph, and only allowed
+    targets in every node, however deep."""
     pending: list[Any] = [program]
+    nodes = 0
     while pending:
         value = pending.pop()
         if isinstance(value, dict):
             if "as_expr" in value or "expr_str" in value:
                 raise Refused("the exported model has symbolic shapes; export it with the "
                               "fixed input shape [256, 128] (no dynamic_shapes)")
+            if "as_graph" in value:
+                raise Refused("the exported model holds a subgraph (of a higher-order "
+                              f"operator), {_NOT_ALLOWED}")
+            if {"target", "inputs", "outputs"} <= value.keys():
+                nodes += 1
+                _audit_target(value["target"])
             pending.extend(value.values())
         elif isinstance(value, list):
             pending.extend(value)
-    nodes = program.get("graph_module", {}).get("graph", {}).get("nodes", [])
-    if not isinstance(nodes, list) or len(nodes) > MAX_NODES:
-        raise Refused(f"the exported model's graph must be a list of at most {MAX_NODES} nodes")
-    for node in nodes:
-        target = node.get("target") if isinstance(node, dict) else None
-        if target == "_operator.getitem":
-            continue
-        match = re.fullmatch(r"torch\.ops\.aten\.(\w+)\.(\w+)", str(target))
-        if not match or op_name(match.group(1)) not in ALLOWED_OPS:
-            raise Refused(f"the model uses {_shown_target(target)}, {_NOT_ALLOWED}")
+    if nodes > MAX_NODES:
+        raise Refused(f"the exported model's graph has {nodes} nodes, more than {MAX_NODES}")
+
+
+def _audit_target(target: Any) -> None:
+    if target == "_operator.getitem":
+        return
+    match = re.fullmatch(r"torch\.ops\.aten\.(\w+)\.(\w+)", str(target))
+    if not match or op_name(match.group(1)) not in ALLOWED_OPS:
+        raise Refused(f"the model uses {_shown_target(str(target))}, {_NOT_ALLOWED}")
 
 
 def _check_example_inputs(data: bytes) -> None:
