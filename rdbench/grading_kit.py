@@ -418,3 +418,72 @@ def emit(
     sys.stdout.write("\n" + json.dumps(verdict) + "\n")
     sys.stdout.flush()
     sys.exit(0)
+
+
+# ---- agent code makes an artifact; the grader checks and runs it -----------------------------
+
+
+class ArtifactError(Exception):
+    """The agent's run left no usable artifact; the message says why (the agent may see it).
+    `run` is the run that failed (None when the file, not the run, was at fault)."""
+
+    def __init__(self, message: str, run: AgentRun | None = None) -> None:
+        super().__init__(message)
+        self.run = run
+
+
+def read_agent_file(path: str, limit: int) -> bytes:
+    """The bytes of a file the agent's code wrote, read once (never through a link, only a
+    regular file, at most `limit` bytes). Raises ArtifactError otherwise."""
+    name = os.path.basename(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise ArtifactError(f"{name} was not written") from None
+    except OSError as error:
+        raise ArtifactError(f"{name} could not be opened ({error.strerror})") from None
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ArtifactError(f"{name} is not a regular file")
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise ArtifactError(f"{name} is larger than {limit} bytes")
+    return data
+
+
+def run_for_artifact(
+    cmd: list[str],
+    *,
+    cwd: str,
+    output: str,
+    timeout: float,
+    limit: int,
+    env: dict[str, str] | None = None,
+) -> tuple[AgentRun, bytes]:
+    """Run `cmd` (a trusted harness that loads the agent's code) as the agent user to write
+    one file, `output`; return the run and that file's bytes.
+
+    This is the defence for any check of what the agent's code does: a check inside a process
+    the agent's code shares can be switched off by that code, so the agent's code only
+    produces an artifact (an exported graph, predictions, a file of weights) in its own
+    process, and the grader checks and runs that artifact in its own process, never importing
+    the agent's code. The folder of `output` is made afresh, owned by the agent user; the file
+    is read only after every process of the agent user is dead (nothing can change it while it
+    is read), with read_agent_file; then the folder is removed and the scratch places cleared
+    (clear_agent_scratch), so nothing of the run reaches the grader's later work. Raises
+    ArtifactError (with the end of the run's output) when the run failed or left no usable
+    file.
+    """
+    folder = os.path.dirname(output)
+    if os.path.lexists(folder):
+        raise ArtifactError(f"{folder} exists already; give run_for_artifact a new folder")
+    make_agent_dir(folder)
+    try:
+        run = run_as_agent(cmd, cwd=cwd, timeout=timeout, env=env)
+        kill_agent_processes()
+        if not run.ok:
+            raise ArtifactError(run.tail(), run)
+        return run, read_agent_file(output, limit)
+    finally:
+        remove_tree(folder)
+        clear_agent_scratch()

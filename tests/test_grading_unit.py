@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -209,3 +211,65 @@ def test_walk_tree_walks_a_tree_deeper_than_the_recursion_limit(tmp_path: Path) 
     assert seen == [str(leaf)]
     remove_tree(str(tmp_path / "deep"))
     assert not (tmp_path / "deep").exists()
+
+
+@pytest.fixture
+def artifact_kit(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, Path]]:
+    """The grading kit with an `agent` identity of a uid no one uses and its scratch places in
+    a folder of this test's (world-enterable, so that uid may work in it), and that folder."""
+    import pwd
+    import shutil
+    import tempfile
+
+    from rdbench import grading_kit
+
+    agent_uid = 2**31 - 9
+    identity = pwd.struct_passwd(("agent", "x", agent_uid, agent_uid, "", "/", ""))
+    monkeypatch.setattr(grading_kit, "_agent_identity", lambda: identity)
+    scratch = Path(tempfile.mkdtemp(prefix="rdbench-artifact-test-"))
+    scratch.chmod(0o711)
+    (scratch / "tmp").mkdir(mode=0o1777)
+    monkeypatch.setattr(grading_kit, "SCRATCH_ROOTS", (str(scratch / "tmp"),))
+    monkeypatch.setattr(grading_kit.shutil, "which", lambda name: None)
+    try:
+        yield grading_kit, scratch
+    finally:
+        shutil.rmtree(scratch)
+
+
+def _writer(body: str) -> list[str]:
+    """A shell command (the fake agent user can run /bin/sh, not the test's Python) doing
+    `body` with the output path as $1."""
+    return ["/bin/sh", "-c", body, "sh"]
+
+
+def test_run_for_artifact_returns_the_file_and_removes_its_folder(
+    artifact_kit: tuple[Any, Path],
+) -> None:
+    kit, scratch = artifact_kit
+    output = str(scratch / "out" / "model.pt2")
+    run, data = kit.run_for_artifact(
+        [*_writer('printf graph > "$1"'), output],
+        cwd=str(scratch), output=output, timeout=60, limit=100,
+    )
+    assert run.ok and data == b"graph"
+    assert not (scratch / "out").exists()
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    ('ln -s /etc/hostname "$1"', "could not be opened"),
+    ('mkfifo "$1"', "not a regular file"),
+    ('head -c 101 /dev/zero > "$1"', "larger than 100 bytes"),
+    ("true", "was not written"),
+    ("echo no model >&2; exit 3", "exit code 3: no model"),
+])
+def test_run_for_artifact_refuses_what_is_not_a_modest_plain_file(
+    artifact_kit: tuple[Any, Path], body: str, expected: str
+) -> None:
+    kit, scratch = artifact_kit
+    output = str(scratch / "out" / "model.pt2")
+    with pytest.raises(kit.ArtifactError, match=expected) as raised:
+        kit.run_for_artifact([*_writer(body), output], cwd=str(scratch), output=output,
+                             timeout=60, limit=100)
+    assert (raised.value.run is not None) == ("exit code" in expected)
+    assert not (scratch / "out").exists()

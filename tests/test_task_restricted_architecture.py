@@ -2,7 +2,8 @@
 anchors and its grader (in the real grading sandbox, as every episode is graded).
 
 The cheats are models: each reuses the starting bigram's weights (`table.weight`), so no torch
-is needed on the host to build them.
+is needed on the host to build them. The unit tests of the exported-graph checks (program.py)
+export small models on the host: they need torch there and skip without it.
 """
 
 from __future__ import annotations
@@ -175,15 +176,251 @@ def test_op_names_are_normalized_and_checked_against_the_allowed_list(
     assert restrictions.op_name("aten::add_.Tensor") == "add"
     assert restrictions.op_name("aten::_softmax") == "_softmax"
     assert restrictions.op_name("myops::exp") == "myops::exp"
-    ops = ["add", "mm", "relu", "exp", "_softmax", "mean", "native_layer_norm", "myops::exp"]
-    assert restrictions.disallowed_ops(ops) == sorted(
-        ["_softmax", "exp", "mean", "myops::exp", "native_layer_norm"]
-    )
+    names = ["aten::add.Tensor", "aten::mm", "aten::relu_", "aten::exp", "aten::_softmax",
+             "aten::mean.dim", "aten::native_layer_norm", "myops::exp", "aten::pad"]
+    refused = [n for n in names if restrictions.op_name(n) not in restrictions.ALLOWED_OPS]
+    assert refused == ["aten::exp", "aten::_softmax", "aten::mean.dim",
+                       "aten::native_layer_norm", "myops::exp"]
 
 
 def test_reference_model_is_small() -> None:
     assert (TASK / "solution" / "model.pt").stat().st_size < 1_000_000
     ast.parse((TASK / "solution" / "model.py").read_text())
+
+
+# --- the exported graph: audit, load, check and run (torch on the host, no sandbox) --------
+
+
+@pytest.fixture(scope="module")
+def program() -> ModuleType:
+    """The grader's program.py (audits, loads, checks and runs exported models)."""
+    pytest.importorskip("torch")
+    _load("restrictions")
+    sys.modules.setdefault("restrictions", sys.modules["restricted_architecture_restrictions"])
+    return _load("program")
+
+
+def _export(forward: str, head: str = "") -> Any:
+    """The ExportedProgram of a bigram model.py whose forward body is `forward`, exported as
+    the grader's harness does (eval, no_grad, int64 tokens [256, 128])."""
+    import torch
+
+    namespace: dict[str, Any] = {}
+    exec(compile(_model(forward, head), "model.py", "exec"), namespace)  # test's own code
+    model = namespace["build_model"]().eval()
+    with torch.no_grad():
+        return torch.export.export(model, (torch.randint(0, 32, (256, 128)),))
+
+
+def _saved(exported: Any) -> bytes:
+    import io
+
+    import torch
+
+    buffer = io.BytesIO()
+    torch.export.save(exported, buffer)
+    return buffer.getvalue()
+
+
+ORDINARY_FORWARD = """
+x = self.table(tokens)                                       # embedding
+x = torch.nn.functional.linear(x, torch.ones(32, 32) * 0.01, torch.zeros(32))
+x = torch.relu(x) + torch.clamp(x, -1.0, 1.0) - x * 0.5
+conv = torch.nn.functional.conv1d(torch.nn.functional.pad(x.transpose(1, 2), (2, 0)),
+                                  torch.ones(32, 32, 3) * 0.01)
+x = x + conv.transpose(1, 2)
+x = x + torch.cumsum(x, dim=1) * 0.01 + x[:, :, :1].expand(-1, -1, 32)
+mask = torch.tril(torch.ones(128, 128))
+x = x + torch.matmul(mask, x) * 0.001 + torch.bmm(x, torch.ones(256, 32, 32)) * 0.001
+top = x.max(dim=-1, keepdim=True).values
+x = torch.where(x > 0, x, torch.zeros_like(x)) + torch.maximum(x, top)
+x = torch.cat([x[..., :16], x[..., 16:]], dim=-1).reshape(256, 128, 32)
+x.add_(1.0).relu_()                                          # in place, on an intermediate
+return x + torch.arange(32).float() * 0.0 + x.sum(dim=-1, keepdim=True) * 0.0
+"""
+
+
+def test_graph_of_ordinary_modules_passes_and_runs(program: ModuleType) -> None:
+    """Embedding, linear, conv1d, relu, clamp, cumsum, matmul, bmm, tril masks, where, max,
+    indexing, reshape, cat, pad and in-place updates of intermediates: all allowed, and the
+    grader runs the saved graph."""
+    import numpy as np
+
+    loaded = program.checked_program(program.load_program(_saved(_export(ORDINARY_FORWARD))))
+    tokens = np.random.default_rng(0).integers(0, 32, (300, 128))
+    logits = program.run_program(loaded, tokens, 32)  # two calls, the second padded
+    assert logits.shape == (300, 128, 32) and np.isfinite(logits).all()
+
+
+@pytest.mark.parametrize(("forward", "named"), [
+    ("return torch.exp(self.table(tokens))", "aten.exp.default"),
+    ("return torch.softmax(self.table(tokens), -1)", "aten.softmax.int"),
+    ("return self.table(tokens) / 2.0", "aten.div.Tensor"),
+])
+def test_graph_with_a_forbidden_op_is_refused_naming_it(
+    program: ModuleType, forward: str, named: str
+) -> None:
+    exported = _export(forward)
+    problems = program.graph_problems(exported)
+    assert len(problems) == 1 and named in problems[0] and "ALLOWED_OPS" in problems[0]
+    with pytest.raises(program.Refused, match=named.replace(".", r"\.")):
+        program.load_program(_saved(exported))  # refused before torch even loads it
+
+
+def test_higher_order_op_is_refused(program: ModuleType) -> None:
+    exported = _export("x = self.table(tokens)\n"
+                       "return torch.cond(x.sum() > 0, lambda y: y * 2.0, lambda y: y, (x,))")
+    problems = program.graph_problems(exported)
+    assert any("higher_order.cond" in p and "higher-order operator" in p for p in problems)
+    with pytest.raises(program.Refused, match=r"higher_order\.cond|subgraph"):
+        program.load_program(_saved(exported))
+
+
+def test_graph_that_carries_state_between_calls_is_refused(program: ModuleType) -> None:
+    """A buffer the forward pass updates would carry what one batch of the hidden corpus
+    showed into the next (counting n-grams of the hidden corpus as it goes)."""
+    import torch
+
+    model = torch.nn.Module()
+    model.table = torch.nn.Embedding(32, 32)
+    model.register_buffer("seen", torch.zeros(32))
+
+    def forward(tokens: Any) -> Any:
+        logits = model.table(tokens) + model.seen
+        model.seen.add_(tokens.sum())
+        return logits
+
+    model.forward = forward  # type: ignore[method-assign]
+    with torch.no_grad():
+        exported = torch.export.export(model.eval(), (torch.randint(0, 32, (256, 128)),))
+    assert program.graph_problems(exported) == []  # as exported, the update is in place
+    with pytest.raises(program.Refused, match="may not update its buffers"):
+        program.checked_program(exported)
+
+
+def test_workspace_checker_finds_the_same_forbidden_op(program: ModuleType) -> None:
+    checker = _load("checker", TASK / "workspace" / "check_restrictions.py")
+    exported = _export("return getattr(torch, 'e' + 'xp')(self.table(tokens))")
+    assert any("aten.exp.default" in p for p in checker.graph_problems(exported))
+    assert checker.graph_problems(_export(ORDINARY_FORWARD)) == []
+
+
+def _rewritten(data: bytes, change: Callable[[dict[str, bytes]], None]) -> bytes:
+    """The archive `data` with its files changed by `change` (name -> bytes, in place)."""
+    import io
+    import zipfile
+
+    source = zipfile.ZipFile(io.BytesIO(data))
+    files = {info.filename: source.read(info.filename) for info in source.infolist()}
+    change(files)
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as target:
+        for name, content in files.items():
+            target.writestr(name, content)
+    return out.getvalue()
+
+
+def _named(files: dict[str, bytes], suffix: str) -> str:
+    return next(name for name in files if name.endswith(suffix))
+
+
+class _Payload:
+    """Unpickling this creates the marker file (what a crafted archive would do as root)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Path.touch, (self.marker,))
+
+
+def _pickled_weight(files: dict[str, bytes], marker: Path) -> None:
+    import json
+    import pickle
+
+    name = _named(files, "model_weights_config.json")
+    config = json.loads(files[name])
+    config["config"]["table.weight"]["use_pickle"] = True
+    files[name] = json.dumps(config).encode()
+    files[_named(files, "data/weights/weight_0")] = pickle.dumps(_Payload(marker))
+
+
+def _pickled_example_inputs(files: dict[str, bytes], marker: Path) -> None:
+    import pickle
+
+    files[_named(files, "data/sample_inputs/model.pt")] = pickle.dumps(_Payload(marker))
+
+
+def _symbolic_expression(files: dict[str, bytes], marker: Path) -> None:
+    import json
+
+    name = _named(files, "models/model.json")
+    program = json.loads(files[name])
+    values = program["graph_module"]["graph"]["tensor_values"]
+    values[next(iter(values))]["sizes"][0] = {"as_expr": {
+        "expr_str": f"__import__('pathlib').Path('{marker}').touch()", "hint": {"as_int": 256}}}
+    files[name] = json.dumps(program).encode()
+
+
+def _guard_code(files: dict[str, bytes], marker: Path) -> None:
+    import json
+
+    name = _named(files, "models/model.json")
+    program = json.loads(files[name])
+    program["guards_code"] = [f"__import__('pathlib').Path('{marker}').touch() is None"]
+    files[name] = json.dumps(program).encode()
+
+
+@pytest.mark.parametrize("craft", [_pickled_weight, _pickled_example_inputs,
+                                   _symbolic_expression, _guard_code])
+def test_crafted_archive_with_a_payload_is_refused_without_running_it(
+    program: ModuleType, tmp_path: Path, craft: Callable[[dict[str, bytes], Path], None]
+) -> None:
+    """torch.export.load would run each of these payloads (pickled weights and example inputs
+    are unpickled without restriction, symbolic shapes go through sympy.sympify, guard code is
+    compiled into the module); the grader's audit refuses the archive first."""
+    marker = tmp_path / "payload-ran"
+    data = _rewritten(_saved(_export("return self.table(tokens)")),
+                      lambda files: craft(files, marker))
+    with pytest.raises(program.Refused):
+        program.load_program(data)
+    assert not marker.exists()
+
+
+def test_archive_with_extra_or_compiled_files_is_refused(program: ModuleType) -> None:
+    base = _saved(_export("return self.table(tokens)"))
+
+    def add(name: str) -> Callable[[dict[str, bytes]], None]:
+        def change(files: dict[str, bytes]) -> None:
+            root = next(iter(files)).split("/")[0]
+            files[f"{root}/{name}"] = b"\x7fELF"
+        return change
+
+    for name in ("data/aotinductor/model/model.so", "extra/notes.txt",
+                 "data/constants/custom_obj_0"):
+        with pytest.raises(program.Refused, match="does not write"):
+            program.load_program(_rewritten(base, add(name)))
+
+
+def test_archive_holding_a_file_twice_is_refused(program: ModuleType) -> None:
+    """Two readers of a zip file may pick different copies of a duplicated name (the audit's
+    zipfile the last, torch's reader perhaps the first): such an archive is refused, and what
+    torch loads is rebuilt from the audited bytes anyway."""
+    import io
+    import warnings
+    import zipfile
+
+    base = _saved(_export("return self.table(tokens)"))
+    source = zipfile.ZipFile(io.BytesIO(base))
+    out = io.BytesIO()
+    with warnings.catch_warnings(), zipfile.ZipFile(out, "w") as target:
+        warnings.simplefilter("ignore")  # zipfile warns of the duplicate name
+        for info in source.infolist():
+            if info.filename.endswith("models/model.json"):
+                target.writestr(info.filename, b'{"guards_code": ["payload"]}')
+            target.writestr(info.filename, source.read(info.filename))
+    with pytest.raises(program.Refused, match="twice"):
+        program.load_program(out.getvalue())
 
 
 # --- grading in the real grading sandbox ----------------------------------------------------
@@ -248,22 +485,21 @@ def test_forbidden_source_is_invalid_even_with_the_workspace_checker_edited(grad
 
 @pytest.mark.slow
 @pytest.mark.docker
-def test_exp_hidden_behind_getattr_is_caught_at_run_time(grade: Grade) -> None:
+def test_exp_hidden_behind_getattr_is_caught_in_the_exported_graph(grade: Grade) -> None:
     verdict = grade(split="validation", files={
         "model.py": _model("smooth = getattr(torch, 'e' + 'xp')\n"
                            "return smooth(self.table(tokens) * 0.5)"),
     })
-    _invalid(verdict, "the forward pass used aten.exp", "not among the allowed operations")
+    _invalid(verdict, "the model uses aten.exp", "not among the allowed operations")
 
 
 @pytest.mark.slow
 @pytest.mark.docker
 def test_tampering_with_the_harness_output_or_startup_does_not_hide_ops(grade: Grade) -> None:
-    """The nearest variant of patching the timing harness (there is no timing here): startup
-    hooks in the workspace (sitecustomize.py, usercustomize.py, a .pth file in the user site)
-    and a model.py that patches json.dump and os.write at import so the report would list no
-    forbidden operation. The harness runs `python -I` with the workspace last on sys.path and
-    writes through functions captured before the import: aten.exp is still found."""
+    """Startup hooks in the workspace (sitecustomize.py, usercustomize.py, a .pth file in the
+    user site) and a model.py that patches json.dump and os.write at import so that a report
+    would list no forbidden operation. There is no report any more: the harness runs `python
+    -I` and only saves the exported graph, which the grader checks itself: aten.exp is found."""
     hide = (
         "import json, os\n"
         "_write = os.write\n"
@@ -294,22 +530,71 @@ def test_model_peeking_at_the_next_token_is_not_causal(grade: Grade) -> None:
 
 @pytest.mark.slow
 @pytest.mark.docker
-def test_fake_results_and_state_saved_between_runs_change_nothing(grade: Grade) -> None:
+def test_switching_off_the_dispatch_recorder_gains_nothing(grade: Grade) -> None:
+    """Finding 2a of issue 10: model.py reaches torch.utils._python_dispatch through
+    sys.modules with names built at run time (the static check sees none of them), sets
+    `.active = False` on every mode of the dispatch stack, then computes a log-softmax with
+    exp/log/div/softmax looked up with getattr. Nothing of that happens in the grader's
+    process: the exported graph holds the forbidden operators and is refused."""
+    forward = (
+        "stack = getattr(sys.modules['torch.utils.' + '_py' + 'thon_dis' + 'patch'],\n"
+        "                '_get_current_' + 'dis' + 'patch_mode_stack')()\n"
+        "for mode in stack:\n"
+        "    mode.active = False\n"
+        "x = self.table(tokens)\n"
+        "scores = getattr(torch, 'soft' + 'max')(x, -1)\n"
+        "total = getattr(torch, 'e' + 'xp')(x).sum(-1, keepdim=True)\n"
+        "return getattr(torch, 'lo' + 'g')(getattr(torch, 'di' + 'v')(scores * total, total))"
+    )
+    verdict = grade(split="validation", files={"model.py": _model(forward, head="import sys")})
+    _invalid(verdict, "not among the allowed operations")
+    assert any(f"aten.{op}" in verdict["message"] for op in ("exp", "log", "div", "softmax"))
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+def test_python_callbacks_through_apply_are_invalid(grade: Grade) -> None:
+    """Finding 2b of issue 10: Tensor.apply_ with Python callables (math's exponential, a
+    reciprocal, math's logarithm) computes a real log-softmax outside the dispatcher. A graph
+    cannot hold Python callbacks: the export fails and the submission is invalid, saying so."""
+    forward = (
+        "x = self.table(tokens).clone()\n"
+        "x.apply_(getattr(math, 'e' + 'xp'))\n"
+        "total = x.sum(-1, keepdim=True).apply_(lambda v: 1.0 * pow_(v, -1))\n"
+        "return (x * total).apply_(getattr(math, 'lo' + 'g'))"
+    )
+    head = "import math\n\ndef pow_(v, e):\n    return getattr(v, '__p' + 'ow__')(e)\n"
+    verdict = grade(split="validation", files={"model.py": _model(forward, head=head)})
+    _invalid(verdict, "exporting the model failed while exporting the model with torch.export",
+             "no Python callbacks such as Tensor.apply_")
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+def test_python_control_flow_on_tensor_values_is_invalid(grade: Grade) -> None:
+    forward = ("x = self.table(tokens)\n"
+               "if x.sum() > 0:\n"
+               "    return x * 2.0\n"
+               "return x")
+    verdict = grade(split="validation", files={"model.py": _model(forward)})
+    _invalid(verdict, "exporting the model failed while exporting the model with torch.export",
+             "data-dependent", "no Python control flow on tensor values")
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+def test_fake_results_and_files_written_at_export_change_nothing(grade: Grade) -> None:
     """The start's model with fake score, result and logits files in the workspace, and a
-    model.py that writes files at import to see whether anything survives from the first run to
-    the second (it would raise if so: the workspace is read-only and the temporary directories
-    are wiped between the runs). It grades exactly as the start."""
+    model.py that writes fake results in the scratch places and its home at import. The
+    grader reads nothing but the exported graph: it grades exactly as the start."""
     head = (
         "import os\n"
-        "for marker in ('/tmp/marker', '/var/tmp/marker', '/dev/shm/marker'):\n"
-        "    if os.path.exists(marker):\n"
-        "        raise RuntimeError('a file survived from the first run: ' + marker)\n"
-        "    open(marker, 'w').close()\n"
-        "try:\n"
-        "    open(os.path.expanduser('~/marker'), 'w').close()\n"
-        "    raise RuntimeError('the workspace was writable during evaluation')\n"
-        "except PermissionError:\n"
-        "    pass\n"
+        "for folder in ('/tmp', '/var/tmp', '/dev/shm', os.path.expanduser('~')):\n"
+        "    for name in ('logits-0.npy', 'logits-1.npy', 'invalid.txt', 'score.json'):\n"
+        "        try:\n"
+        "            open(os.path.join(folder, name), 'w').write('{\"raw_score\": -9}')\n"
+        "        except OSError:\n"
+        "            pass\n"
     )
     verdict = grade(files={
         "model.py": _model("return self.table(tokens)", head=head),
@@ -324,20 +609,21 @@ def test_fake_results_and_state_saved_between_runs_change_nothing(grade: Grade) 
 
 @pytest.mark.slow
 @pytest.mark.docker
-def test_lingering_process_started_at_import_is_caught_and_killed(grade: Grade) -> None:
+def test_lingering_process_started_at_import_is_killed_and_changes_nothing(grade: Grade) -> None:
     """A detached (setsid) process started from model.py at import (through a name the static
-    check cannot see) that burns CPU and tries to overwrite every logits file it finds: the
-    harness sees another process of the agent user during the forward pass, the submission is
-    invalid, and the process is killed with the run (the grading finishes normally)."""
+    check cannot see) that burns CPU and tries to overwrite every file the grader might use:
+    it dies with the export run, the grader runs the graph in its own root-only folder, and the
+    start's model grades as the start."""
     head = (
         "import os\n"
-        "getattr(os, 'sys' + 'tem')(\"setsid sh -c 'while :; do for f in /tmp/*/*/logits.bin; \"\n"
+        "getattr(os, 'sys' + 'tem')(\"setsid sh -c 'while :; do for f in /tmp/*/*/*; \"\n"
         "                           \"do echo x > $f; done; done' >/dev/null 2>&1 &\")\n"
     )
     verdict = grade(split="validation", files={
         "model.py": _model("return self.table(tokens)", head=head),
     })
-    _invalid(verdict, "the model's code started other processes")
+    assert verdict["valid"], verdict["message"]
+    assert verdict["raw_score"] == grade(split="validation")["raw_score"]
 
 
 @pytest.mark.slow

@@ -3,12 +3,13 @@
 The model's forward pass may not divide, exponentiate or take logarithms, nor call anything
 that does (softmax, sigmoid, tanh, normalization layers, mean, ...). Two checks enforce it:
 
-- statically (here, run by the grader as root on the source, no code executed): every .py file
-  of the workspace that the model's code imports may not contain the operators `/`, `//`, `**`
-  (or their augmented forms) nor any of FORBIDDEN_NAMES, as a name, an attribute or an import;
-- at run time (eval_harness.py): every torch operation the forward pass executes must be one of
-  ALLOWED_OPS, no tensor may leave torch (numpy(), tolist(), item(), ...), and no other
-  process of the agent user may be running.
+- statically (here, run by the grader as root on the source, no code executed), a cheap first
+  filter: every .py file of the workspace that the model's code imports may not contain the
+  operators `/`, `//`, `**` (or their augmented forms) nor any of FORBIDDEN_NAMES, as a name,
+  an attribute or an import;
+- on the exported graph (program.py): the agent's code only exports the model with
+  torch.export; every operator of the saved graph must be an ATen operator of ALLOWED_OPS, and
+  that graph is what the grader runs to score it.
 
 The workspace's check_restrictions.py holds a copy of these rules for the agent; the grader
 only ever uses this file.
@@ -81,16 +82,18 @@ ALLOWED_OPS = _words(
     "index_add masked_scatter select slice narrow view _unsafe_view reshape _reshape_alias "
     "permute transpose t expand unsqueeze squeeze flatten unflatten unfold cat stack split "
     "split_with_sizes chunk unbind repeat repeat_interleave roll flip tril triu "
-    "constant_pad_nd diagonal diag_embed as_strided alias detach clone contiguous copy "
+    "constant_pad_nd pad diagonal diag_embed alias detach clone contiguous copy "
     "_to_copy to lift_fresh lift_fresh_copy convolution _convolution conv1d "
-    # new tensors
-    "zeros zeros_like ones ones_like full full_like empty empty_like empty_strided new_zeros "
-    "new_ones new_full new_empty new_empty_strided arange eye scalar_tensor fill zero"
+    "_assert_tensor_metadata "
+    # new tensors (never uninitialized memory: `empty` could show what the grader freed)
+    "zeros zeros_like ones ones_like full full_like new_zeros new_ones new_full arange eye "
+    "scalar_tensor fill zero"
 )
 
 
 def op_name(schema_name: str) -> str:
-    """`aten::add_` -> `add`; ops of other namespaces keep theirs (`myops::exp`)."""
+    """`aten::add_.Tensor` -> `add` (the name ALLOWED_OPS lists: every overload of an allowed
+    operator and its in-place form are allowed); other namespaces keep theirs (`myops::exp`)."""
     namespace, _, name = schema_name.partition("::")
     if not name:
         namespace, name = "aten", namespace
@@ -98,11 +101,6 @@ def op_name(schema_name: str) -> str:
     if name.endswith("_") and not name.endswith("__"):
         name = name[:-1]
     return name if namespace == "aten" else f"{namespace}::{name}"
-
-
-def disallowed_ops(ops: list[str]) -> list[str]:
-    """The recorded operations (as op_name gives them) that are not ALLOWED_OPS, sorted."""
-    return sorted({op for op in ops if op not in ALLOWED_OPS})
 
 
 @dataclass(frozen=True)

@@ -2,225 +2,142 @@
 forbidden operation, that it is causal, and score its next-token cross-entropy on a hidden
 corpus of the chain as log(loss - H), H the chain's exact entropy rate (lower is better).
 
-Runs as root in the grading sandbox, beside generate.py, restrictions.py, eval_harness.py and
-rdbench_grading.py:
+Runs as root in the grading sandbox, beside generate.py, restrictions.py, export_harness.py,
+program.py and rdbench_grading.py:
 
     python score.py --split validation|test --workspace /home/agent
 
-1. Static check (root, no code run): model.py and every workspace file it imports may not
-   contain `/`, `//`, `**`, `%` or a forbidden name (restrictions.py).
-2. The workspace is handed to root (read-only for the agent user), so nothing the agent's code
-   writes there survives a run.
-3. eval_harness.py runs the model as the agent user, in a fresh process, twice: on the split's
-   corpus, and on its causality probe (every row cut at a hidden position and continued with a
-   fresh run of the chain). Between the runs every file the agent user owns in the temporary
-   directories is deleted and its processes are killed, so the second run cannot learn
-   anything from the first.
-4. The grader reads the logits of both runs, computes log-softmax and the cross-entropy itself,
-   checks the operations both runs recorded against the allowed list (and that no other
-   process of the agent user was running during the forward pass), and requires the
-   predictions before each row's cut to be the same in both runs (a model that looks at the
-   tokens it predicts is not causal).
+1. Static check (root, no code run), a cheap first filter: model.py and every workspace file
+   it imports may not contain `/`, `//`, `**`, `%` or a forbidden name (restrictions.py).
+2. The agent's code runs once, only to make an artifact: export_harness.py, as the agent user
+   in its own process (rdbench_grading.run_for_artifact), imports model.py, loads model.pt and
+   exports the model with torch.export on random tokens of shape [256, 128], saving the
+   ExportedProgram to a file. The grader reads that file's bytes once every process of the
+   agent user is dead.
+3. program.py, the grader's own code in a child process as root (with a timeout), audits the
+   archive so that loading it runs none of its author's code (no pickles but weights-only
+   tensors, no compiled code, no guard code, no symbolic shapes), loads it, checks every node
+   of the graph (ATen operators of ALLOWED_OPS only; no higher-order operators, no Python
+   callables, no other namespace), then runs the graph itself on the split's corpus and on its
+   causality probe (every row cut at a hidden position and continued with a fresh run of the
+   chain), 256 rows a call.
+4. The grader computes log-softmax and the cross-entropy itself, and requires the predictions
+   before each row's cut to be the same on both corpora (a model that looks at the tokens it
+   predicts is not causal).
 
-Residual risk: the runtime record comes from a process the agent's code shares, so code built to
-switch the recorders off while it computes (and to hide from the static check by building
-names at run time) could pass. The static check forbids the obvious handles (_python_dispatch,
-TorchDispatchMode, _C, eval, ...), both runs must agree, and anything the record misses must
-still make a causal model whose source names no forbidden operation.
+What holds: the operations checked are the operations that compute the score. The agent's
+code never runs while the hidden corpus is evaluated, never shares a process with the grader's
+checks, and never sees the hidden corpus; what it does at run time (switching off recorders,
+patching torch, Python callbacks such as Tensor.apply_) cannot change the graph the grader
+checks and runs, and a model that torch.export cannot capture as a graph of ATen operators
+(Python control flow on tensor values, callbacks) is invalid.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import shutil
-import stat
 import subprocess
 import sys
 import tempfile
 import time
-from typing import Any
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from generate import LENGTH, VOCAB, make_chain, probe, sample
 from rdbench_grading import (
-    AGENT_USER,
+    ArtifactError,
     emit,
-    kill_agent_processes,
-    make_agent_dir,
     parse_args,
     remove_tree,
-    run_as_agent,
+    run_for_artifact,
     shown,
-    walk_tree,
 )
-from restrictions import check_sources, disallowed_ops, op_name
+from restrictions import check_sources
 
-HARNESS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "eval_harness.py")
-HARNESS_TIMEOUT_S = 180  # per run; the reference needs a few seconds
+GRADER_DIR = os.path.dirname(os.path.abspath(__file__))
+EXPORT_TIMEOUT_S = 180  # the agent's export; the reference needs a few seconds
+RUN_TIMEOUT_S = 360  # the grader's own run of the exported graph on both corpora
+MAX_EXPORT_BYTES = 200_000_000
 WARMUP = 8  # positions scored: WARMUP..LENGTH-1, each with at least 8 tokens of context
 CAUSAL_TOLERANCE = 1e-3  # largest allowed change of a log-probability before the cut (nats)
 MIN_EXCESS = 0.005
 """Floor of loss - H in the score. The loss is measured on a finite corpus (about 500,000
-scored positions over both runs), so even the true chain scores H plus sampling noise
+scored positions over both corpora), so even the true chain scores H plus sampling noise
 (standard error about 0.0015 nats): a gap below 0.005 nats cannot be told from a perfect model
 and is scored as 0.005 rather than taking the log of noise (or of a negative number)."""
 IMPOSSIBLE_EXCESS = -0.012
 """A loss this far below H (about 8 standard errors) cannot come from a causal model."""
-MAX_LOGITS_BYTES = 64_000_000
-SCRATCH_ROOTS = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock", "/dev/mqueue")
-"""Where the agent user may write in the grading sandbox once its home is locked."""
-
-
-def lock_workspace(workspace: str) -> None:
-    """Give every file of the workspace to root, readable but not writable by the agent."""
-    if os.geteuid() != 0:
-        return
-    for folder, dirs, files in walk_tree(workspace):
-        for name in [*dirs, *files]:
-            path = os.path.join(folder, name)
-            os.lchown(path, 0, 0)
-            if not os.path.islink(path):
-                os.chmod(path, (os.lstat(path).st_mode & 0o755) | 0o444 | (
-                    0o111 if os.path.isdir(path) else 0))
-    os.chown(workspace, 0, 0)
-    os.chmod(workspace, 0o755)
-
-
-def wipe_agent_files() -> None:
-    """Kill the agent user's processes and delete what it owns in the temporary directories
-    (and System V shared memory, semaphores and queues): the next run starts from nothing."""
-    kill_agent_processes()
-    if os.geteuid() != 0:
-        return
-    if shutil.which("ipcrm"):
-        subprocess.run(["ipcrm", "--all"], capture_output=True, check=False)
-    import pwd
-
-    uid = pwd.getpwnam(AGENT_USER).pw_uid
-    for root in SCRATCH_ROOTS:
-        if not os.path.isdir(root):
-            continue
-        for folder, dirs, files in walk_tree(root):
-            for name in list(dirs) + files:
-                path = os.path.join(folder, name)
-                try:
-                    owner = os.lstat(path).st_uid
-                except OSError:
-                    continue
-                if owner != uid:
-                    continue
-                if name in dirs:
-                    dirs.remove(name)
-                    remove_tree(path)
-                else:
-                    with contextlib.suppress(OSError):
-                        os.unlink(path)
-
-
-def read_regular(path: str, limit: int) -> bytes:
-    """The bytes of a file the agent's process wrote; ValueError unless plain and modest."""
-    if not os.path.lexists(path) or os.path.islink(path):
-        raise ValueError(f"{os.path.basename(path)} is missing")
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise ValueError(f"{os.path.basename(path)} is not a regular file")
-        data = handle.read(limit + 1)
-    if len(data) > limit:
-        raise ValueError(f"{os.path.basename(path)} is too large")
-    return data
 
 
 class Invalid(Exception):
     """The submission breaks a rule; the message says which (the agent may see it)."""
 
 
-def run_harness(workspace: str, scratch: str, name: str, tokens: np.ndarray,
-                timings: dict[str, float]) -> np.ndarray:
-    """Run eval_harness.py on `tokens` as the agent user; its checked logits (float64).
-    Adds the run's wall-clock time to `timings`."""
-    io_dir = make_agent_dir(os.path.join(scratch, name))
-    os.chmod(io_dir, 0o700)
-    tokens_path = os.path.join(io_dir, "tokens.npy")
-    np.save(tokens_path, tokens)
-    os.chmod(tokens_path, 0o644)
-    run = run_as_agent(
-        [sys.executable, "-I", os.path.join(scratch, "harness", "eval_harness.py"), workspace,
-         tokens_path, str(VOCAB), io_dir, *(["--alone"] if os.geteuid() == 0 else [])],
-        cwd=io_dir,
-        timeout=HARNESS_TIMEOUT_S,
-    )
-    timings[f"{name}_s"] = round(run.elapsed_s, 2)
+def export_model(workspace: str, scratch: str, timings: dict[str, float]) -> bytes:
+    """Run export_harness.py as the agent user; the bytes of the archive it saved."""
+    harness_dir = os.path.join(scratch, "harness")
+    os.makedirs(harness_dir, mode=0o755)
+    harness = shutil.copy(os.path.join(GRADER_DIR, "export_harness.py"), harness_dir)
+    os.chmod(harness, 0o644)
+    output = os.path.join(scratch, "export", "model.pt2")
     try:
-        if not run.ok:
-            raise Invalid(f"evaluating the model failed: {run.tail()}")
-        try:
-            report = parse_report(read_regular(os.path.join(io_dir, "report.txt"), 1_000_000))
-        except ValueError as error:
-            raise Invalid(f"the evaluation wrote no report ({error}); {run.tail()}") from None
-        if report.get("error"):
-            raise Invalid(f"evaluating the model failed while {report['error']}")
-        _check_report(report, workspace)
-        expected = (*tokens.shape, VOCAB)
-        try:
-            data = read_regular(os.path.join(io_dir, "logits.bin"), MAX_LOGITS_BYTES)
-        except ValueError as error:
-            raise Invalid(f"the evaluation's logits could not be read ({error})") from None
-        if len(data) != 4 * math.prod(expected):
-            raise Invalid(f"the evaluation's logits have {len(data)} bytes, expected float32 "
-                          f"{expected}")
-        logits = np.frombuffer(data, dtype=np.float32).reshape(expected)
-        if not np.isfinite(logits).all():
-            raise Invalid("the model's logits hold NaN or infinite values")
-        return logits.astype(np.float64)
-    finally:
-        remove_tree(io_dir)
-        wipe_agent_files()
+        run, data = run_for_artifact(
+            [sys.executable, "-I", harness, workspace, output],
+            cwd=workspace, output=output, timeout=EXPORT_TIMEOUT_S, limit=MAX_EXPORT_BYTES,
+        )
+    except ArtifactError as error:
+        lines = error.run.stderr.strip().splitlines() if error.run else []
+        said = lines[-1] if lines and lines[-1].startswith("while ") else None
+        raise Invalid(f"exporting the model failed {said}" if said
+                      else f"exporting the model failed: {error}") from None
+    timings["export_s"] = round(run.elapsed_s, 2)
+    return data
 
 
-def parse_report(data: bytes) -> dict[str, str]:
-    """The harness's `key=value` lines as a dict."""
-    lines = data.decode("utf-8", "replace").splitlines()
-    return dict(line.split("=", 1) for line in lines if "=" in line)
-
-
-def _items(value: str) -> list[str]:
-    return [item for item in value.split(",") if item]
-
-
-def _check_report(report: dict[str, str], workspace: str) -> None:
-    """Invalid if the run used a forbidden operation or loaded unchecked code."""
-    if report.get("recorder_intact") != "True":
-        raise Invalid("the model's code interfered with the operation recorder (another torch "
-                      "mode on the stack, or the recorder stopped seeing operations)")
-    processes = _items(report.get("processes", ""))
-    if processes:
-        raise Invalid(f"the model's code started other processes ({len(processes)} running "
-                      "during the forward pass); the model must run in the grader's process")
-    escapes = _items(report.get("escapes", ""))
-    if escapes:
-        raise Invalid(f"the forward pass took tensor values out of torch ({', '.join(escapes)})")
-    bad = disallowed_ops([op_name(op) for op in _items(report.get("ops", ""))])
-    if bad:
-        raise Invalid(f"the forward pass used {', '.join('aten.' + b for b in bad[:8])}, "
-                      "not among the allowed operations (see instructions.md)")
-    modules = _items(report.get("modules", ""))
+def run_program(archive: bytes, corpora: list[np.ndarray], scratch: str,
+                timings: dict[str, float]) -> list[np.ndarray]:
+    """Check and run the exported program on each corpus in program.py (root, a child
+    process); the logits of each (float64). Invalid if the program is refused or fails."""
+    work = os.path.join(scratch, "program")
+    os.mkdir(work, 0o700)
+    path = os.path.join(work, "model.pt2")
+    with open(path, "wb") as handle:
+        handle.write(archive)
+    token_files = []
+    for index, tokens in enumerate(corpora):
+        token_files.append(os.path.join(work, f"tokens-{index}.npy"))
+        np.save(token_files[-1], tokens)
+    started = time.perf_counter()
     try:
-        _, problems = check_sources(workspace, extra=tuple(modules))
-    except ValueError as error:
-        raise Invalid(str(error)) from None
-    if problems:
-        raise Invalid(_describe(problems))
+        run = subprocess.run(
+            [sys.executable, "-I", os.path.join(GRADER_DIR, "program.py"), path, str(VOCAB),
+             work, *token_files],
+            capture_output=True, timeout=RUN_TIMEOUT_S, check=False, stdin=subprocess.DEVNULL,
+            cwd=work,
+        )
+    except subprocess.TimeoutExpired:
+        raise Invalid(f"running the exported model took longer than {RUN_TIMEOUT_S} s") from None
+    timings["run_s"] = round(time.perf_counter() - started, 2)
+    invalid = os.path.join(work, "invalid.txt")
+    if os.path.exists(invalid):
+        with open(invalid, encoding="utf-8") as handle:
+            raise Invalid(handle.read())
+    if run.returncode != 0:
+        if run.returncode < 0:  # killed: out of memory, most likely
+            raise Invalid(f"running the exported model was killed (signal {-run.returncode}; "
+                          "out of memory?)")
+        raise RuntimeError(f"program.py failed: {run.stderr.decode(errors='replace')[-2000:]}")
+    return [np.load(os.path.join(work, f"logits-{i}.npy")).astype(np.float64)
+            for i in range(len(corpora))]
 
 
-def _describe(problems: list[Any]) -> str:
-    shown = "; ".join(str(p) for p in problems[:5])
+def _describe(problems: list[object]) -> str:
+    shown_problems = "; ".join(str(p) for p in problems[:5])
     more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
-    return f"the model's code uses what the restriction forbids: {shown}{more}"
+    return f"the model's code uses what the restriction forbids: {shown_problems}{more}"
 
 
 def log_probs(logits: np.ndarray) -> np.ndarray:
@@ -240,21 +157,15 @@ def grade(split: str, workspace: str, scratch: str) -> None:
         emit(None, valid=False, message=str(error))
     if problems:
         emit(None, valid=False, message=_describe(problems), details={"files": checked})
-    lock_workspace(workspace)
-    wipe_agent_files()
-    harness_dir = os.path.join(scratch, "harness")
-    os.makedirs(harness_dir, mode=0o755)
-    shutil.copy(HARNESS, harness_dir)
-    os.chmod(os.path.join(harness_dir, "eval_harness.py"), 0o644)
-
     started = time.perf_counter()
     chain = make_chain()
     tokens = sample(chain, split)
     probe_tokens, cut = probe(chain, split, tokens)
     timings = {"data_s": round(time.perf_counter() - started, 2)}
     try:
-        first = log_probs(run_harness(workspace, scratch, "run-1", tokens, timings))
-        second = log_probs(run_harness(workspace, scratch, "run-2", probe_tokens, timings))
+        archive = export_model(workspace, scratch, timings)
+        first, second = (log_probs(logits) for logits in
+                         run_program(archive, [tokens, probe_tokens], scratch, timings))
     except Invalid as error:
         emit(None, valid=False, message=str(error), details={"split": split, **timings})
 
