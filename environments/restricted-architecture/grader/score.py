@@ -1,6 +1,7 @@
 """Grade a restricted-architecture workspace: check that the model's forward pass uses no
 forbidden operation, that it is causal, and score its next-token cross-entropy on a hidden
-corpus of the chain as log(loss - H), H the chain's exact entropy rate (lower is better).
+corpus of the process as log(loss - H), H the process's loss floor (lower is better): the
+expected entropy of its next-token distribution, a Monte Carlo estimate in generate.py.
 
 Runs as root in the grading sandbox, beside generate.py, restrictions.py, export_harness.py,
 program.py and rdbench_grading.py:
@@ -20,7 +21,7 @@ program.py and rdbench_grading.py:
    of the graph (ATen operators of ALLOWED_OPS only; no higher-order operators, no Python
    callables, no other namespace), then runs the graph itself on the split's corpus and on its
    causality probe (every row cut at a hidden position and continued with a fresh run of the
-   chain), 256 rows a call.
+   process), 256 rows a call.
 4. The grader computes log-softmax and the cross-entropy itself, and requires the predictions
    before each row's cut to be the same on both corpora (a model that looks at the tokens it
    predicts is not causal).
@@ -65,7 +66,7 @@ WARMUP = 8  # positions scored: WARMUP..LENGTH-1, each with at least 8 tokens of
 CAUSAL_TOLERANCE = 1e-3  # largest allowed change of a log-probability before the cut (nats)
 MIN_EXCESS = 0.005
 """Floor of loss - H in the score. The loss is measured on a finite corpus (about 500,000
-scored positions over both corpora), so even the true chain scores H plus sampling noise
+scored positions over both corpora), so even the true process scores H plus sampling noise
 (standard error about 0.0015 nats): a gap below 0.005 nats cannot be told from a perfect model
 and is scored as 0.005 rather than taking the log of noise (or of a negative number)."""
 IMPOSSIBLE_EXCESS = -0.012
