@@ -10,15 +10,26 @@ the split's hidden input of that size (generate.py: tokens relabeled, pairs shuf
 redrawn: the same work, other bytes). For every copy it computes the right distances with its
 own trusted kernel (trusted.py), then runs its hidden copy of the starting kernel and the
 agent's kernel.py (which goes first alternates; the start's very first run precedes any of the
-agent's code), each in a new process as the agent user (`python -I harness.py`), and times
-each from outside: from just before it writes the process's input to the moment the process
-says it has saved its output. Then everything the agent user runs is killed, and only then is
-the output read and checked. Every run of kernel.py has its own fresh copy of the submitted
-workspace, made from a root-only snapshot taken before any of the agent's code ran and removed
-after the run with what the agent user owns in the temporary folders (rdbench_grading's
-FreshWorkspaces): no run can reuse an earlier run's results.
-The raw score is the mean over sizes of ln(fastest start time / fastest agent time): the
-fastest of several runs of the same work is the one least slowed by the rest of the machine.
+agent's code), each in a new process as the agent user (`python -I harness.py`), and measures
+each from outside by its CPU time (cpuclock.py): from just before it writes the process's
+input until the process has said it saved its output and everything the agent user runs has
+been killed. For kernel.py that is the rise of the grading sandbox's cgroup CPU counter, less
+the grader's own CPU time: every thread and process the run started, however it ended, so
+work handed to a thread, a child nobody waits for or an orphan is counted, and sleeping while
+something else works gains nothing (there is nothing else in the sandbox). For the starting
+kernel it is the CPU time of its own process, which nothing left running elsewhere can
+inflate. Only then is the output read and checked. Every run of kernel.py has its own fresh
+copy of the submitted workspace, made from a root-only snapshot taken before any of the
+agent's code ran and removed after the run with what the agent user owns in the temporary
+folders (rdbench_grading's FreshWorkspaces): no run can reuse an earlier run's results.
+
+The raw score is the mean over sizes of ln(speed-up), the speed-up of a size being the median
+over repeats of (start's CPU time / agent's CPU time) in the same repeat. CPU time, unlike wall
+time, hardly moves when the machine is busy (waiting for a core costs none), the two runs of a
+repeat share whatever the machine did meanwhile, and a disturbed repeat moves one ratio, not
+the median. The old measure (fastest wall time of each) favoured short kernels on a busy
+machine: under two busy loops the reference graded 2.77 to 3.33 against 2.49 to 2.84 idle.
+CALIBRATION
 """
 
 from __future__ import annotations

@@ -23,7 +23,8 @@ Runs as root in the grading sandbox, beside `tolerance.py`, `runner.py`, `truste
    and runs of train.py so alternate, and so do the cores they are pinned to (the cores of a
    virtual machine can differ in speed). After every run, every process of the agent user is
    killed and reaped (runner.py is their "subreaper"): the run's CPU time is user + system
-   time of every process it started.
+   time of every process it started, measured by the grading sandbox's cgroup counter where
+   it is visible (Docker), which also counts a child its parent never waited for.
 4. raw = ln(counted CPU time of the original / CPU time of train.py's fastest run), where the
    original's epochs after the first (the same work each; runner.py notes its CPU time at the
    end of every epoch) count at the fastest one's CPU time. Load on the machine only ever
