@@ -19,7 +19,8 @@ by one JSON line on stdout:
   original is paused; when it exits (or times out), kill every process of the agent user
   and reap them all.
 
-Answers about the original give its state ("paused" or "exited"), its running time so far and,
+Answers about the original give its state ("paused" or "exited"), its running time and CPU
+time so far and,
 once it has exited, its exit code, CPU seconds and CPU seconds at the end of each epoch.
 Answers about an agent run give its exit code, whether it timed out, its wall-clock seconds and
 the CPU seconds of every process it started (its own, its threads', and its descendants'
@@ -114,7 +115,9 @@ class Original:
             self.running_s += time.perf_counter() - start
             if not os.WIFSTOPPED(status):
                 self.exited(status, usage)
-        return {"state": "paused", **(self.result or {}), "running_s": self.running_s}
+        so_far = self.result["cpu_s"] if self.result else _threads_cpu_s(self.pid)
+        return {"state": "paused", **(self.result or {}), "running_s": self.running_s,
+                "cpu_so_far_s": so_far}
 
     def exited(self, status: int, usage: Any) -> None:
         """Record its end (reaped here, or by whoever reaped it)."""
@@ -137,6 +140,18 @@ class Original:
             os.kill(self.pid, signal.SIGKILL)
             os.wait4(self.pid, 0)
             self.result = {"state": "killed"}
+
+
+def _threads_cpu_s(pid: int) -> float:
+    """CPU seconds the threads of process `pid` (paused) have used so far."""
+    total = 0
+    with contextlib.suppress(OSError):
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError, ValueError), open(
+                f"/proc/{pid}/task/{tid}/schedstat", encoding="ascii"
+            ) as handle:
+                total += int(handle.read().split()[0])
+    return total * 1e-9
 
 
 def _redirect_output(log: str) -> None:
