@@ -29,6 +29,7 @@ import json
 import math
 import os
 import pwd
+import resource
 import shutil
 import signal
 import stat
@@ -487,3 +488,79 @@ def run_for_artifact(
     finally:
         remove_tree(folder)
         clear_agent_scratch()
+
+
+class CpuCounter:
+    """CPU seconds used so far by every process in this process's cgroup: the grading sandbox.
+
+    A Docker grading sandbox is one cgroup; the grader and every process the agent's code
+    starts are in it, and none can leave it (cgroupfs is read-only inside). Its counter
+    (cgroup v2 `cpu.stat` usage_usec, or v1 `cpuacct.usage`) counts the CPU time of every
+    thread and process of the sandbox, however it ended: a thread, a child nobody waited for
+    (SIGCHLD ignored), an orphan, a daemon. Time a run of the agent's code by the counter's
+    rise minus the grader's own CPU time meanwhile (grader_cpu_s): work moved to another thread
+    or process is counted, and waiting on something that works elsewhere is impossible, since
+    there is nothing else in the sandbox to work. `find()` is None where no counter is visible
+    (the bwrap backend shows no cgroupfs; a grader run by hand outside a sandbox).
+    """
+
+    def __init__(self, path: str, scale: float, key: str | None) -> None:
+        self.path = path
+        self.scale = scale  # seconds per unit
+        self.key = key  # the line of a flat-keyed file (cpu.stat), None for a single number
+
+    @classmethod
+    def find(cls) -> CpuCounter | None:
+        """The counter of this process's own cgroup, or None when none is readable."""
+        try:
+            with open("/proc/self/cgroup", encoding="utf-8") as handle:
+                groups = [line.rstrip("\n").split(":", 2) for line in handle]
+            with open("/proc/self/mountinfo", encoding="utf-8") as handle:
+                mounts = [line.split() for line in handle]
+        except OSError:
+            return None
+        for fields in mounts:
+            if "-" not in fields:
+                continue
+            dash = fields.index("-")
+            fstype, options = fields[dash + 1], fields[dash + 3].split(",")
+            root, point = fields[3], fields[4]
+            for hierarchy, controllers, path in groups:
+                names = controllers.split(",")
+                if fstype == "cgroup2" and hierarchy == "0" and controllers == "":
+                    counter = cls(_below(point, root, path, "cpu.stat"), 1e-6, "usage_usec")
+                elif fstype == "cgroup" and "cpuacct" in options and "cpuacct" in names:
+                    counter = cls(_below(point, root, path, "cpuacct.usage"), 1e-9, None)
+                else:
+                    continue
+                with contextlib.suppress(OSError, ValueError):
+                    counter.seconds()
+                    return counter
+        return None
+
+    def seconds(self) -> float:
+        """The CPU seconds the cgroup's processes have used so far (microsecond precision or
+        better)."""
+        with open(self.path, encoding="ascii") as handle:
+            text = handle.read()
+        if self.key is None:
+            return int(text) * self.scale
+        for line in text.splitlines():
+            name, _, value = line.partition(" ")
+            if name == self.key:
+                return int(value) * self.scale
+        raise ValueError(f"{self.path} has no {self.key} line")
+
+
+def _below(mount_point: str, mount_root: str, group: str, name: str) -> str:
+    """The file `name` of cgroup `group` in a cgroupfs mounted at `mount_point` from
+    `mount_root` (a container sees its own group as the mount's root)."""
+    relative = os.path.relpath(group, mount_root) if group.startswith(mount_root) else "."
+    return os.path.normpath(os.path.join(mount_point, relative, name))
+
+
+def grader_cpu_s() -> float:
+    """CPU seconds this process (the grader, all its threads) has used so far: subtract its
+    rise from a CpuCounter's while timing the agent's code."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import subprocess
 import sys
 import tomllib
 from collections.abc import Callable, Iterator
@@ -518,3 +519,150 @@ def test_broken_kernel_is_invalid_with_a_reason(grade: Grade, kernel: str, expec
     assert verdict["valid"] is False
     assert verdict["raw_score"] is None
     assert expected in verdict["message"]
+
+
+# --- timing: CPU time, steady under load, and all of it counted ------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+@pytest.mark.usefixtures("busy_cores")
+def test_untouched_start_scores_zero_beside_a_busy_loop_on_each_core(
+    tmp_path: Path, scoring: Scoring
+) -> None:
+    """Under load the old measure (the fastest wall time of 8) gave the start 0.7x on a size;
+    CPU time, compared run by run, does not move with the load."""
+    verdict = WorkspaceGrader(TASK, tmp_path)()  # not the module's cached verdicts: graded now
+    assert verdict["valid"], verdict["message"]
+    assert verdict["details"]["clock"] == "cgroup"
+    for size, speedup in verdict["details"]["speedups"].items():
+        assert 0.85 < speedup < 1.18, (size, verdict["details"])
+    assert abs(verdict["raw_score"]) < 0.05 * scoring.reference, verdict["details"]
+
+
+# Cheat 7: do the work somewhere the clock might not look, and sleep meanwhile. The kernel
+# splits the pairs in three: one third goes to a child process whose parent ignores SIGCHLD
+# (the kernel reaps it with nobody's accounting: no wait4 sees its CPU time), one to an orphan
+# (double fork: re-parented to the sandbox's init, reaped there), one to a thread; the calling
+# thread only waits on pipes. Timed by wall clock on 2 cores it would look about twice as fast;
+# by the CPU time of the process and the children it waited for, about three times. The grader
+# counts the CPU time of the whole sandbox (its cgroup) but its own, so it is the start's.
+HAND_OFF = START_KERNEL.replace("def edit_distance(", "def _slow(") + """
+import os, pickle, signal, threading
+
+
+def _in_child(a, a_len, b, b_len, orphan):
+    read, write = os.pipe()
+    if os.fork() == 0:
+        try:
+            if orphan and os.fork() != 0:
+                os._exit(0)
+            data = pickle.dumps(_slow(a, a_len, b, b_len))
+            with os.fdopen(write, 'wb') as handle:
+                handle.write(data)
+        finally:
+            os._exit(0)
+    os.close(write)
+    return read
+
+
+def edit_distance(a, a_len, b, b_len):
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    cut = [0, len(a) // 3, 2 * len(a) // 3, len(a)]
+    parts = [slice(cut[i], cut[i + 1]) for i in range(3)]
+    reads = [_in_child(a[p], a_len[p], b[p], b_len[p], orphan)
+             for p, orphan in zip(parts, (False, True))]
+    box = {}
+    last = parts[2]
+    thread = threading.Thread(target=lambda: box.update(out=_slow(a[last], a_len[last], b[last],
+                                                                  b_len[last])))
+    thread.start()
+    outs = []
+    for read in reads:
+        with os.fdopen(read, 'rb') as handle:
+            outs.append(pickle.loads(handle.read()))
+    thread.join()
+    return np.concatenate(outs + [box['out']])
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+def test_work_handed_to_threads_unwaited_children_and_orphans_is_counted(grade: Grade) -> None:
+    verdict = grade(files={"kernel.py": HAND_OFF})
+    assert verdict["valid"], verdict["message"]
+    assert verdict["normalized_score"] < START_AT_MOST, verdict["details"]
+    for size, speedup in verdict["details"]["speedups"].items():
+        assert speedup < 1.2, (size, verdict["details"])  # the start's work, and some more
+    # what the clock saw: the kernel's own process did about a third of the work
+    readings = verdict["details"]["cpu_counted_own_s"]["short"]["agent"]
+    assert sum(own for _, own in readings) < 0.6 * sum(counted for counted, _ in readings)
+
+
+# The grader's clock itself, on the host (no Docker): the process-tree mode (for sandboxes
+# without a visible cgroup counter) and the cgroup counter.
+CLOCKED_CHILD = """
+import os, sys, threading, time
+
+def burn(seconds):
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        pass
+
+burn(0.3)  # before `ready`: like importing, not the run's
+print('ready', flush=True)
+sys.stdin.readline()
+thread = threading.Thread(target=burn, args=(0.2,))
+thread.start()
+read, write = os.pipe()
+if os.fork() == 0:
+    if os.fork() == 0:  # an orphan: re-parented to the clock's process, a subreaper
+        burn(0.2)
+        os.write(write, b'x')
+    os._exit(0)
+os.wait()
+burn(0.1)
+thread.join()
+os.read(read, 1)
+"""
+CLOCK = """
+import subprocess, sys, time
+sys.path.insert(0, sys.argv[1])
+import rdbench.grading_kit
+sys.modules['rdbench_grading'] = rdbench.grading_kit
+from cpuclock import CpuClock
+clock = CpuClock(use_counter=False)
+proc = subprocess.Popen([sys.executable, '-c', sys.argv[2]], stdin=subprocess.PIPE,
+                        stdout=subprocess.PIPE)
+assert proc.stdout.readline() == b'ready\\n'
+clock.begin(proc.pid)
+proc.stdin.write(b'go\\n')
+proc.stdin.flush()
+clock.reap(proc)  # waits for it
+time.sleep(0.2)  # the orphan has exited by now (it wrote before exiting)
+reading = clock.stop()
+print(clock.mode, reading.counted, reading.own)
+"""
+
+
+def test_process_tree_clock_counts_threads_and_orphans_but_not_the_import() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", CLOCK, str(TASK / "grader"), CLOCKED_CHILD],
+        capture_output=True, text=True, timeout=60, check=True,
+    )
+    mode, counted, own = result.stdout.rsplit("\n", 2)[-2].rsplit(" ", 2)
+    assert mode == "process tree"
+    assert 0.3 <= float(own) < 0.45, result.stdout  # main + thread, not the 0.3 s before ready
+    assert 0.5 <= float(counted) < 0.7, result.stdout  # and the orphan's 0.2 s
+
+
+def test_cgroup_counter_counts_a_child_it_never_waited_for() -> None:
+    from rdbench.grading_kit import CpuCounter, grader_cpu_s
+
+    counter = CpuCounter.find()
+    if counter is None:
+        pytest.skip("no cgroup CPU counter visible on this host")
+    before = counter.seconds() - grader_cpu_s()
+    burner = "import time\nend = time.process_time() + 0.3\nwhile time.process_time() < end: pass"
+    subprocess.run([sys.executable, "-c", burner], check=True, timeout=60)
+    assert counter.seconds() - grader_cpu_s() - before >= 0.3

@@ -389,8 +389,36 @@ def test_marks_in_directory_times_and_xattrs_do_not_reach_the_next_run(grade: Gr
     assert len(verdict["details"]["runs"]) >= 2
 
 
+# Cheat: train in a child nobody waits for. train.py ignores SIGCHLD and forks; the child trains
+# and saves the model, the parent sleeps on a pipe until the child has exited. The kernel reaps
+# a child whose parent ignores SIGCHLD itself, so no wait4 (the process tree's accounting) sees
+# its CPU time: counted that way the run would cost almost nothing. The grader counts the
+# grading sandbox's cgroup CPU time, which holds every process.
+HAND_OFF = """\
+import os, signal
+signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+_read, _write = os.pipe()
+if os.fork() != 0:
+    os.close(_write)
+    os.read(_read, 1)  # returns once the child has exited
+    os._exit(0)
+os.close(_read)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+def test_training_in_a_child_nobody_waits_for_is_counted(grade: Grade) -> None:
+    verdict = grade(files={"train.py": _with_prelude(START_SCRIPT, HAND_OFF)})
+    assert verdict["valid"], verdict["message"]
+    assert verdict["details"]["distance"] == 0.0
+    assert verdict["normalized_score"] < NULL_CEILING, verdict["details"]
+    for run in verdict["details"]["runs"]:  # the process tree saw almost none of the work
+        assert run["tree_cpu_s"] < 0.2 * run["cpu_s"], verdict["details"]["runs"]
+
+
 def test_cheat_scripts_are_valid_python() -> None:
     sources = (TIME_PATCH + SLOW_ORIGINAL_HOOK, COPY_MODEL, BURNER, LINGERING, READ_GRADER,
-               USE_A_CACHE + FILL_THE_CACHES, FIND_A_MARK + LEAVE_A_MARK)
+               USE_A_CACHE + FILL_THE_CACHES, FIND_A_MARK + LEAVE_A_MARK, HAND_OFF)
     for source in sources:
         compile(source, "<cheat>", "exec")

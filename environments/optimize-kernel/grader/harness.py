@@ -5,13 +5,14 @@
 Runs as the agent user, in KERNEL_DIR. Imports `kernel` from there, warms up the input and
 output code (the first np.load of an .npz imports zipfile), says `ready` on stdout, then reads
 one line `go INPUT.npz OUTPUT.npy` from stdin, calls kernel.edit_distance on the input's
-arrays, saves what it returns, says `done` and exits. The grader's clock runs from just before
-it writes the input (which does not exist before) to the `done`; it then kills the process
-and checks the saved output, so saying `done` early only gets a submission marked invalid.
+arrays, saves what it returns, says `done` and exits. The grader counts CPU time from just before
+it writes the input (which does not exist before) until, after the `done`, it has killed the
+process and everything else of the agent user's; only then does it check the saved output,
+so saying `done` early only gets a submission marked invalid.
 
 Until the `go` the process is pinned to core CPU (the grader alternates the core from one
 repeat to the next: the cores of a virtual machine can differ in speed); then it may run on
-every core again, so the kernel's threads or processes can spread, but it starts on CPU.
+every core again (the kernel's threads or processes may spread; their CPU time all counts).
 """
 
 import io

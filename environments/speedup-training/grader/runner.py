@@ -19,11 +19,15 @@ by one JSON line on stdout:
   original is paused; when it exits (or times out), kill every process of the agent user
   and reap them all.
 
-Answers about the original give its state ("paused" or "exited"), its running time so far and,
+Answers about the original give its state ("paused" or "exited"), its running time and CPU
+time so far and,
 once it has exited, its exit code, CPU seconds and CPU seconds at the end of each epoch.
 Answers about an agent run give its exit code, whether it timed out, its wall-clock seconds and
 the CPU seconds of every process it started (its own, its threads', and its descendants'
-however they ended).
+however they ended): where the grading sandbox's cgroup counter is visible (Docker), its rise
+during the run less this process's own CPU time, which counts even a child its parent never
+waited for (SIGCHLD ignored: the kernel reaps it, and no wait4 sees its time); without one,
+the process tree's (`tree_cpu_s`, also given for the record).
 
 It learns each run's arguments only when it is told to start it, so a run (a copy of this
 process's memory) never finds the seeds of the runs after it.
@@ -45,11 +49,12 @@ from typing import Any
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import tolerance  # noqa: E402  (imports numpy and torch, with the thread settings)
-from rdbench_grading import AGENT_USER  # noqa: E402
+from rdbench_grading import AGENT_USER, CpuCounter, grader_cpu_s  # noqa: E402
 
 GRADER_MODULES = ("tolerance", "rdbench_grading")
 PR_SET_DUMPABLE = 4
 REAP_TIMEOUT_S = 5.0
+COUNTER = CpuCounter.find()  # the grading sandbox's cgroup CPU counter, if visible
 
 
 class EpochClock:
@@ -110,7 +115,9 @@ class Original:
             self.running_s += time.perf_counter() - start
             if not os.WIFSTOPPED(status):
                 self.exited(status, usage)
-        return {"state": "paused", **(self.result or {}), "running_s": self.running_s}
+        so_far = self.result["cpu_s"] if self.result else _threads_cpu_s(self.pid)
+        return {"state": "paused", **(self.result or {}), "running_s": self.running_s,
+                "cpu_so_far_s": so_far}
 
     def exited(self, status: int, usage: Any) -> None:
         """Record its end (reaped here, or by whoever reaped it)."""
@@ -133,6 +140,18 @@ class Original:
             os.kill(self.pid, signal.SIGKILL)
             os.wait4(self.pid, 0)
             self.result = {"state": "killed"}
+
+
+def _threads_cpu_s(pid: int) -> float:
+    """CPU seconds the threads of process `pid` (paused) have used so far."""
+    total = 0
+    with contextlib.suppress(OSError):
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError, ValueError), open(
+                f"/proc/{pid}/task/{tid}/schedstat", encoding="ascii"
+            ) as handle:
+                total += int(handle.read().split()[0])
+    return total * 1e-9
 
 
 def _redirect_output(log: str) -> None:
@@ -190,6 +209,7 @@ def run_agent(
     cpu: int,
 ) -> dict[str, Any]:
     """Run the agent's script once (forked, as the agent user) and clean up after it."""
+    counter_start = _sandbox_cpu_s()
     start = time.perf_counter()
     pid = tolerance.run_forked(script, args, prepare=lambda: _become_agent(cwd, log, cpu))
     pidfd = os.pidfd_open(pid)
@@ -212,13 +232,29 @@ def run_agent(
                 os.kill(left, signal.SIGKILL)
         killed |= alive
         time.sleep(0.01)
+    tree_cpu_s = cpu_s
+    counter_end = _sandbox_cpu_s()
+    if counter_start is not None and counter_end is not None:
+        cpu_s = max(counter_end - counter_start, tree_cpu_s)
     return {
         "returncode": os.waitstatus_to_exitcode(status),
         "timed_out": timed_out,
         "wall_s": wall_s,
         "cpu_s": cpu_s,
+        "tree_cpu_s": tree_cpu_s,
         "killed": len(killed - {pid}),
     }
+
+
+def _sandbox_cpu_s() -> float | None:
+    """CPU seconds of the whole grading sandbox so far but this process's own (rdbench_grading's
+    CpuCounter), None where no cgroup counter is visible. While a run of train.py goes on,
+    nothing else in the sandbox works (the original is paused, score.py waits for an answer),
+    so its rise is the run's CPU time, counting what the process tree cannot: a child reaped
+    by the kernel because its parent ignores SIGCHLD is waited for by nobody."""
+    if COUNTER is None:
+        return None
+    return COUNTER.seconds() - grader_cpu_s()
 
 
 def _agent_processes() -> set[int]:

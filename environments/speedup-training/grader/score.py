@@ -18,12 +18,15 @@ Runs as root in the grading sandbox, beside `tolerance.py`, `runner.py`, `truste
    what the agent user left in the temporary folders): first on the split's seed, then on
    other hidden seeds, so a run cannot reuse what an earlier one left. It runs again, up to
    MAX_RUNS times, while its runs so far used less CPU time than AGENT_SHARE of the
-   original's running time so far; then the last runs come after the original has ended, if
+   original's CPU time so far (CPU time, not wall time: on a busy machine the original takes
+   longer but not more CPU, so the number of runs does not grow with the load); then the last
+   runs come after the original has ended, if
    needed. Slices of the original
    and runs of train.py so alternate, and so do the cores they are pinned to (the cores of a
    virtual machine can differ in speed). After every run, every process of the agent user is
    killed and reaped (runner.py is their "subreaper"): the run's CPU time is user + system
-   time of every process it started.
+   time of every process it started, measured by the grading sandbox's cgroup counter where
+   it is visible (Docker), which also counts a child its parent never waited for.
 4. raw = ln(counted CPU time of the original / CPU time of train.py's fastest run), where the
    original's epochs after the first (the same work each; runner.py notes its CPU time at the
    end of every epoch) count at the fastest one's CPU time. Load on the machine only ever
@@ -225,12 +228,12 @@ class Grading:
         self.slices += 1
         return self.cores[(self.slices - 1) % len(self.cores)]
 
-    def more_runs(self, original_running_s: float) -> bool:
+    def more_runs(self, original_cpu_s: float) -> bool:
         """Whether train.py runs again."""
         if not self.runs:
             return True
         used = sum(run["cpu_s"] for run in self.runs)
-        return len(self.runs) < MAX_RUNS and used < AGENT_SHARE * original_running_s
+        return len(self.runs) < MAX_RUNS and used < AGENT_SHARE * original_cpu_s
 
     def time_runs(self, runner: Runner) -> tuple[dict[str, torch.Tensor], float]:
         """Run the original and train.py interleaved; the original's model and CPU time."""
@@ -250,11 +253,11 @@ class Grading:
         while state["state"] == "paused":
             if state["running_s"] > ORIGINAL_TIMEOUT_S:
                 raise GraderError(f"the original training ran over {ORIGINAL_TIMEOUT_S}s")
-            if self.more_runs(state["running_s"]):
+            if self.more_runs(state["cpu_so_far_s"]):
                 self.run_agent(runner)
             state = runner.ask(do="resume_original", seconds=SLOT_S, cpu=self.next_core())
         agent_ran = len(self.runs)
-        while self.more_runs(state["running_s"]):
+        while self.more_runs(state["cpu_so_far_s"]):
             self.run_agent(runner)
         self.details.update(original_running_s=round(state["running_s"], 3))
         if state["returncode"] != 0:
