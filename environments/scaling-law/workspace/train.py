@@ -3,9 +3,14 @@
     python train.py --width W --steps S [--seed K] [--json]
 
 The task: regress y = f(x) + noise, x ~ N(0, I_8), where f is a fixed sum of 256 sinusoids of
-rising frequency and falling amplitude (`teacher`) and the noise has standard deviation 0.1
+rising frequency and falling amplitude (`Teacher`) and the noise has standard deviation 0.1
 (so no model can get below a loss of 0.01). Every step draws a fresh batch of 32 examples:
 there is no fixed training set and no overfitting, only a number of steps.
+
+This file trains on the PRACTICE target (`PRACTICE_TARGET`, public). The graded target is a
+Teacher of the same form whose seed and shape (frequency_scale, decay) are hidden: train on
+it with the `run_experiment` tool, which runs this same code outside your sandbox. Losses on
+the practice target are not those of the graded target.
 
 The model family: an MLP 8 -> W -> W -> 1 with GELU activations. Its parameter count
 N(W) = W^2 + 11 W + 1 (weights and biases) is printed; compute is counted as
@@ -22,6 +27,7 @@ import argparse
 import json
 import math
 import time
+from typing import Any
 
 import torch
 
@@ -32,7 +38,7 @@ BATCH = 32
 LR = 3e-3
 WARMUP = 0.05
 N_HELD_OUT = 4096
-TEACHER_SEED = 20250101
+PRACTICE_TARGET = {"seed": 20250101, "frequency_scale": 0.5, "decay": 1.0}
 HELD_OUT_SEED = 20250102
 CHUNK = 256  # batches drawn at once (the same examples as drawing them one batch at a time)
 
@@ -43,16 +49,17 @@ def n_params(width: int) -> int:
 
 
 class Teacher:
-    """The target function: sum_k a_k sin(w_k . x + p_k), amplitudes a_k ~ 1/k."""
+    """The target function: sum_k a_k sin(w_k . x + p_k), with |w_k| = scale k^(1/3) and
+    amplitudes a_k ~ 1/k^decay; `seed` draws the directions of w_k and the phases p_k."""
 
-    def __init__(self) -> None:
-        gen = torch.Generator().manual_seed(TEACHER_SEED)
+    def __init__(self, seed: int, frequency_scale: float, decay: float) -> None:
+        gen = torch.Generator().manual_seed(seed)
         k = torch.arange(1, N_COMPONENTS + 1, dtype=torch.float64)
         directions = torch.randn(N_COMPONENTS, D_IN, generator=gen, dtype=torch.float64)
         directions /= directions.norm(dim=1, keepdim=True)
-        self.frequencies = (directions * (0.5 * k ** (1 / 3)).unsqueeze(1)).float()
+        self.frequencies = (directions * (frequency_scale * k ** (1 / 3)).unsqueeze(1)).float()
         self.phases = (2 * math.pi * torch.rand(N_COMPONENTS, generator=gen)).float()
-        amplitudes = 1.0 / k
+        amplitudes = 1.0 / k**decay
         self.amplitudes = (amplitudes / amplitudes.norm() * math.sqrt(2.0)).float()  # Var f = 1
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
@@ -87,10 +94,11 @@ def learning_rate(step: int, steps: int) -> float:
     return LR * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def train(width: int, steps: int, seed: int = 0) -> float:
-    """Train the model of width `width` for `steps` steps; its held-out loss."""
+def train(width: int, steps: int, seed: int = 0, target: dict[str, Any] | None = None) -> float:
+    """Train the model of width `width` for `steps` steps on `target` (the Teacher's arguments;
+    default: the practice target); its held-out loss."""
     torch.set_num_threads(1)
-    teacher = Teacher()
+    teacher = Teacher(**(target or PRACTICE_TARGET))
     held_out = examples(teacher, N_HELD_OUT, torch.Generator().manual_seed(HELD_OUT_SEED))
     torch.manual_seed(seed)
     model = make_model(width)
