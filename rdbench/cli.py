@@ -261,7 +261,7 @@ def run(
     unfinished episodes leave no result.json (a repeated run resumes them), exit 128+signal."""
     from rdbench.runner import EpisodeSpec, run_many
     from rdbench.sandbox import SandboxUnavailable
-    from rdbench.tools import TOOL_SPECS
+    from rdbench.tools import LAB_TOOLS, TOOL_SPECS
 
     _check_at_least("--episodes", episodes, 1)
     _check_at_least("--parallel", parallel, 1)
@@ -274,7 +274,7 @@ def run(
     tool_set = [name.strip() for name in tools.split(",") if name.strip()] if tools else None
     if tools is not None and not tool_set:
         raise _fail(f"--tools {tools!r} names no tool; available: {', '.join(TOOL_SPECS)}")
-    unknown = [name for name in tool_set or [] if name not in TOOL_SPECS]
+    unknown = [name for name in tool_set or [] if name not in (*TOOL_SPECS, LAB_TOOLS)]
     if unknown:
         raise _fail(f"Unknown tools {unknown} in --tools; available: {', '.join(TOOL_SPECS)}")
     options = _agent_options(
