@@ -4,10 +4,15 @@ reproduces the anchors and gives nothing to the cheats we could think of.
 
 The grader runs no code of the agent's: it reads answer.json as data and looks the chosen
 width up in grader/ground_truth.json (measured offline by grader/measure_ground_truth.py).
+The graded target is hidden (lab/hidden_target.json): the agent trains on it only through the
+`run_experiment` lab tool, which refuses runs above 1e7 parameter-steps; the workspace's
+train.py trains on a public practice target, and brute-forcing that at the test budget gains
+little.
 """
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import importlib.util
 import json
@@ -21,6 +26,7 @@ from typing import Any
 import pytest
 from helpers import WorkspaceGrader
 
+from rdbench.env import RDEnv
 from rdbench.grading import grade_workspace
 from rdbench.task import Scoring, load_task
 
@@ -29,6 +35,11 @@ TASK = REPO / "environments" / "scaling-law"
 GROUND_TRUTH = json.loads((TASK / "grader" / "ground_truth.json").read_text(encoding="utf-8"))
 EXAMPLE = json.loads((TASK / "workspace" / "example" / "budget_1e6.json").read_text())
 REFERENCE_ANSWER = json.loads((TASK / "solution" / "answer.json").read_text(encoding="utf-8"))
+HIDDEN_TARGET = json.loads((TASK / "lab" / "hidden_target.json").read_text(encoding="utf-8"))
+# train.py (practice target) at 1e8 for every grid width, 3 seeds: what brute force learns
+PRACTICE_1E8 = json.loads(
+    (REPO / "tests" / "fixtures" / "scaling_law_practice_1e8.json").read_text(encoding="utf-8")
+)
 ANCHOR_TOLERANCE = 1e-6  # the grader only looks numbers up: its score is exact
 
 Verdict = dict[str, Any]
@@ -73,12 +84,32 @@ def test_workspace_check_is_the_graders_rules() -> None:
     assert grader_copy == (TASK / "workspace" / "check_answer.py").read_bytes()
 
 
-def test_ground_truth_was_measured_with_the_current_train_py() -> None:
-    digest = hashlib.sha256((TASK / "workspace" / "train.py").read_bytes()).hexdigest()
-    assert GROUND_TRUTH["train_py_sha256"] == digest, (
-        "workspace/train.py changed since grader/ground_truth.json was measured: rerun "
-        "grader/measure_ground_truth.py (see its docstring)"
+def test_ground_truth_was_measured_with_the_current_train_py_and_target() -> None:
+    digest = hashlib.sha256((TASK / "lab" / "train.py").read_bytes()).hexdigest()
+    target = hashlib.sha256((TASK / "lab" / "hidden_target.json").read_bytes()).hexdigest()
+    assert (GROUND_TRUTH["train_py_sha256"], GROUND_TRUTH["hidden_target_sha256"]) == (
+        digest, target
+    ), (
+        "lab/train.py or lab/hidden_target.json changed since grader/ground_truth.json was "
+        "measured: rerun grader/measure_ground_truth.py (see its docstring)"
     )
+
+
+def test_the_lab_trains_with_the_workspaces_recipe() -> None:
+    lab_copy = (TASK / "lab" / "train.py").read_bytes()
+    assert lab_copy == (TASK / "workspace" / "train.py").read_bytes()
+
+
+def test_the_hidden_target_is_nowhere_in_the_workspace() -> None:
+    tree = ast.parse((TASK / "workspace" / "train.py").read_text(encoding="utf-8"))
+    practice = next(
+        ast.literal_eval(node.value) for node in tree.body
+        if isinstance(node, ast.Assign) and ast.unparse(node.targets[0]) == "PRACTICE_TARGET"
+    )
+    assert practice != HIDDEN_TARGET and practice["seed"] != HIDDEN_TARGET["seed"]
+    for path in (TASK / "workspace").rglob("*"):
+        if path.is_file():
+            assert str(HIDDEN_TARGET["seed"]).encode() not in path.read_bytes(), path
 
 
 def test_ground_truth_covers_the_grid_at_each_budget(rules: ModuleType) -> None:
@@ -203,18 +234,80 @@ def _run_in_image(docker_client: Any, image: str, folder: Path, cmd: list[str]) 
     return output.decode()
 
 
+# --- the lab tool, in a real episode's lab sandbox ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def episode(sandbox_image: str) -> Any:
+    """An episode of the task (Docker), for calling `run_experiment` as the agent does."""
+    env = RDEnv(load_task(TASK), sandbox="docker")
+    env.reset()
+    yield env
+    env.close()
+
+
+def _experiment(env: RDEnv, *runs: dict[str, int]) -> tuple[str, dict[str, Any]]:
+    observation, _, _, _, info = env.step(
+        {"tool": "run_experiment", "input": {"runs": list(runs)}}
+    )
+    return observation, info
+
+
 @pytest.mark.slow
 @pytest.mark.docker
-def test_ground_truth_runs_reproduce_in_the_image(
-    docker_client: Any, sandbox_image: str, tmp_path: Path
+def test_run_experiment_reproduces_the_ground_truth(episode: RDEnv) -> None:
+    truth = GROUND_TRUTH["budgets"]["validation"]["runs"]["256"]  # the cheapest: 146 steps
+    runs = [{"width": 256, "steps": truth["steps"], "seed": seed} for seed in (0, 1)]
+    observation, info = _experiment(episode, *runs)
+    assert "error" not in info, observation
+    results = [json.loads(line) for line in observation.splitlines()]
+    assert [r["seed"] for r in results] == [0, 1]
+    for result in results:
+        assert result["loss"] == pytest.approx(truth["losses"][result["seed"]], rel=1e-6)
+
+
+# Cheat: brute force. The lab refuses a run at the test budget, and says why.
+@pytest.mark.slow
+@pytest.mark.docker
+def test_run_experiment_refuses_a_run_above_1e7(episode: RDEnv) -> None:
+    best = GROUND_TRUTH["budgets"]["test"]["best_width"]
+    steps = GROUND_TRUTH["budgets"]["test"]["runs"][str(best)]["steps"]
+    observation, info = _experiment(episode, {"width": best, "steps": steps, "seed": 0})
+    assert "exit code 2" in info["error"]
+    assert observation.startswith("Error: run_experiment failed (exit code 2).")
+    assert "above the limit of 1e+07 per run" in observation and "Nothing was run" in observation
+    assert "loss" not in observation
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+def test_run_experiment_refuses_a_call_above_its_cap(episode: RDEnv) -> None:
+    allowed = {"width": 16, "steps": 23094, "seed": 0}  # 1e7 each: four are 4e7 in one call
+    observation, _ = _experiment(episode, *[{**allowed, "seed": seed} for seed in range(4)])
+    assert "one call may do at most 3e+07 parameter-steps" in observation
+    assert "Split them over several calls" in observation
+
+
+# Cheat: brute force on the practice target. train.py at 1e8 for every grid width and three
+# seeds (recorded in the fixture; its cheapest runs are rerun here to show it is what train.py
+# gives), answered with its best width and loss, is scored against the hidden target.
+@pytest.mark.slow
+@pytest.mark.docker
+def test_brute_force_on_the_practice_target_gains_little(
+    docker_client: Any, sandbox_image: str, tmp_path: Path, grade: Grade
 ) -> None:
     shutil.copy(TASK / "workspace" / "train.py", tmp_path)
-    truth = GROUND_TRUTH["budgets"]["validation"]["runs"]["256"]  # the cheapest: 146 steps
-    for seed in (0, 1):
-        cmd = ["python3", "train.py", "--width", "256", "--steps", str(truth["steps"]),
-               "--seed", str(seed), "--json"]
+    for width in ("256", "192"):
+        run = PRACTICE_1E8["runs"][width]
+        cmd = ["python3", "train.py", "--width", width, "--steps", str(run["steps"]), "--json"]
         result = json.loads(_run_in_image(docker_client, sandbox_image, tmp_path, cmd))
-        assert result["loss"] == pytest.approx(truth["losses"][seed], rel=1e-4)
+        assert result["loss"] == pytest.approx(run["losses"][0], rel=1e-6)
+    width = PRACTICE_1E8["best_width"]
+    answer = {"width": width, "steps": PRACTICE_1E8["runs"][str(width)]["steps"],
+              "predicted_loss": PRACTICE_1E8["best_loss"]}
+    verdict = grade(files={"answer.json": _answer(test=answer)})
+    assert verdict["valid"], verdict["message"]
+    assert verdict["normalized_score"] < 0.3
 
 
 @pytest.mark.slow
