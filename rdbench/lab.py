@@ -96,7 +96,7 @@ class LabSession:
             )
         if result.truncated:
             return f"{result.stdout}\n[output was truncated at the sandbox's cap]"
-        return result.stdout
+        return result.stdout or f"({tool.name} printed nothing)"
 
     def close(self) -> None:
         """Remove the lab sandbox, if it started; safe to call more than once."""

@@ -24,7 +24,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 BUDGETS = (1e5, 3e5, 1e6, 3e6, 1e7)
 WIDTHS = (4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192)
-SEEDS = (0, 1)
+SEEDS = (0,)  # one seed a run: the sweep costs half, and the fit averages over widths anyway
 MIN_STEPS = 200  # shorter runs are mostly warm-up and fit the law poorly
 MAX_STEPS = 40_000  # the longest runs teach little a shorter sweep does not
 MAX_COMPUTE = 1e7  # the rules: no run above 1e7 parameter-steps
