@@ -382,8 +382,9 @@ class RDEnv(gym.Env[str, Any]):
         return self._last_observation if self.render_mode == "ansi" else None
 
     def _grading_factory(self, config: SandboxConfig) -> Sandbox:
-        """The env's factory, with every grading sandbox it starts remembered until closed, so
-        that close() (from another thread: a run being stopped) ends a grading in progress."""
+        """The env's factory, with every grading sandbox (and the lab sandbox) it starts
+        remembered until closed, so that close() (from another thread: a run being stopped)
+        ends a grading or a lab call in progress."""
         sandbox = _TrackedSandbox(self._factory(config), self._forget_grading)
         with self._sandboxes_lock:
             self._grading_sandboxes.add(sandbox)
