@@ -4,10 +4,10 @@ reproduces the anchors and gives nothing to the cheats we could think of.
 
 The grader runs no code of the agent's: it reads answer.json as data and looks the chosen
 width up in grader/ground_truth.json (measured offline by grader/measure_ground_truth.py).
-The graded target is hidden (lab/hidden_target.json): the agent trains on it only through the
-`run_experiment` lab tool, which refuses runs above 1e7 parameter-steps; the workspace's
-train.py trains on a public practice target, and brute-forcing that at the test budget gains
-little.
+The graded target is hidden (lab/hidden_target.py): the agent trains on it only through the
+`run_experiment` lab tool, which refuses runs above 1e7 parameter-steps. The workspace's
+train.py holds the recipe but no target (the agent supplies one): a public practice target was
+tried and dropped, since brute-forcing it at 1e8 still scored about 0.59 normalized.
 """
 
 from __future__ import annotations
@@ -35,11 +35,7 @@ TASK = REPO / "environments" / "scaling-law"
 GROUND_TRUTH = json.loads((TASK / "grader" / "ground_truth.json").read_text(encoding="utf-8"))
 EXAMPLE = json.loads((TASK / "workspace" / "example" / "budget_1e6.json").read_text())
 REFERENCE_ANSWER = json.loads((TASK / "solution" / "answer.json").read_text(encoding="utf-8"))
-HIDDEN_TARGET = json.loads((TASK / "lab" / "hidden_target.json").read_text(encoding="utf-8"))
-# train.py (practice target) at 1e8 for every grid width, 3 seeds: what brute force learns
-PRACTICE_1E8 = json.loads(
-    (REPO / "tests" / "fixtures" / "scaling_law_practice_1e8.json").read_text(encoding="utf-8")
-)
+HIDDEN_SOURCE = (TASK / "lab" / "hidden_target.py").read_text(encoding="utf-8")
 ANCHOR_TOLERANCE = 1e-6  # the grader only looks numbers up: its score is exact
 
 Verdict = dict[str, Any]
@@ -86,11 +82,11 @@ def test_workspace_check_is_the_graders_rules() -> None:
 
 def test_ground_truth_was_measured_with_the_current_train_py_and_target() -> None:
     digest = hashlib.sha256((TASK / "lab" / "train.py").read_bytes()).hexdigest()
-    target = hashlib.sha256((TASK / "lab" / "hidden_target.json").read_bytes()).hexdigest()
+    target = hashlib.sha256((TASK / "lab" / "hidden_target.py").read_bytes()).hexdigest()
     assert (GROUND_TRUTH["train_py_sha256"], GROUND_TRUTH["hidden_target_sha256"]) == (
         digest, target
     ), (
-        "lab/train.py or lab/hidden_target.json changed since grader/ground_truth.json was "
+        "lab/train.py or lab/hidden_target.py changed since grader/ground_truth.json was "
         "measured: rerun grader/measure_ground_truth.py (see its docstring)"
     )
 
@@ -101,40 +97,15 @@ def test_the_lab_trains_with_the_workspaces_recipe() -> None:
 
 
 def test_the_hidden_target_is_nowhere_in_the_workspace() -> None:
-    tree = ast.parse((TASK / "workspace" / "train.py").read_text(encoding="utf-8"))
-    practice = next(
+    tree = ast.parse(HIDDEN_SOURCE)
+    hidden = next(
         ast.literal_eval(node.value) for node in tree.body
-        if isinstance(node, ast.Assign) and ast.unparse(node.targets[0]) == "PRACTICE_TARGET"
+        if isinstance(node, ast.Assign) and ast.unparse(node.targets[0]) == "HIDDEN"
     )
-    assert practice != HIDDEN_TARGET and practice["seed"] != HIDDEN_TARGET["seed"]
     for path in (TASK / "workspace").rglob("*"):
         if path.is_file():
-            assert str(HIDDEN_TARGET["seed"]).encode() not in path.read_bytes(), path
-
-
-def test_ground_truth_covers_the_grid_at_each_budget(rules: ModuleType) -> None:
-    for split, budget in rules.BUDGETS.items():
-        truth = GROUND_TRUTH["budgets"][split]
-        assert truth["compute"] == budget
-        assert sorted(map(int, truth["runs"])) == sorted(rules.GRID)
-        for width, run in truth["runs"].items():
-            assert run["steps"] == round(budget / rules.n_params(int(width)))
-            assert len(run["losses"]) == len(truth["seeds"]) >= 2
-        best = min(truth["runs"], key=lambda width: truth["runs"][width]["loss"])
-        assert truth["best_width"] == int(best)
-
-
-def test_the_optimum_is_inside_the_grid_and_moves_with_the_budget(rules: ModuleType) -> None:
-    best = {split: GROUND_TRUTH["budgets"][split]["best_width"] for split in rules.BUDGETS}
-    assert min(rules.GRID) < best["test"] < max(rules.GRID)
-    example_best = min(EXAMPLE["runs"], key=lambda width: EXAMPLE["runs"][width]["loss"])
-    assert int(example_best) < best["validation"] < best["test"]
-
-
-def test_reference_runs_stay_within_the_experiment_cap() -> None:
-    runs = json.loads((TASK / "solution" / "small_runs.json").read_text(encoding="utf-8"))
-    assert runs and max(run["compute"] for run in runs) <= 1e7
-    assert all(run["n_params"] * run["steps"] == run["compute"] for run in runs)
+            text = path.read_bytes()
+            assert str(hidden["seed"]).encode() not in text and b"class Teacher" not in text, path
 
 
 @pytest.mark.parametrize(
@@ -288,26 +259,18 @@ def test_run_experiment_refuses_a_call_above_its_cap(episode: RDEnv) -> None:
     assert "Split them over several calls" in observation
 
 
-# Cheat: brute force on the practice target. train.py at 1e8 for every grid width and three
-# seeds (recorded in the fixture; its cheapest runs are rerun here to show it is what train.py
-# gives), answered with its best width and loss, is scored against the hidden target.
+# Cheat: brute force in the workspace. train.py holds no target to brute-force at 1e8: run as
+# shipped it refuses to train without one (a practice target, tried first, still gave 0.59).
 @pytest.mark.slow
 @pytest.mark.docker
-def test_brute_force_on_the_practice_target_gains_little(
-    docker_client: Any, sandbox_image: str, tmp_path: Path, grade: Grade
+def test_workspace_train_py_has_no_target_to_brute_force(
+    docker_client: Any, sandbox_image: str, tmp_path: Path
 ) -> None:
     shutil.copy(TASK / "workspace" / "train.py", tmp_path)
-    for width in ("256", "192"):
-        run = PRACTICE_1E8["runs"][width]
-        cmd = ["python3", "train.py", "--width", width, "--steps", str(run["steps"]), "--json"]
-        result = json.loads(_run_in_image(docker_client, sandbox_image, tmp_path, cmd))
-        assert result["loss"] == pytest.approx(run["losses"][0], rel=1e-6)
-    width = PRACTICE_1E8["best_width"]
-    answer = {"width": width, "steps": PRACTICE_1E8["runs"][str(width)]["steps"],
-              "predicted_loss": PRACTICE_1E8["best_loss"]}
-    verdict = grade(files={"answer.json": _answer(test=answer)})
-    assert verdict["valid"], verdict["message"]
-    assert verdict["normalized_score"] < 0.3
+    cmd = ["sh", "-c", "python3 train.py --width 48 --steps 35298 --json 2>&1; echo exit $?"]
+    output = _run_in_image(docker_client, sandbox_image, tmp_path, cmd)
+    assert "the following arguments are required: --target" in output
+    assert output.strip().endswith("exit 2")
 
 
 @pytest.mark.slow

@@ -5,7 +5,7 @@ minutes on 2 cores; not in tests), in the sandbox image:
     docker run --rm --network none -v "$PWD/environments/scaling-law:/task" -w /task \\
         rdbench-sandbox:<tag> python3 grader/measure_ground_truth.py --jobs 2
 
-It trains on the hidden target (lab/hidden_target.json) with the lab's copy of train.py (the
+It trains on the hidden target (lab/hidden_target.py) with the lab's copy of train.py (the
 recipe, identical to the workspace's; the `run_experiment` tool trains the same way) and writes
 grader/ground_truth.json (validation and test budgets; hidden) and workspace/example/ (the
 public example budget, one seed). ground_truth.json records the SHA-256 of train.py and of the
@@ -26,7 +26,7 @@ from types import ModuleType
 
 TASK = Path(__file__).resolve().parents[1]
 TRAIN_PY = TASK / "lab" / "train.py"
-HIDDEN_TARGET = TASK / "lab" / "hidden_target.json"
+HIDDEN_TARGET = TASK / "lab" / "hidden_target.py"
 GROUND_TRUTH = TASK / "grader" / "ground_truth.json"
 EXAMPLE = TASK / "workspace" / "example" / "budget_1e6.json"
 GRID = (16, 24, 32, 48, 64, 96, 128, 192, 256)
@@ -36,7 +36,11 @@ SEEDS = {"example": (0,), "validation": (0, 1, 2), "test": (0, 1, 2)}
 
 def load_train() -> ModuleType:
     """The lab's train.py, imported by path."""
-    spec = importlib.util.spec_from_file_location("scaling_law_train", TRAIN_PY)
+    return _load(TRAIN_PY, "scaling_law_train")
+
+
+def _load(path: Path, name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -45,7 +49,7 @@ def load_train() -> ModuleType:
 
 def one_run(width: int, steps: int, seed: int) -> float:
     """The held-out loss of one training run (in a worker process)."""
-    target = json.loads(HIDDEN_TARGET.read_text())
+    target = _load(HIDDEN_TARGET, "scaling_law_hidden_target").make_target()
     return float(load_train().train(width, steps, seed, target))
 
 

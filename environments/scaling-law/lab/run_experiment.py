@@ -23,6 +23,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import train  # noqa: E402  (the lab's copy of the workspace's train.py)
+from hidden_target import make_target  # noqa: E402
 
 MAX_RUN_COMPUTE = 1e7  # parameter-steps of one run: the task's rule
 MAX_CALL_COMPUTE = 3e7  # parameter-steps of one call
@@ -33,11 +34,6 @@ JOBS = 2
 
 class Refused(ValueError):
     """The request breaks a limit; the message says which and what to change."""
-
-
-def target() -> dict[str, Any]:
-    """The hidden target's parameters (seed and shape)."""
-    return dict(json.loads((HERE / "hidden_target.json").read_text(encoding="utf-8")))
 
 
 def check(runs: list[dict[str, int]]) -> None:
@@ -68,7 +64,7 @@ def check(runs: list[dict[str, int]]) -> None:
 def one_run(width: int, steps: int, seed: int) -> dict[str, Any]:
     """One training run on the hidden target (in a worker process), as train.py reports it."""
     started = time.perf_counter()
-    loss = train.train(width, steps, seed, target())
+    loss = train.train(width, steps, seed, make_target())
     n = train.n_params(width)
     return {"width": width, "steps": steps, "seed": seed, "n_params": n, "compute": n * steps,
             "loss": loss, "seconds": round(time.perf_counter() - started, 2)}
