@@ -238,7 +238,8 @@ def run(
         help="Override the dollar budget of model use.")] = None,
     tools: Annotated[str | None, typer.Option(
         help="The tool set, comma-separated (submit is always there), e.g. bash,submit or "
-        "bash,read_file,write_file,edit_file,score,notepad.")] = None,
+        "bash,read_file,write_file,edit_file,score,notepad; `lab` adds the task's own tools "
+        "(offered by default).")] = None,
     model: Annotated[str | None, typer.Option(help="Model (claude, openai).")] = None,
     max_tokens: Annotated[int | None, typer.Option(
         help="Output tokens per model reply (claude, openai).")] = None,
@@ -261,7 +262,7 @@ def run(
     unfinished episodes leave no result.json (a repeated run resumes them), exit 128+signal."""
     from rdbench.runner import EpisodeSpec, run_many
     from rdbench.sandbox import SandboxUnavailable
-    from rdbench.tools import TOOL_SPECS
+    from rdbench.tools import LAB_TOOLS, TOOL_SPECS
 
     _check_at_least("--episodes", episodes, 1)
     _check_at_least("--parallel", parallel, 1)
@@ -273,10 +274,12 @@ def run(
     _check_positive("--max-cost", max_cost, "dollars")
     tool_set = [name.strip() for name in tools.split(",") if name.strip()] if tools else None
     if tools is not None and not tool_set:
-        raise _fail(f"--tools {tools!r} names no tool; available: {', '.join(TOOL_SPECS)}")
-    unknown = [name for name in tool_set or [] if name not in TOOL_SPECS]
+        raise _fail(f"--tools {tools!r} names no tool; available: "
+                    f"{', '.join([*TOOL_SPECS, LAB_TOOLS])}")
+    unknown = [name for name in tool_set or [] if name not in (*TOOL_SPECS, LAB_TOOLS)]
     if unknown:
-        raise _fail(f"Unknown tools {unknown} in --tools; available: {', '.join(TOOL_SPECS)}")
+        raise _fail(f"Unknown tools {unknown} in --tools; available: "
+                    f"{', '.join([*TOOL_SPECS, LAB_TOOLS])}")
     options = _agent_options(
         {"model": model, "max_tokens": max_tokens, "thinking": thinking or thinking_budget,
          "base_url": base_url, "command": command},

@@ -27,6 +27,7 @@ from rdbench.grading import (
     refused_grade,
 )
 from rdbench.grading_kit import shown
+from rdbench.lab import LabSession
 from rdbench.resources import environments_dir
 from rdbench.sandbox import hostdirs
 from rdbench.sandbox.base import (
@@ -41,6 +42,7 @@ from rdbench.spaces import AnyText
 from rdbench.task import Budget, TaskSpec, get_task
 from rdbench.tools import (
     DEFAULT_TOOLS,
+    LAB_TOOLS,
     TOOL_SPECS,
     ActionError,
     ToolCall,
@@ -98,6 +100,8 @@ class RDEnv(gym.Env[str, Any]):
             if isinstance(sandbox, str)
             else sandbox
         )
+        self._tool_specs = {**TOOL_SPECS, **self.task.lab_tool_specs}
+        self._lab_tools = {tool.name: tool for tool in self.task.tools}
         self.tools = self._choose_tools(tools)
         self.budget = Budget.model_validate({**self.task.budget.model_dump(), **(budget or {})})
         self.transcript = transcript
@@ -107,6 +111,7 @@ class RDEnv(gym.Env[str, Any]):
         self.observation_space = AnyText(max_observation_chars)
         self.action_space = AnyText(MAX_ACTION_CHARS)
         self.sandbox: Sandbox | None = None
+        self._lab: LabSession | None = None  # the episode's lab sandbox (for lab tools)
         self._grading_sandboxes: set[Sandbox] = set()  # gradings in progress, for close()
         self._sandboxes_lock = threading.Lock()
         self._closing = False  # close() was called: no new grading sandbox may start
@@ -126,12 +131,19 @@ class RDEnv(gym.Env[str, Any]):
         self._last_observation = ""
 
     def _choose_tools(self, tools: list[str] | None) -> list[str]:
-        chosen = list(tools or DEFAULT_TOOLS)
+        """The tool set: `tools` (the name LAB_TOOLS stands for every lab tool of the task),
+        by default the built-in defaults and every lab tool; submit always."""
+        chosen = list(tools or [*DEFAULT_TOOLS, LAB_TOOLS])
+        if LAB_TOOLS in chosen:
+            at = chosen.index(LAB_TOOLS)
+            chosen[at : at + 1] = [name for name in self._lab_tools if name not in chosen]
         if not self.task.agent.score_tool and tools is None:
             chosen.remove("score")
-        unknown = [name for name in chosen if name not in TOOL_SPECS]
+        unknown = [name for name in chosen if name not in self._tool_specs]
         if unknown:
-            raise ValueError(f"Unknown tools {unknown}; available: {', '.join(TOOL_SPECS)}")
+            available = ", ".join([*self._tool_specs, LAB_TOOLS])
+            raise ValueError(f"Unknown tools {unknown} for task {self.task.id}; available: "
+                             f"{available}")
         if "submit" not in chosen:
             chosen.append("submit")
         return chosen
@@ -177,6 +189,8 @@ class RDEnv(gym.Env[str, Any]):
         self.sandbox = self._factory(config)
         self.sandbox_used = getattr(self.sandbox, "backend", self.sandbox_name)
         self.sandbox.put_dir(str(self.task.workspace_dir), AGENT_HOME)
+        if self._lab_tools:  # its sandbox starts on the first call
+            self._lab = LabSession(self.task, self._grading_factory, self.labels)
         self.steps = 0
         self.notepad = ""
         self.tokens_used, self.cost_usd, self._waited_s = 0, 0.0, 0.0
@@ -188,7 +202,7 @@ class RDEnv(gym.Env[str, Any]):
         self._record("reset", task_id=self.task.id, seed=seed, tools=self.tools)
         info = {
             "task_id": self.task.id,
-            "tools": tool_definitions(self.tools),
+            "tools": tool_definitions(self.tools, self._tool_specs),
             "budget": self.budget.model_dump(),
         }
         return observation, info
@@ -213,7 +227,7 @@ class RDEnv(gym.Env[str, Any]):
         self.steps += 1
         info: dict[str, Any] = {"step": self.steps}
         try:
-            call = parse_action(action, self.tools)
+            call = parse_action(action, self.tools, self._tool_specs)
         except ActionError as error:
             self._record("action", raw=str(action)[:2000])
             return self._after_step(f"Error: {error}", info | {"error": str(error)})
@@ -257,6 +271,9 @@ class RDEnv(gym.Env[str, Any]):
         if call.tool == "notepad":
             self.notepad = call.input["content"]
             return f"Notepad saved ({len(self.notepad)} characters)."
+        if call.tool in self._lab_tools:
+            assert self._lab is not None
+            return self._lab.run(self._lab_tools[call.tool], call.input)
         return run_tool(self.sandbox, call, default_timeout=self.task.sandbox.exec_timeout_s)
 
     def _after_step(
@@ -365,8 +382,9 @@ class RDEnv(gym.Env[str, Any]):
         return self._last_observation if self.render_mode == "ansi" else None
 
     def _grading_factory(self, config: SandboxConfig) -> Sandbox:
-        """The env's factory, with every grading sandbox it starts remembered until closed, so
-        that close() (from another thread: a run being stopped) ends a grading in progress."""
+        """The env's factory, with every grading sandbox (and the lab sandbox) it starts
+        remembered until closed, so that close() (from another thread: a run being stopped)
+        ends a grading or a lab call in progress."""
         sandbox = _TrackedSandbox(self._factory(config), self._forget_grading)
         with self._sandboxes_lock:
             self._grading_sandboxes.add(sandbox)
@@ -381,6 +399,9 @@ class RDEnv(gym.Env[str, Any]):
             self._grading_sandboxes.discard(sandbox)
 
     def _close_sandbox(self) -> None:
+        lab, self._lab = self._lab, None
+        if lab is not None:
+            lab.close()
         sandbox, self.sandbox = self.sandbox, None
         if sandbox is not None:
             sandbox.close()

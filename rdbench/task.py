@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rdbench.resources import environments_dir
 from rdbench.sandbox.base import SandboxConfig
+from rdbench.tools import LAB_TOOLS, TOOL_SPECS, schema_problem
 
 REQUIRED_DIRS = ("workspace", "grader", "solution")
 # Every file a task must have, with what it is for (said when it is missing).
@@ -20,6 +22,7 @@ REQUIRED_FILES = {
     "grader/score.py": "the grader that prints the verdict; see rdbench/grading_kit.py",
 }
 TASK_ID_PATTERN = re.compile(r"^[a-z][a-z0-9-]*[a-z0-9]$")
+TOOL_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
 
 class TaskSpecError(ValueError):
@@ -78,6 +81,24 @@ class AgentView(_Strict):
     shaped_rewards: bool = False
 
 
+class LabTool(_Strict):
+    """A tool the task defines ([[tools]] in task.toml): a trusted command run in the episode's
+    lab sandbox, apart from the agent's, with the tool's input as JSON on stdin; its stdout is
+    what the agent reads. See rdbench/lab.py."""
+
+    name: str = Field(pattern=TOOL_NAME_PATTERN.pattern, description="what the agent calls")
+    description: str = Field(min_length=1, description="what the model reads about the tool")
+    input_schema: str = Field(
+        min_length=1, description="a JSON Schema file (an object's), path inside the task folder"
+    )
+    command: list[str] = Field(min_length=1, description="run in lab/ inside the lab sandbox")
+    timeout_s: float = Field(300, gt=0, allow_inf_nan=False, description="limit of one call")
+
+    def read_schema(self, root: Path) -> dict[str, Any]:
+        """The tool's input schema, read from the task folder `root`."""
+        return cast(dict[str, Any], json.loads((root / self.input_schema).read_text("utf-8")))
+
+
 class TaskSpec(_Strict):
     """One task, as declared by its task.toml. `root` is the task's folder."""
 
@@ -89,6 +110,7 @@ class TaskSpec(_Strict):
     sandbox: SandboxResources = SandboxResources()
     scoring: Scoring
     agent: AgentView = AgentView()
+    tools: list[LabTool] = Field(default_factory=list, description="the task's lab tools")
     root: Path = Field(exclude=True)
 
     @property
@@ -105,6 +127,21 @@ class TaskSpec(_Strict):
     def grader_dir(self) -> Path:
         """Hidden grader files; never enter the agent's sandbox."""
         return self.root / "grader"
+
+    @property
+    def lab_dir(self) -> Path:
+        """Hidden files of the task's lab tools; copied (root-only) into the lab sandbox."""
+        return self.root / "lab"
+
+    @cached_property
+    def lab_tool_specs(self) -> dict[str, dict[str, Any]]:
+        """The lab tools as tool specs (description, input_schema), by name."""
+        return {
+            tool.name: {
+                "description": tool.description, "input_schema": tool.read_schema(self.root)
+            }
+            for tool in self.tools
+        }
 
     @property
     def solution_dir(self) -> Path:
@@ -181,7 +218,43 @@ def load_task(folder: str | Path) -> TaskSpec:
             f"{toml_path}: [scoring] start and reference are both {spec.scoring.start}; "
             "measure them by grading the starting and the reference solution"
         )
+    _check_lab_tools(spec, toml_path)
     return spec
+
+
+def _check_lab_tools(spec: TaskSpec, toml_path: Path) -> None:
+    """TaskSpecError unless every [[tools]] entry can run: a unique name no built-in tool
+    has, a schema file the input checker can apply, and a lab/ folder to run in."""
+    if spec.tools and not spec.lab_dir.is_dir():
+        raise TaskSpecError(
+            f"{spec.lab_dir}/: missing; a task with [[tools]] needs a lab/ folder (the "
+            "commands run there)"
+        )
+    names = [tool.name for tool in spec.tools]
+    for tool in spec.tools:
+        where = f"{toml_path}: [[tools]] {tool.name!r}"
+        if tool.name in TOOL_SPECS or tool.name == LAB_TOOLS:
+            raise TaskSpecError(
+                f"{where}: the name clashes with a built-in tool ({', '.join(TOOL_SPECS)}) or "
+                f"the tool-set name {LAB_TOOLS!r}; choose another"
+            )
+        if names.count(tool.name) > 1:
+            raise TaskSpecError(f"{where}: declared more than once; tool names must be unique")
+        path = (spec.root / tool.input_schema).resolve()
+        if not path.is_relative_to(spec.root) or not path.is_file():
+            raise TaskSpecError(
+                f"{where}: input_schema {tool.input_schema!r} is no file inside the task "
+                "folder; give the path of a JSON Schema file, relative to the folder"
+            )
+        try:
+            schema = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise TaskSpecError(f"{where}: {tool.input_schema} is not JSON: {error}") from error
+        problem = schema_problem(schema, tool.input_schema)
+        if problem is None and schema.get("type") != "object":
+            problem = f"{tool.input_schema}: a tool's input must be an object (type: object)"
+        if problem:
+            raise TaskSpecError(f"{where}: {problem}")
 
 
 def discover_tasks(root: Path | None = None) -> dict[str, TaskSpec]:

@@ -9,7 +9,7 @@ agent's own shell could.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -92,18 +92,28 @@ TOOL_SPECS: dict[str, dict[str, Any]] = {
     },
 }
 OPTIONAL_TOOLS = ("notepad",)
+# In a tool set, this name stands for every lab tool the task declares (see rdbench/lab.py).
+LAB_TOOLS = "lab"
 DEFAULT_TOOLS = [name for name in TOOL_SPECS if name not in OPTIONAL_TOOLS]
 
 
-def tool_definitions(names: list[str] | None = None) -> list[dict[str, Any]]:
+def tool_definitions(
+    names: list[str] | None = None, specs: Mapping[str, dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
     """Tool definitions (name, description, input_schema) for the tools in `names`
-    (default: every tool but the optional ones)."""
+    (default: every tool but the optional ones), looked up in `specs` (default: the built-in
+    tools; an env adds its task's lab tools)."""
     chosen = names or DEFAULT_TOOLS
-    return [{"name": name, **TOOL_SPECS[name]} for name in chosen]
+    table = specs or TOOL_SPECS
+    return [{"name": name, **table[name]} for name in chosen]
 
 
-def parse_action(action: Any, allowed: list[str] | None = None) -> ToolCall:
-    """Read an action given as a dict or as its JSON text; ActionError says what is wrong."""
+def parse_action(
+    action: Any, allowed: list[str] | None = None,
+    specs: Mapping[str, dict[str, Any]] | None = None,
+) -> ToolCall:
+    """Read an action given as a dict or as its JSON text, its input checked against its
+    tool's schema in `specs` (default: the built-in tools); ActionError says what is wrong."""
     if isinstance(action, str | bytes):
         try:
             action = json.loads(action)
@@ -118,7 +128,8 @@ def parse_action(action: Any, allowed: list[str] | None = None) -> ToolCall:
     if unknown_keys:
         raise ActionError(f"Action has unknown keys {sorted(unknown_keys)}; use 'tool', 'input'")
     tool = action.get("tool")
-    allowed = allowed or list(TOOL_SPECS)
+    table = specs or TOOL_SPECS
+    allowed = allowed or list(table)
     if tool not in allowed:
         raise ActionError(f"Unknown tool {tool!r}; available tools: {', '.join(allowed)}")
     tool_input = action.get("input", {})
@@ -126,27 +137,109 @@ def parse_action(action: Any, allowed: list[str] | None = None) -> ToolCall:
         tool_input = {}
     if not isinstance(tool_input, dict):
         raise ActionError(f"'input' of {tool} must be an object, got {tool_input!r:.80}")
-    schema = TOOL_SPECS[tool]["input_schema"]
+    schema = table[tool]["input_schema"]
     _check_input(tool, tool_input, schema)
     return ToolCall(tool=tool, input=tool_input)
 
 
-_JSON_TYPES: dict[str, tuple[type, ...]] = {"string": (str,), "number": (int, float)}
+_JSON_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,),
+    "number": (int, float),
+    "integer": (int,),
+    "boolean": (bool,),
+    "object": (dict,),
+    "array": (list,),
+}
+_ARTICLE = {"integer": "an", "object": "an", "array": "an"}
+# The JSON Schema keywords the checker understands (a task's lab tool may use only these).
+SCHEMA_KEYWORDS = frozenset({
+    "type", "description", "properties", "required", "additionalProperties", "items",
+    "minItems", "maxItems", "minimum", "maximum", "enum", "title",
+})
 # Inputs passed to a program as an argument, where a NUL byte cannot go (the others go on stdin).
 ARGUMENT_INPUTS = ("command", "path")
 
 
-def _check_input(tool: str, tool_input: dict[str, Any], schema: dict[str, Any]) -> None:
+def schema_problem(schema: Any, where: str = "schema") -> str | None:
+    """What in `schema` the input checker cannot apply (an unknown keyword or type, an object
+    schema without properties), or None when it can check every input against it."""
+    if not isinstance(schema, dict):
+        return f"{where} must be an object, got {schema!r:.60}"
+    unknown = sorted(set(schema) - SCHEMA_KEYWORDS)
+    if unknown:
+        return f"{where} uses {unknown}, which the checker does not support; use only " \
+            f"{sorted(SCHEMA_KEYWORDS)}"
+    kind = schema.get("type")
+    if kind not in _JSON_TYPES:
+        return f"{where}: type must be one of {sorted(_JSON_TYPES)}, got {kind!r}"
+    if kind == "object":
+        properties = schema.get("properties")
+        if not isinstance(properties, dict):
+            return f"{where}: an object needs 'properties' (an object of schemas)"
+        missing = [name for name in schema.get("required", []) if name not in properties]
+        if missing:
+            return f"{where}: required names {missing}, which are not in its properties"
+        for name, inner in properties.items():
+            problem = schema_problem(inner, f"{where}.properties.{name}")
+            if problem:
+                return problem
+    if kind == "array":
+        if "items" not in schema:
+            return f"{where}: an array needs 'items' (the schema of its elements)"
+        return schema_problem(schema["items"], f"{where}.items")
+    return None
+
+
+def _check_value(tool: str, value: Any, schema: dict[str, Any], where: str) -> None:
+    """ActionError unless `value` (the input at `where`) matches `schema`."""
+    expected = schema["type"]
+    is_bool = isinstance(value, bool)
+    if not isinstance(value, _JSON_TYPES[expected]) or (is_bool and expected != "boolean"):
+        article = _ARTICLE.get(expected, "a")
+        raise ActionError(f"{tool} input {where} must be {article} {expected}, got {value!r:.80}")
+    if "enum" in schema and value not in schema["enum"]:
+        raise ActionError(
+            f"{tool} input {where} must be one of {schema['enum']}, got {value!r:.80}"
+        )
+    if expected in ("number", "integer"):
+        if "minimum" in schema and value < schema["minimum"]:
+            raise ActionError(f"{tool} input {where} must be >= {schema['minimum']}, got {value}")
+        if "maximum" in schema and value > schema["maximum"]:
+            raise ActionError(f"{tool} input {where} must be <= {schema['maximum']}, got {value}")
+    if expected == "array" and isinstance(value, list):
+        if "minItems" in schema and len(value) < schema["minItems"]:
+            raise ActionError(f"{tool} input {where} needs at least {schema['minItems']} items")
+        if "maxItems" in schema and len(value) > schema["maxItems"]:
+            raise ActionError(f"{tool} input {where} takes at most {schema['maxItems']} items, "
+                              f"got {len(value)}")
+        for index, item in enumerate(value):
+            _check_value(tool, item, schema["items"], f"{where}[{index}]")
+    if expected == "object" and isinstance(value, dict):
+        _check_object(tool, value, schema, where)
+
+
+def _check_object(tool: str, value: dict[str, Any], schema: dict[str, Any], where: str) -> None:
     properties = schema["properties"]
-    for name in schema["required"]:
-        if name not in tool_input:
-            raise ActionError(f"{tool} needs input '{name}'; got keys {sorted(tool_input)}")
-    for name, value in tool_input.items():
+    label = "input" if where == "" else f"input {where} needs"
+    for name in schema.get("required", []):
+        if name not in value:
+            need = f"{tool} needs input '{name}'" if where == "" else f"{tool} {label} '{name}'"
+            raise ActionError(f"{need}; got keys {sorted(value)}")
+    for name, item in value.items():
         if name not in properties:
-            raise ActionError(f"{tool} takes no input '{name}'; it takes {sorted(properties)}")
-        expected = properties[name]["type"]
-        if not isinstance(value, _JSON_TYPES[expected]) or isinstance(value, bool):
-            raise ActionError(f"{tool} input '{name}' must be a {expected}, got {value!r:.80}")
+            if schema.get("additionalProperties", False) is False:
+                place = "" if where == "" else f" in {where}"
+                raise ActionError(
+                    f"{tool} takes no input '{name}'{place}; it takes {sorted(properties)}"
+                )
+            continue
+        _check_value(tool, item, properties[name], f"'{name}'" if where == "" else
+                     f"{where}.{name}")
+
+
+def _check_input(tool: str, tool_input: dict[str, Any], schema: dict[str, Any]) -> None:
+    _check_object(tool, tool_input, schema, "")
+    for name, value in tool_input.items():
         if name in ARGUMENT_INPUTS and "\0" in str(value):
             raise ActionError(
                 f"{tool} input '{name}' holds a NUL byte (\\0), which no command or path can "
@@ -258,6 +351,7 @@ __all__ = [
     "AGENT_HOME",
     "CONTROL_TOOLS",
     "DEFAULT_TOOLS",
+    "LAB_TOOLS",
     "OPTIONAL_TOOLS",
     "TOOL_SPECS",
     "ActionError",

@@ -4,10 +4,15 @@ reproduces the anchors and gives nothing to the cheats we could think of.
 
 The grader runs no code of the agent's: it reads answer.json as data and looks the chosen
 width up in grader/ground_truth.json (measured offline by grader/measure_ground_truth.py).
+The graded target is hidden (lab/hidden_target.py): the agent trains on it only through the
+`run_experiment` lab tool, which refuses runs above 1e7 parameter-steps. The workspace's
+train.py holds the recipe but no target (the agent supplies one): a public practice target was
+tried and dropped, since brute-forcing it at 1e8 still scored about 0.59 normalized.
 """
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import importlib.util
 import json
@@ -21,6 +26,7 @@ from typing import Any
 import pytest
 from helpers import WorkspaceGrader
 
+from rdbench.env import RDEnv
 from rdbench.grading import grade_workspace
 from rdbench.task import Scoring, load_task
 
@@ -29,6 +35,7 @@ TASK = REPO / "environments" / "scaling-law"
 GROUND_TRUTH = json.loads((TASK / "grader" / "ground_truth.json").read_text(encoding="utf-8"))
 EXAMPLE = json.loads((TASK / "workspace" / "example" / "budget_1e6.json").read_text())
 REFERENCE_ANSWER = json.loads((TASK / "solution" / "answer.json").read_text(encoding="utf-8"))
+HIDDEN_SOURCE = (TASK / "lab" / "hidden_target.py").read_text(encoding="utf-8")
 ANCHOR_TOLERANCE = 1e-6  # the grader only looks numbers up: its score is exact
 
 Verdict = dict[str, Any]
@@ -73,37 +80,32 @@ def test_workspace_check_is_the_graders_rules() -> None:
     assert grader_copy == (TASK / "workspace" / "check_answer.py").read_bytes()
 
 
-def test_ground_truth_was_measured_with_the_current_train_py() -> None:
-    digest = hashlib.sha256((TASK / "workspace" / "train.py").read_bytes()).hexdigest()
-    assert GROUND_TRUTH["train_py_sha256"] == digest, (
-        "workspace/train.py changed since grader/ground_truth.json was measured: rerun "
-        "grader/measure_ground_truth.py (see its docstring)"
+def test_ground_truth_was_measured_with_the_current_train_py_and_target() -> None:
+    digest = hashlib.sha256((TASK / "lab" / "train.py").read_bytes()).hexdigest()
+    target = hashlib.sha256((TASK / "lab" / "hidden_target.py").read_bytes()).hexdigest()
+    assert (GROUND_TRUTH["train_py_sha256"], GROUND_TRUTH.get("hidden_target_sha256")) == (
+        digest, target
+    ), (
+        "lab/train.py or lab/hidden_target.py changed since grader/ground_truth.json was "
+        "measured: rerun grader/measure_ground_truth.py (see its docstring)"
     )
 
 
-def test_ground_truth_covers_the_grid_at_each_budget(rules: ModuleType) -> None:
-    for split, budget in rules.BUDGETS.items():
-        truth = GROUND_TRUTH["budgets"][split]
-        assert truth["compute"] == budget
-        assert sorted(map(int, truth["runs"])) == sorted(rules.GRID)
-        for width, run in truth["runs"].items():
-            assert run["steps"] == round(budget / rules.n_params(int(width)))
-            assert len(run["losses"]) == len(truth["seeds"]) >= 2
-        best = min(truth["runs"], key=lambda width: truth["runs"][width]["loss"])
-        assert truth["best_width"] == int(best)
+def test_the_lab_trains_with_the_workspaces_recipe() -> None:
+    lab_copy = (TASK / "lab" / "train.py").read_bytes()
+    assert lab_copy == (TASK / "workspace" / "train.py").read_bytes()
 
 
-def test_the_optimum_is_inside_the_grid_and_moves_with_the_budget(rules: ModuleType) -> None:
-    best = {split: GROUND_TRUTH["budgets"][split]["best_width"] for split in rules.BUDGETS}
-    assert min(rules.GRID) < best["test"] < max(rules.GRID)
-    example_best = min(EXAMPLE["runs"], key=lambda width: EXAMPLE["runs"][width]["loss"])
-    assert int(example_best) < best["validation"] < best["test"]
-
-
-def test_reference_runs_stay_within_the_experiment_cap() -> None:
-    runs = json.loads((TASK / "solution" / "small_runs.json").read_text(encoding="utf-8"))
-    assert runs and max(run["compute"] for run in runs) <= 1e7
-    assert all(run["n_params"] * run["steps"] == run["compute"] for run in runs)
+def test_the_hidden_target_is_nowhere_in_the_workspace() -> None:
+    tree = ast.parse(HIDDEN_SOURCE)
+    hidden = next(
+        ast.literal_eval(node.value) for node in tree.body
+        if isinstance(node, ast.Assign) and ast.unparse(node.targets[0]) == "HIDDEN"
+    )
+    for path in (TASK / "workspace").rglob("*"):
+        if path.is_file():
+            text = path.read_bytes()
+            assert str(hidden["seed"]).encode() not in text and b"class Teacher" not in text, path
 
 
 @pytest.mark.parametrize(
@@ -203,18 +205,72 @@ def _run_in_image(docker_client: Any, image: str, folder: Path, cmd: list[str]) 
     return output.decode()
 
 
+# --- the lab tool, in a real episode's lab sandbox ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def episode(sandbox_image: str) -> Any:
+    """An episode of the task (Docker), for calling `run_experiment` as the agent does."""
+    env = RDEnv(load_task(TASK), sandbox="docker")
+    env.reset()
+    yield env
+    env.close()
+
+
+def _experiment(env: RDEnv, *runs: dict[str, int]) -> tuple[str, dict[str, Any]]:
+    observation, _, _, _, info = env.step(
+        {"tool": "run_experiment", "input": {"runs": list(runs)}}
+    )
+    return observation, info
+
+
 @pytest.mark.slow
 @pytest.mark.docker
-def test_ground_truth_runs_reproduce_in_the_image(
+def test_run_experiment_reproduces_the_ground_truth(episode: RDEnv) -> None:
+    truth = GROUND_TRUTH["budgets"]["validation"]["runs"]["256"]  # the cheapest: 146 steps
+    runs = [{"width": 256, "steps": truth["steps"], "seed": seed} for seed in (0, 1)]
+    observation, info = _experiment(episode, *runs)
+    assert "error" not in info, observation
+    results = [json.loads(line) for line in observation.splitlines()]
+    assert [r["seed"] for r in results] == [0, 1]
+    for result in results:
+        assert result["loss"] == pytest.approx(truth["losses"][result["seed"]], rel=1e-6)
+
+
+# Cheat: brute force. The lab refuses a run at the test budget, and says why.
+@pytest.mark.slow
+@pytest.mark.docker
+def test_run_experiment_refuses_a_run_above_1e7(episode: RDEnv) -> None:
+    best = GROUND_TRUTH["budgets"]["test"]["best_width"]
+    steps = GROUND_TRUTH["budgets"]["test"]["runs"][str(best)]["steps"]
+    observation, info = _experiment(episode, {"width": best, "steps": steps, "seed": 0})
+    assert "exit code 2" in info["error"]
+    assert observation.startswith("Error: run_experiment failed (exit code 2).")
+    assert "above the limit of 1e+07 per run" in observation and "Nothing was run" in observation
+    assert "loss" not in observation
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+def test_run_experiment_refuses_a_call_above_its_cap(episode: RDEnv) -> None:
+    allowed = {"width": 16, "steps": 23094, "seed": 0}  # 1e7 each: four are 4e7 in one call
+    observation, _ = _experiment(episode, *[{**allowed, "seed": seed} for seed in range(4)])
+    assert "one call may do at most 3e+07 parameter-steps" in observation
+    assert "Split them over several calls" in observation
+
+
+# Cheat: brute force in the workspace. train.py holds no target to brute-force at 1e8: run as
+# shipped it refuses to train without one (a practice target, tried first, still gave 0.59).
+@pytest.mark.slow
+@pytest.mark.docker
+def test_workspace_train_py_has_no_target_to_brute_force(
     docker_client: Any, sandbox_image: str, tmp_path: Path
 ) -> None:
     shutil.copy(TASK / "workspace" / "train.py", tmp_path)
-    truth = GROUND_TRUTH["budgets"]["validation"]["runs"]["256"]  # the cheapest: 146 steps
-    for seed in (0, 1):
-        cmd = ["python3", "train.py", "--width", "256", "--steps", str(truth["steps"]),
-               "--seed", str(seed), "--json"]
-        result = json.loads(_run_in_image(docker_client, sandbox_image, tmp_path, cmd))
-        assert result["loss"] == pytest.approx(truth["losses"][seed], rel=1e-4)
+    cmd = ["sh", "-c", "python3 train.py --width 48 --steps 35298 --json 2>&1; echo exit $?"]
+    output = _run_in_image(docker_client, sandbox_image, tmp_path, cmd)
+    assert "the following arguments are required: --target" in output
+    assert output.strip().endswith("exit 2")
 
 
 @pytest.mark.slow

@@ -5,10 +5,11 @@ minutes on 2 cores; not in tests), in the sandbox image:
     docker run --rm --network none -v "$PWD/environments/scaling-law:/task" -w /task \\
         rdbench-sandbox:<tag> python3 grader/measure_ground_truth.py --jobs 2
 
-It trains with the workspace's own train.py (the recipe the agent experiments with) and writes
+It trains on the hidden target (lab/hidden_target.py) with the lab's copy of train.py (the
+recipe, identical to the workspace's; the `run_experiment` tool trains the same way) and writes
 grader/ground_truth.json (validation and test budgets; hidden) and workspace/example/ (the
-public example budget, one seed). ground_truth.json records the SHA-256 of train.py, so a
-test notices when the recipe changed and the ground truth is stale.
+public example budget, one seed). ground_truth.json records the SHA-256 of train.py and of the
+hidden target, so a test notices when either changed and the ground truth is stale.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from pathlib import Path
 from types import ModuleType
 
 TASK = Path(__file__).resolve().parents[1]
-TRAIN_PY = TASK / "workspace" / "train.py"
+TRAIN_PY = TASK / "lab" / "train.py"
+HIDDEN_TARGET = TASK / "lab" / "hidden_target.py"
 GROUND_TRUTH = TASK / "grader" / "ground_truth.json"
 EXAMPLE = TASK / "workspace" / "example" / "budget_1e6.json"
 GRID = (16, 24, 32, 48, 64, 96, 128, 192, 256)
@@ -33,8 +35,12 @@ SEEDS = {"example": (0,), "validation": (0, 1, 2), "test": (0, 1, 2)}
 
 
 def load_train() -> ModuleType:
-    """The workspace's train.py, imported by path."""
-    spec = importlib.util.spec_from_file_location("scaling_law_train", TRAIN_PY)
+    """The lab's train.py, imported by path."""
+    return _load(TRAIN_PY, "scaling_law_train")
+
+
+def _load(path: Path, name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -43,7 +49,8 @@ def load_train() -> ModuleType:
 
 def one_run(width: int, steps: int, seed: int) -> float:
     """The held-out loss of one training run (in a worker process)."""
-    return float(load_train().train(width, steps, seed))
+    target = _load(HIDDEN_TARGET, "scaling_law_hidden_target").make_target()
+    return float(load_train().train(width, steps, seed, target))
 
 
 def measure(budget: float, seeds: tuple[int, ...], jobs: int) -> dict[str, object]:
@@ -89,10 +96,12 @@ def main() -> None:
         if name == "example":
             EXAMPLE.parent.mkdir(exist_ok=True)
             EXAMPLE.write_text(json.dumps(result, indent=1) + "\n")
-        else:
-            truth["budgets"][name] = result
-    truth["train_py_sha256"] = hashlib.sha256(TRAIN_PY.read_bytes()).hexdigest()
-    GROUND_TRUTH.write_text(json.dumps(truth, indent=1) + "\n")
+            continue
+        truth["budgets"][name] = result
+        # written after each budget: a long measurement stopped half-way keeps what it did
+        truth["train_py_sha256"] = hashlib.sha256(TRAIN_PY.read_bytes()).hexdigest()
+        truth["hidden_target_sha256"] = hashlib.sha256(HIDDEN_TARGET.read_bytes()).hexdigest()
+        GROUND_TRUTH.write_text(json.dumps(truth, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -1,11 +1,16 @@
 """Train one model of the family on the generated task and report its held-out loss.
 
-    python train.py --width W --steps S [--seed K] [--json]
+    python train.py --width W --steps S --target FILE.py [--seed K] [--json]
 
-The task: regress y = f(x) + noise, x ~ N(0, I_8), where f is a fixed sum of 256 sinusoids of
-rising frequency and falling amplitude (`teacher`) and the noise has standard deviation 0.1
-(so no model can get below a loss of 0.01). Every step draws a fresh batch of 32 examples:
-there is no fixed training set and no overfitting, only a number of steps.
+The task: regress y = f(x) + noise, x ~ N(0, I_8), where f is a fixed smooth target function
+with Var f(x) = 1 and the noise has standard deviation 0.1 (so no model can get below a loss of
+0.01). Every step draws a fresh batch of 32 examples: there is no fixed training set and no
+overfitting, only a number of steps.
+
+The graded target is hidden and is not in this file: train on it with the `run_experiment`
+tool, which runs this same code outside your sandbox. Here you supply a target yourself, a
+Python file defining `target(x)`: a batch of inputs (n, 8) -> (n,) float32 outputs (to test
+the code, time it, or study the recipe on functions of your own).
 
 The model family: an MLP 8 -> W -> W -> 1 with GELU activations. Its parameter count
 N(W) = W^2 + 11 W + 1 (weights and biases) is printed; compute is counted as
@@ -22,17 +27,17 @@ import argparse
 import json
 import math
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
 D_IN = 8
-N_COMPONENTS = 256
 NOISE = 0.1
 BATCH = 32
 LR = 3e-3
 WARMUP = 0.05
 N_HELD_OUT = 4096
-TEACHER_SEED = 20250101
 HELD_OUT_SEED = 20250102
 CHUNK = 256  # batches drawn at once (the same examples as drawing them one batch at a time)
 
@@ -42,25 +47,10 @@ def n_params(width: int) -> int:
     return (D_IN + 1) * width + (width + 1) * width + (width + 1)
 
 
-class Teacher:
-    """The target function: sum_k a_k sin(w_k . x + p_k), amplitudes a_k ~ 1/k."""
-
-    def __init__(self) -> None:
-        gen = torch.Generator().manual_seed(TEACHER_SEED)
-        k = torch.arange(1, N_COMPONENTS + 1, dtype=torch.float64)
-        directions = torch.randn(N_COMPONENTS, D_IN, generator=gen, dtype=torch.float64)
-        directions /= directions.norm(dim=1, keepdim=True)
-        self.frequencies = (directions * (0.5 * k ** (1 / 3)).unsqueeze(1)).float()
-        self.phases = (2 * math.pi * torch.rand(N_COMPONENTS, generator=gen)).float()
-        amplitudes = 1.0 / k
-        self.amplitudes = (amplitudes / amplitudes.norm() * math.sqrt(2.0)).float()  # Var f = 1
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        """f(x) for a batch of inputs (n, 8) -> (n,)."""
-        return torch.sin(torch.addmm(self.phases, x, self.frequencies.t())) @ self.amplitudes
+Target = Callable[[torch.Tensor], torch.Tensor]
 
 
-def examples(teacher: Teacher, n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def examples(teacher: Target, n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """n fresh examples (x, y) drawn from `gen`."""
     x = torch.randn(n, D_IN, generator=gen)
     noise = torch.randn(n, generator=gen)
@@ -87,10 +77,10 @@ def learning_rate(step: int, steps: int) -> float:
     return LR * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def train(width: int, steps: int, seed: int = 0) -> float:
-    """Train the model of width `width` for `steps` steps; its held-out loss."""
+def train(width: int, steps: int, seed: int, teacher: Target) -> float:
+    """Train the model of width `width` for `steps` steps on the target function `teacher`;
+    its held-out loss."""
     torch.set_num_threads(1)
-    teacher = Teacher()
     held_out = examples(teacher, N_HELD_OUT, torch.Generator().manual_seed(HELD_OUT_SEED))
     torch.manual_seed(seed)
     model = make_model(width)
@@ -111,18 +101,30 @@ def train(width: int, steps: int, seed: int = 0) -> float:
         return float(((model(held_out[0]).squeeze(1) - held_out[1]) ** 2).mean())
 
 
+def load_target(path: Path) -> Target:
+    """The function `target` defined in the Python file `path`."""
+    namespace: dict[str, object] = {"__name__": "target_file", "__file__": str(path)}
+    exec(compile(path.read_text(encoding="utf-8"), str(path), "exec"), namespace)
+    target = namespace.get("target")
+    if not callable(target):
+        raise SystemExit(f"{path} defines no function target(x)")
+    return target  # type: ignore[return-value]
+
+
 def main() -> None:
     """Command line: train one (width, steps) and print the held-out loss."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--width", type=int, required=True)
     parser.add_argument("--steps", type=int, required=True)
+    parser.add_argument("--target", type=Path, required=True,
+                        help="a Python file defining target(x): (n, 8) -> (n,)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true", help="print one JSON line")
     args = parser.parse_args()
     if args.width < 1 or args.steps < 1:
         parser.error("--width and --steps must be positive")
     started = time.perf_counter()
-    loss = train(args.width, args.steps, args.seed)
+    loss = train(args.width, args.steps, args.seed, load_target(args.target))
     n = n_params(args.width)
     result = {
         "width": args.width,
