@@ -3,7 +3,8 @@
 For each task it grades, in fresh sandboxes on the test split, the untouched workspace (the
 start anchor's raw score) and the reference solution laid over it, the latter `--repeats`
 times, and prints: start raw, reference raw (median), the anchors in task.toml, and the
-oracle's normalized score (median) with its spread (max - min). Target: spread <= 0.1.
+oracle's normalized score (median) with its spread (max - min). Targets: spread <= 0.1, oracle
+>= 0.9, start normalized 0 within 0.05 (the exit status is 1 when a task misses one).
 With `--load N`, N busy loops (`while True: pass`, one process each) run beside the gradings
 for their whole duration: the timing tasks' spread must hold on a loaded machine too. The
 header says the load and the machine's load average when the gradings began.
@@ -31,6 +32,11 @@ from rdbench.grading import default_factory, grade_workspace
 from rdbench.task import TaskSpec, discover_tasks
 
 MAX_SPREAD = 0.1
+MIN_ORACLE = 0.9
+"""The reference's median normalized score must reach this."""
+MAX_START = 0.05
+"""The start's normalized score must be 0 up to this much (the timing tasks time the start
+against itself, so it scores 0 plus noise)."""
 
 
 def grade_folder(task: TaskSpec, with_solution: bool, backend: str) -> tuple[float | None, float]:
@@ -76,23 +82,29 @@ def main() -> None:
     averages = ", ".join(f"{value:.2f}" for value in os.getloadavg())
     print(f"load: {args.load} busy loop(s) beside the gradings; load average at the start "
           f"(1, 5, 15 min): {averages}; {os.cpu_count()} CPUs")
-    print(f"{'task':26} {'start raw':>10} {'ref raw':>10} {'anchors (start, ref)':>24} "
-          f"{'oracle norm':>11} {'spread':>7}")
+    print(f"{'task':26} {'start raw':>10} {'start norm':>10} {'ref raw':>10} "
+          f"{'anchors (start, ref)':>24} {'oracle norm':>11} {'spread':>7}")
     failed = False
     for task_id in chosen:
         task = tasks[task_id]
         with busy_loops(args.load):
-            start_raw, _ = grade_folder(task, False, args.sandbox)
+            start_raw, start_normalized = grade_folder(task, False, args.sandbox)
             oracle = [grade_folder(task, True, args.sandbox) for _ in range(args.repeats)]
         raws = [raw for raw, _ in oracle if raw is not None]
         normalized = [score for _, score in oracle]
         spread = max(normalized) - min(normalized)
-        failed |= spread > MAX_SPREAD
+        problems = [problem for problem, found in (
+            ("SPREAD TOO LARGE", spread > MAX_SPREAD),
+            (f"ORACLE BELOW {MIN_ORACLE}", statistics.median(normalized) < MIN_ORACLE),
+            ("START NOT 0", abs(start_normalized) > MAX_START),
+        ) if found]
+        failed |= bool(problems)
         anchors = f"({task.scoring.start:.4g}, {task.scoring.reference:.4g})"
-        print(f"{task_id:26} {start_raw:10.4f} {statistics.median(raws):10.4f} {anchors:>24} "
+        print(f"{task_id:26} {start_raw:10.4f} {start_normalized:10.3f} "
+              f"{statistics.median(raws):10.4f} {anchors:>24} "
               f"{statistics.median(normalized):11.3f} {spread:7.3f}"
-              f"{'' if spread <= MAX_SPREAD else '  SPREAD TOO LARGE'}"
-              f"  [{' '.join(f'{score:.3f}' for score in normalized)}]")
+              f"  [{' '.join(f'{score:.3f}' for score in normalized)}]"
+              + "".join(f"  {problem}" for problem in problems))
     averages = ", ".join(f"{value:.2f}" for value in os.getloadavg())
     print(f"load average at the end (1, 5, 15 min): {averages}")
     raise SystemExit(1 if failed else 0)
