@@ -20,13 +20,12 @@ scores the same kernel the same. It must count all the work a run does, wherever
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import os
 import subprocess
 from dataclasses import dataclass
 
-from rdbench_grading import CpuCounter, grader_cpu_s
+from rdbench_grading import CpuCounter, grader_cpu_s, threads_cpu_s
 
 PR_SET_CHILD_SUBREAPER = 36
 
@@ -59,7 +58,7 @@ class CpuClock:
 
     def begin(self, pid: int) -> None:
         """Start the clock for the run whose first process is `pid`."""
-        self._threads_start = _threads_cpu_s(pid)
+        self._threads_start = threads_cpu_s(pid)
         self._own = 0.0
         if self.counter is not None:
             self._counter_start = self.counter.seconds() - grader_cpu_s()
@@ -88,15 +87,3 @@ class CpuClock:
                 break
             orphans += usage.ru_utime + usage.ru_stime
         return Reading(counted=self._own + orphans, own=self._own)
-
-
-def _threads_cpu_s(pid: int) -> float:
-    """CPU seconds the threads of process `pid` have used so far (nanosecond precision)."""
-    total = 0
-    with contextlib.suppress(OSError):
-        for tid in os.listdir(f"/proc/{pid}/task"):
-            with contextlib.suppress(OSError, ValueError), open(
-                f"/proc/{pid}/task/{tid}/schedstat", encoding="ascii"
-            ) as handle:
-                total += int(handle.read().split()[0])
-    return total * 1e-9

@@ -49,7 +49,12 @@ from typing import Any
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import tolerance  # noqa: E402  (imports numpy and torch, with the thread settings)
-from rdbench_grading import AGENT_USER, CpuCounter, grader_cpu_s  # noqa: E402
+from rdbench_grading import (  # noqa: E402
+    AGENT_USER,
+    CpuCounter,
+    grader_cpu_s,
+    threads_cpu_s,
+)
 
 GRADER_MODULES = ("tolerance", "rdbench_grading")
 PR_SET_DUMPABLE = 4
@@ -115,7 +120,7 @@ class Original:
             self.running_s += time.perf_counter() - start
             if not os.WIFSTOPPED(status):
                 self.exited(status, usage)
-        so_far = self.result["cpu_s"] if self.result else _threads_cpu_s(self.pid)
+        so_far = self.result["cpu_s"] if self.result else threads_cpu_s(self.pid)
         return {"state": "paused", **(self.result or {}), "running_s": self.running_s,
                 "cpu_so_far_s": so_far}
 
@@ -141,17 +146,6 @@ class Original:
             os.wait4(self.pid, 0)
             self.result = {"state": "killed"}
 
-
-def _threads_cpu_s(pid: int) -> float:
-    """CPU seconds the threads of process `pid` (paused) have used so far."""
-    total = 0
-    with contextlib.suppress(OSError):
-        for tid in os.listdir(f"/proc/{pid}/task"):
-            with contextlib.suppress(OSError, ValueError), open(
-                f"/proc/{pid}/task/{tid}/schedstat", encoding="ascii"
-            ) as handle:
-                total += int(handle.read().split()[0])
-    return total * 1e-9
 
 
 def _redirect_output(log: str) -> None:
