@@ -491,17 +491,19 @@ def run_for_artifact(
 
 
 class CpuCounter:
-    """CPU seconds used so far by every process in this process's cgroup: the grading sandbox.
+    """CPU seconds used so far by every process in the cgroup of the grading sandbox.
 
-    A Docker grading sandbox is one cgroup; the grader and every process the agent's code
-    starts are in it, and none can leave it (cgroupfs is read-only inside). Its counter
-    (cgroup v2 `cpu.stat` usage_usec, or v1 `cpuacct.usage`) counts the CPU time of every
-    thread and process of the sandbox, however it ended: a thread, a child nobody waited for
-    (SIGCHLD ignored), an orphan, a daemon. Time a run of the agent's code by the counter's
-    rise minus the grader's own CPU time meanwhile (grader_cpu_s): work moved to another thread
-    or process is counted, and waiting on something that works elsewhere is impossible, since
-    there is nothing else in the sandbox to work. `find()` is None where no counter is visible
-    (the bwrap backend shows no cgroupfs; a grader run by hand outside a sandbox).
+    A grading sandbox is one cgroup, shown read-only inside: a Docker container's group, or
+    the bwrap sandbox's cpuacct group, whose commands each run in a group below it. The
+    grader and every process the agent's code starts are in it, and none can leave it. Its
+    counter (cgroup v2 `cpu.stat` usage_usec, or v1 `cpuacct.usage`) counts the CPU time of
+    every thread and process of the sandbox, however it ended: a thread, a child nobody waited
+    for (SIGCHLD ignored), an orphan, a daemon. Time a run of the agent's code by the
+    counter's rise minus the grader's own CPU time meanwhile (grader_cpu_s): work moved to
+    another thread or process is counted, and waiting on something that works elsewhere is
+    impossible, since there is nothing else in the sandbox to work. Outside a sandbox (a
+    grader run by hand) it is the counter of this process's own group, where one is mounted.
+    `find()` is None where no counter is visible.
     """
 
     def __init__(self, path: str, scale: float, key: str | None) -> None:
@@ -511,7 +513,8 @@ class CpuCounter:
 
     @classmethod
     def find(cls) -> CpuCounter | None:
-        """The counter of this process's own cgroup, or None when none is readable."""
+        """The counter of the sandbox's cgroup (see `_below`) that holds this process, or
+        None when none is readable."""
         try:
             with open("/proc/self/cgroup", encoding="utf-8") as handle:
                 groups = [line.rstrip("\n").split(":", 2) for line in handle]
@@ -528,11 +531,15 @@ class CpuCounter:
             for hierarchy, controllers, path in groups:
                 names = controllers.split(",")
                 if fstype == "cgroup2" and hierarchy == "0" and controllers == "":
-                    counter = cls(_below(point, root, path, "cpu.stat"), 1e-6, "usage_usec")
+                    name, scale, key = "cpu.stat", 1e-6, "usage_usec"
                 elif fstype == "cgroup" and "cpuacct" in options and "cpuacct" in names:
-                    counter = cls(_below(point, root, path, "cpuacct.usage"), 1e-9, None)
+                    name, scale, key = "cpuacct.usage", 1e-9, None
                 else:
                     continue
+                file = _below(point, root, path, name)
+                if file is None:
+                    continue
+                counter = cls(file, scale, key)
                 with contextlib.suppress(OSError, ValueError):
                     counter.seconds()
                     return counter
@@ -552,11 +559,23 @@ class CpuCounter:
         raise ValueError(f"{self.path} has no {self.key} line")
 
 
-def _below(mount_point: str, mount_root: str, group: str, name: str) -> str:
-    """The file `name` of cgroup `group` in a cgroupfs mounted at `mount_point` from
-    `mount_root` (a container sees its own group as the mount's root)."""
-    relative = os.path.relpath(group, mount_root) if group.startswith(mount_root) else "."
-    return os.path.normpath(os.path.join(mount_point, relative, name))
+def _below(mount_point: str, mount_root: str, group: str, name: str) -> str | None:
+    """The file `name` of the sandbox's group that holds cgroup `group`, in a cgroupfs mounted
+    at `mount_point` from `mount_root`; None when that group is not in the mount.
+
+    Paths are as this process's cgroup namespace shows them (/proc/self/cgroup, mountinfo),
+    relative to its root, and may start with "/.." (a group beside that root). A sandbox
+    mounts its own group: where the mount's root is a group of its own (Docker's
+    `/docker/<id>`; the bwrap sandbox's, shown as "/.." beside the `init` group its cgroup
+    namespace was made in, with each command in a group below it) that group is the sandbox,
+    whatever group below it this process is in. Where the mount's root is the namespace's
+    root ("/": a container in its own cgroup namespace, or a host) it is `group` itself."""
+    if mount_root != "/":
+        return os.path.join(mount_point, name)
+    parts = [part for part in group.split("/") if part not in ("", ".")]
+    if ".." in parts:  # outside the namespace's root, so outside the mount
+        return None
+    return os.path.join(mount_point, *parts, name)
 
 
 def threads_cpu_s(pid: int) -> float:

@@ -7,12 +7,13 @@ see disk.py): `home` is bound read-write at /home/agent, `tmp` and
 sandbox). Everything else is the image's filesystem (see rootfs.py), read-only and nosuid. It
 has its own pid, network (only `lo`), ipc, uts and cgroup namespaces and, as a Docker container,
 a fresh /proc with /proc/sys read-only, /dev, a 64 MB /dev/shm and /dev/mqueue. Unlike Docker's,
-/sys is a read-only folder showing only /sys/devices/system/cpu: bwrap cannot mount a sysfs of
-the sandbox's own network namespace, and the host's /sys would show the host's devices and
-network interfaces. bwrap reads its options from a descriptor, so the sandbox's pid 1 shows no
-host path. Each command enters them with `nsenter`, so, as in a container, what a command leaves
-running in the background lives on until the sandbox is closed, and the sandbox dies with
-rdbench.
+/sys is a read-only folder showing only /sys/devices/system/cpu and, at /sys/fs/cgroup/cpuacct,
+the sandbox's own cpuacct group (read-only, as Docker shows a container its cgroups, for a
+grader's CPU counter): bwrap cannot mount a sysfs of the sandbox's own network namespace, and
+the host's /sys would show the host's devices and network interfaces. bwrap reads its options
+from a descriptor, so the sandbox's pid 1 shows no host path. Each command enters them with
+`nsenter`, so, as in a container, what a command leaves running in the background lives on
+until the sandbox is closed, and the sandbox dies with rdbench.
 
 Users: bwrap runs as real root without a user namespace (one would map the agent to host
 root). The agent's commands run as uid/gid AGENT_UID (base.py, a uid no host user has) with
@@ -108,6 +109,7 @@ FILE_CAPS = ["CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER"]
 SHM_BYTES = 64 * 1024 * 1024  # /dev/shm, as Docker sizes it
 # What /sys shows (read-only): the CPUs, which libraries read to size their thread pools.
 SYS_SHOWN = ["/sys/devices/system/cpu"]
+CGROUP_SHOWN = "/sys/fs/cgroup/cpuacct"  # where the sandbox's CPU-accounting group is shown
 READ_ONLY_HINT = (
     "the bwrap sandbox is read-only outside /home/agent, /tmp, /var/tmp and /grader"
 )
@@ -221,8 +223,20 @@ class BwrapSandbox:
             *(arg for path in SYS_SHOWN for parent in _parents(path, below="/sys")
               for arg in ("--perms", "0755", "--dir", parent)),  # else bwrap makes them 0700
             *(arg for path in SYS_SHOWN for arg in ("--ro-bind-try", path, path)),
+            *self._cgroup_mounts(),
             "--remount-ro", "/sys",
         ]  # fmt: skip
+
+    def _cgroup_mounts(self) -> list[str]:
+        """The sandbox's CPU-accounting group (see cgroups.py), read-only at CGROUP_SHOWN, as a
+        container's own group: its cpuacct.usage counts every process of the sandbox. The
+        mount is read-only and nothing inside may mount (seccomp, no CAP_SYS_ADMIN), so no
+        process can leave the group, make one, or reset the counter."""
+        if self.cgroups is None or self.cgroups.accounting is None:
+            return []
+        return [*(arg for parent in _parents(CGROUP_SHOWN, below="/sys")
+                  for arg in ("--perms", "0755", "--dir", parent)),
+                "--ro-bind", str(self.cgroups.accounting), CGROUP_SHOWN]  # fmt: skip
 
     def _bwrap_argv(self) -> list[str]:
         """The long-lived bwrap run that makes the sandbox (its command is added later)."""

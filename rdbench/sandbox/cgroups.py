@@ -8,6 +8,12 @@ everything the sandbox runs, while a timeout kills exactly one command's process
 out-of-memory kill is counted where it happened. A leaf is reused by a later command once the
 processes of its last one are all gone (making and removing groups costs more than a command).
 
+The sandbox's group of the cpuacct controller (ACCOUNTING) counts the CPU time of every process
+the sandbox ever ran, however it ended, as a Docker container's group does; the sandbox shows
+it read-only inside (see bwrap.py), where a grader's CpuCounter reads it. Where cpu and cpuacct
+are mounted together that is the cpu group; where cpuacct is not mounted the sandbox runs
+without it (with a warning).
+
 Making groups needs root and cgroup v1 controllers mounted at /sys/fs/cgroup (not the unified
 v2 hierarchy); without them `SandboxCgroups.create` logs a warning and returns None, and the
 sandbox runs without these limits.
@@ -32,6 +38,7 @@ log = structlog.get_logger()
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 CONTROLLERS = ("memory", "pids", "cpu")
+ACCOUNTING = "cpuacct"  # counts CPU time; optional, and part of the cpu group where co-mounted
 PARENT = "rdbench"
 CFS_PERIOD_US = 100_000
 KILL_DEADLINE_S = 5.0
@@ -139,7 +146,11 @@ class SandboxCgroups:
     ):
         self.name = name
         self.memory_mb = memory_mb
-        self.dirs = {controller: root / controller / PARENT / name for controller in CONTROLLERS}
+        accounting = _accounting_controller(root)
+        controllers = CONTROLLERS + ((ACCOUNTING,) if accounting == ACCOUNTING else ())
+        self.dirs = {controller: root / controller / PARENT / name for controller in controllers}
+        # the group whose cpuacct.usage counts the CPU time of every process of the sandbox
+        self._accounting = self.dirs[accounting] if accounting else None
         self._counter = itertools.count(1)
         self._lock = threading.Lock()
         self._idle: list[ExecCgroup] = []  # leaves whose command is over
@@ -173,6 +184,12 @@ class SandboxCgroups:
         log.warning("sandbox.bwrap.no_cgroups", reason=reason,
                     consequence="no memory, process or CPU limits")  # fmt: skip
         return None
+
+    @property
+    def accounting(self) -> Path | None:
+        """The sandbox's group whose `cpuacct.usage` counts the CPU time of all its processes
+        (the parent of its leaves), or None where no cpuacct controller is mounted."""
+        return self._accounting
 
     def init_group(self) -> ExecCgroup:
         """The leaf of the process that holds the sandbox's namespaces."""
@@ -219,7 +236,7 @@ def remove_leftover_groups(
 ) -> list[str]:
     """Remove the groups of the sandboxes whose name `leftover` accepts; return the names."""
     removed: set[str] = set()
-    for controller in CONTROLLERS:
+    for controller in (*CONTROLLERS, ACCOUNTING):
         parent = root / controller / PARENT
         if not parent.is_dir():
             continue
@@ -231,6 +248,19 @@ def remove_leftover_groups(
                 _rmdir(path)
                 removed.add(path.name)
     return sorted(removed)
+
+
+def _accounting_controller(root: Path) -> str | None:
+    """Where the CPU-time counter is under `root`: "cpu" where cpuacct is mounted with cpu,
+    ACCOUNTING where it is mounted alone, None (with a warning) where it is not mounted."""
+    if (root / "cpu" / "cpuacct.usage").exists():
+        return "cpu"
+    if (root / ACCOUNTING / "cpuacct.usage").exists():
+        return ACCOUNTING
+    log.warning("sandbox.bwrap.no_cpu_accounting",
+                reason=f"no cgroup v1 cpuacct controller mounted under {root}",
+                consequence="graders inside see no CPU counter of the sandbox")  # fmt: skip
+    return None
 
 
 def _thread_groups() -> dict[str, str]:
