@@ -335,3 +335,142 @@ def test_the_seccomp_numbers_match_the_kernel_headers(header: str, arch: seccomp
     assert {name: str(number) for name, number in arch.numbers.items()} == {
         name: defined[name] for name in arch.numbers
     }
+
+
+# ---- the CPU counter a grader reads ---------------------------------------------------------
+
+GRADING_KIT = Path(__file__).resolve().parents[1] / "rdbench" / "grading_kit.py"
+# A grader's measure of one run of the agent's code: the counter's rise minus its own CPU time,
+# and the process tree's (the CPU time of the children it waited for). The agent's process
+# ignores SIGCHLD and hands 0.5 s of work to a child, which the kernel reaps with nobody's
+# accounting; the parent stays until then (os.wait returns ECHILD once the child is gone).
+MEASURE_HAND_OFF = """
+import resource, subprocess, sys
+sys.path.insert(0, '/grader')
+from rdbench_grading import CpuCounter, grader_cpu_s
+AGENT = '''
+import os, signal, time
+signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+if os.fork() == 0:
+    end = time.process_time() + 0.5
+    while time.process_time() < end:
+        pass
+    os._exit(0)
+try:
+    os.wait()
+except ChildProcessError:
+    pass
+'''
+counter = CpuCounter.find()
+before = counter.seconds() - grader_cpu_s()
+subprocess.run(['setpriv', '--reuid=agent', '--regid=agent', '--clear-groups', sys.executable,
+                '-c', AGENT], check=True)
+rise = counter.seconds() - grader_cpu_s() - before
+children = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(counter.path, rise, children.ru_utime + children.ru_stime)
+"""
+# Every way a process inside might change the counter or leave its group, as root.
+TAMPER = """
+import errno, os
+group = '/sys/fs/cgroup/cpuacct'
+leaf = [name for name in os.listdir(group) if name.startswith('exec-')][0]
+attempts = {'reset': (f'{group}/cpuacct.usage', '0'), 'leave': (f'{group}/cgroup.procs', '1'),
+            'leave_thread': (f'{group}/tasks', str(os.getpid())),
+            'move': (f'{group}/init/cgroup.procs', str(os.getpid())),
+            'move_leaf': (f'{group}/{leaf}/cgroup.procs', str(os.getpid()))}
+for what, (path, value) in attempts.items():
+    try:
+        with open(path, 'w') as handle:
+            handle.write(value)
+        print(what, 'written')
+    except OSError as error:
+        print(what, errno.errorcode[error.errno])
+try:
+    os.mkdir(f'{group}/mine')
+    print('mkdir made')
+except OSError as error:
+    print('mkdir', errno.errorcode[error.errno])
+"""
+# Remounting the group read-write (MS_REMOUNT | MS_BIND): the seccomp filter refuses mounts.
+REMOUNT = """
+import ctypes, errno
+libc = ctypes.CDLL(None, use_errno=True)
+done = libc.mount(b'none', b'/sys/fs/cgroup/cpuacct', None, 32 | 4096, None) == 0
+print('remounted' if done else errno.errorcode[ctypes.get_errno()])
+"""
+
+
+@pytest.fixture(scope="module")
+def grading_sandbox(bwrap_rootfs: str) -> Iterator[BwrapSandbox]:
+    """A grading sandbox (root keeps the capabilities to act as the agent) with the grading
+    kit where graders import it from."""
+    box = BwrapSandbox(SandboxConfig(cpus=2.0, memory_mb=512, pids=64, grading=True))
+    box.write_file("/grader/rdbench_grading.py", GRADING_KIT.read_bytes(), owner="root")
+    yield box
+    box.close()
+
+
+@pytest.mark.bwrap
+def test_the_grader_counts_a_child_nobody_waited_for_on_the_sandboxs_counter(
+    grading_sandbox: BwrapSandbox,
+) -> None:
+    result = grading_sandbox.exec(["python3", "-c", MEASURE_HAND_OFF], user="root", timeout=60)
+    assert result.ok, result.stderr
+    path, rise, waited = result.stdout.split()
+    assert path == "/sys/fs/cgroup/cpuacct/cpuacct.usage"  # the sandbox's, not the command's
+    assert float(rise) >= 0.3, result.stdout
+    assert float(waited) < 0.1, result.stdout  # what the process tree would have seen
+
+
+@pytest.mark.bwrap
+def test_the_counter_rises_with_every_process_of_the_sandbox(
+    grading_sandbox: BwrapSandbox,
+) -> None:
+    assert grading_sandbox.cgroups is not None and grading_sandbox.cgroups.accounting
+    usage = grading_sandbox.cgroups.accounting / "cpuacct.usage"
+    before = int(usage.read_text())
+    burn = "import time\nend = time.process_time() + 0.3\nwhile time.process_time() < end: pass"
+    assert grading_sandbox.exec(["python3", "-c", burn]).ok
+    assert (int(usage.read_text()) - before) * 1e-9 >= 0.3
+
+
+@pytest.mark.bwrap
+def test_nothing_inside_can_write_to_the_cgroup_counter(grading_sandbox: BwrapSandbox) -> None:
+    assert grading_sandbox.cgroups is not None and grading_sandbox.cgroups.accounting
+    usage = grading_sandbox.cgroups.accounting / "cpuacct.usage"
+    before = int(usage.read_text())
+    for user in ("root", "agent"):
+        result = grading_sandbox.exec(["python3", "-c", TAMPER], user=user)
+        assert result.ok, result.stderr
+        outcomes = dict(line.split() for line in result.stdout.splitlines())
+        assert set(outcomes) == {"reset", "leave", "leave_thread", "move", "move_leaf", "mkdir"}
+        assert set(outcomes.values()) <= {"EROFS", "EACCES"}, (user, outcomes)
+    remount = grading_sandbox.exec(["python3", "-c", REMOUNT], user="root")
+    assert remount.stdout.strip() == "EPERM", remount.stderr
+    assert int(usage.read_text()) >= before  # never reset
+
+
+def test_cpu_accounting_is_the_cpu_group_where_cpuacct_is_mounted_with_it(
+    tmp_path: Path,
+) -> None:
+    for controller in ("memory", "pids", "cpu"):
+        (tmp_path / controller).mkdir()
+        (tmp_path / controller / "cgroup.procs").touch()
+    (tmp_path / "cpu" / "cpuacct.usage").touch()  # cpu,cpuacct mounted together
+    groups = SandboxCgroups.create("x", memory_mb=1, pids=1, cpus=1, root=tmp_path)
+    assert groups is not None
+    assert groups.accounting == tmp_path / "cpu" / "rdbench" / "x"
+    assert set(groups.dirs) == {"memory", "pids", "cpu"}
+
+
+def test_missing_cpuacct_means_a_warning_and_no_counter(tmp_path: Path) -> None:
+    from structlog.testing import capture_logs
+
+    for controller in ("memory", "pids", "cpu"):
+        (tmp_path / controller).mkdir()
+        (tmp_path / controller / "cgroup.procs").touch()
+    with capture_logs() as logs:
+        groups = SandboxCgroups.create("x", memory_mb=1, pids=1, cpus=1, root=tmp_path)
+    assert groups is not None and groups.accounting is None
+    assert set(groups.dirs) == {"memory", "pids", "cpu"}
+    assert [log["event"] for log in logs] == ["sandbox.bwrap.no_cpu_accounting"]
