@@ -666,3 +666,16 @@ def test_cgroup_counter_counts_a_child_it_never_waited_for() -> None:
     burner = "import time\nend = time.process_time() + 0.3\nwhile time.process_time() < end: pass"
     subprocess.run([sys.executable, "-c", burner], check=True, timeout=60)
     assert counter.seconds() - grader_cpu_s() - before >= 0.3
+
+
+@pytest.mark.slow
+@pytest.mark.bwrap
+def test_work_handed_off_gains_nothing_in_a_bwrap_grading_sandbox(tmp_path: Path) -> None:
+    """The bwrap sandbox shows its cgroup's CPU counter to the grader as Docker's does, so the
+    child nobody waits for is counted there too (the process-tree clock would miss it)."""
+    verdict = WorkspaceGrader(TASK, tmp_path, backend="bwrap")(files={"kernel.py": HAND_OFF})
+    assert verdict["valid"], verdict["message"]
+    assert verdict["details"]["clock"] == "cgroup"
+    assert verdict["normalized_score"] < START_AT_MOST, verdict["details"]
+    for size, speedup in verdict["details"]["speedups"].items():
+        assert speedup < 1.2, (size, verdict["details"])
