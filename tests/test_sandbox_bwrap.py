@@ -474,3 +474,22 @@ def test_missing_cpuacct_means_a_warning_and_no_counter(tmp_path: Path) -> None:
     assert groups is not None and groups.accounting is None
     assert set(groups.dirs) == {"memory", "pids", "cpu"}
     assert [log["event"] for log in logs] == ["sandbox.bwrap.no_cpu_accounting"]
+
+
+@pytest.mark.parametrize(
+    ("mount_root", "group", "expected"),
+    [
+        ("/..", "/../exec-3", "/m/cpuacct.usage"),  # bwrap: the sandbox's group, not the leaf
+        ("/docker/0d88", "/docker/0d88", "/m/cpuacct.usage"),  # Docker, cgroup v1
+        ("/", "/", "/m/cpuacct.usage"),  # a container in its own cgroup namespace
+        ("/", "/user.slice/x", "/m/user.slice/x/cpuacct.usage"),  # a host: its own group
+        ("/", "/../x", None),  # a group outside the mount
+    ],
+    ids=["bwrap", "docker-v1", "own-namespace", "host", "outside"],
+)
+def test_the_cpu_counter_is_the_group_the_sandbox_mounted(
+    mount_root: str, group: str, expected: str | None
+) -> None:
+    from rdbench.grading_kit import _below
+
+    assert _below("/m", mount_root, group, "cpuacct.usage") == expected
