@@ -4,18 +4,18 @@ CPU time is what the score compares: unlike wall time it hardly moves when other
 the machine (a run that waits for a core is not charged for the wait), so a busy machine
 scores the same kernel the same. It must count all the work a run does, wherever it does it:
 
-- In a grading sandbox whose cgroup counter is visible (Docker: see rdbench_grading's
-  CpuCounter), the run costs the counter's rise from just before its input is written to just
-  after all its processes are killed, minus the grader's own CPU time meanwhile. That counts
-  every thread and process of the agent user's, however it ended (a thread, a child nobody
-  waited for, an orphan, a daemon), and there is nothing else in the sandbox that could do the
-  work while the kernel sleeps or waits.
-- Without one (the bwrap backend shows no cgroupfs; a grader run by hand), the process tree:
-  this process is the "subreaper" of everything it starts, so an orphan is re-parented here
-  and reaped with its CPU time; a run costs the harness's own CPU time (all its threads and
-  the children it waited for) plus that of every orphan, minus what its threads had used when
-  the input was written. A child whose parent ignores SIGCHLD is reaped by the kernel with
-  nobody's accounting: this mode cannot count it (the cgroup mode does).
+- In a grading sandbox whose cgroup counter is visible (Docker and bwrap with cgroups: see
+  rdbench_grading's CpuCounter), the run costs the counter's rise from just before its input is
+  written to just after all its processes are killed, minus the grader's own CPU time meanwhile.
+  That counts every thread and process of the agent user's, however it ended (a thread, a child
+  nobody waited for, an orphan, a daemon), and there is nothing else in the sandbox that could
+  do the work while the kernel sleeps or waits.
+- Without one (a bwrap sandbox on a host where no cgroup can be made; a grader run by hand), the
+  process tree: this process is the "subreaper" of everything it starts, so an orphan is
+  re-parented here and reaped with its CPU time; a run costs the harness's own CPU time (all
+  its threads and the children it waited for) plus that of every orphan, minus what its threads
+  had used when the input was written. A child whose parent ignores SIGCHLD is reaped by the kernel
+  with nobody's accounting: this mode cannot count it (the cgroup mode does).
 """
 
 from __future__ import annotations
