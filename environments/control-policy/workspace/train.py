@@ -1,18 +1,42 @@
-"""Starting training: a short random search over linear policies, written to weights.json.
+"""Starting training: a short random search over linear policies, written to policy.json.
 
 Draws random weight matrices, keeps the one with the best mean return over a few episodes of
-Acrobot-v1, and saves it. It is deliberately brief: a few dozen candidates, three episodes
-each. `python train.py` runs it (about a minute); `python evaluate.py` scores the result.
+Acrobot-v1, and saves it as a network of one linear layer (the format: network.py). It is
+deliberately brief: a few dozen candidates, three episodes each. `python train.py` runs it
+(about a minute); `python evaluate.py` scores the result.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
-import policy
+
+OUT = Path(__file__).resolve().parent / "policy.json"
+SCALE = np.array([1.0, 1.0, 1.0, 1.0, 4.0, 9.0])  # velocities to about [-1, 1]
+
+
+def features(observation: np.ndarray) -> np.ndarray:
+    """The candidates' inputs: the observation, velocities scaled, and a constant 1."""
+    return np.append(np.asarray(observation, dtype=np.float64) / SCALE, 1.0)
+
+
+def save(weights: np.ndarray) -> None:
+    """Write the linear policy `weights` (3 x 7, on features()) as a one-layer network."""
+    layer = {
+        "weights": np.round(weights[:, :6] / SCALE, 6).T.tolist(),  # the scaling folded in
+        "bias": np.round(weights[:, 6], 6).tolist(),
+        "activation": "linear",
+    }
+    rows = ",\n    ".join(json.dumps(row) for row in layer["weights"])
+    OUT.write_text(
+        '{"layers": [{\n  "weights": [\n    ' + rows + '\n  ],\n  "bias": '
+        + json.dumps(layer["bias"]) + ',\n  "activation": "linear"\n}]}\n',
+        encoding="utf-8",
+    )
 
 
 def episode_return(weights: np.ndarray, env: gym.Env, seed: int) -> float:
@@ -20,7 +44,7 @@ def episode_return(weights: np.ndarray, env: gym.Env, seed: int) -> float:
     observation, _ = env.reset(seed=seed)
     total = 0.0
     while True:
-        action = int(np.argmax(weights @ np.array(policy.features(observation))))
+        action = int(np.argmax(weights @ features(observation)))
         observation, reward, terminated, truncated, _ = env.step(action)
         total += float(reward)
         if terminated or truncated:
@@ -28,7 +52,7 @@ def episode_return(weights: np.ndarray, env: gym.Env, seed: int) -> float:
 
 
 def main() -> None:
-    """Random search; write the best weights to weights.json."""
+    """Random search; write the best policy to policy.json."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--candidates", type=int, default=24)
     parser.add_argument("--episodes", type=int, default=3)
@@ -45,9 +69,8 @@ def main() -> None:
         if mean > best_return:
             best, best_return = weights, mean
     assert best is not None
-    rows = ",\n  ".join(json.dumps(row) for row in np.round(best, 6).tolist())
-    policy.WEIGHTS.write_text('{"weights": [\n  ' + rows + "\n]}\n", encoding="utf-8")
-    print(f"best mean return {best_return:.1f}; wrote {policy.WEIGHTS}")
+    save(best)
+    print(f"best mean return {best_return:.1f}; wrote {OUT}")
 
 
 if __name__ == "__main__":
