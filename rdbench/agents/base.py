@@ -8,15 +8,31 @@ from typing import Any, Protocol
 
 from rdbench.task import TaskSpec
 
+ModelEventRecorder = Callable[[str, dict[str, Any]], None]
+"""Records one model event in the episode's transcript: (event type, fields), the type one of
+"model_request", "model_reply", "retry" and the fields those of its model in rdbench.records
+(without t, step, type, v)."""
+
+
+def _discard(event_type: str, fields: dict[str, Any]) -> None:
+    """The recorder of an episode that records nothing."""
+
 
 @dataclass(frozen=True)
 class TaskInfo:
-    """What an agent is given at the start of an episode."""
+    """What an agent is given at the start of an episode.
+
+    `seed` is the episode's seed: an agent uses it for its own randomness and passes it to the
+    model where the provider takes one. `record` is where the agent reports its model
+    requests, replies and retries, so that the transcript shows why it did what it did.
+    """
 
     task: TaskSpec
     instructions: str
     tools: list[dict[str, Any]]
     budget: dict[str, Any]
+    seed: int = 0
+    record: ModelEventRecorder = field(default=_discard, compare=False, repr=False)
 
 
 @dataclass
