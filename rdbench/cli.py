@@ -430,3 +430,48 @@ def demo(
         score = result["normalized_score"]
         shown = "not graded" if score is None else f"{score:.3f}"
         console.print(f"{result['agent']}: normalized score {shown}")
+
+
+@app.command()
+def show(
+    run_folder: Annotated[Path, typer.Argument(help="A run's folder (its --out), e.g. runs/NAME.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the rows as JSON.")] = False,
+) -> None:
+    """Summarize a run: per task and agent: n, mean normalized score with a 95% bootstrap
+    interval, best-of-n, mean cost and working time, failures by kind, unfinished episodes."""
+    from rdbench.records import RecordError
+    from rdbench.report import load_run, report_table, rows_json, summarize
+
+    try:
+        records = load_run(run_folder)
+    except RecordError as error:
+        raise _fail(str(error)) from error
+    rows = summarize(records.results, unfinished=records.unfinished)
+    if as_json:
+        print(rows_json(rows))
+    else:
+        console.print(report_table(rows, title=f"run summary: {run_folder}"))
+        if records.unfinished:
+            console.print(f"{len(records.unfinished)} unfinished episode(s) (no result.json): "
+                          "run the same command again to finish them", highlight=False)
+    for problem in records.unreadable:
+        errors.print(f"[yellow]skipped:[/] {escape(problem)}", soft_wrap=True)
+    if not rows and not records.unreadable:
+        errors.print(f"{escape(str(run_folder))}: no episodes here yet", soft_wrap=True)
+
+
+@app.command()
+def transcript(
+    episode: Annotated[Path, typer.Argument(
+        help="An episode's folder, runs/NAME/<episode> (or its transcript.jsonl).")],
+    full: Annotated[bool, typer.Option(help="Show long texts whole, not folded.")] = False,
+) -> None:
+    """Replay an episode's transcript: instructions, actions and observations, the model's
+    messages, validation scores with their times, usage, errors and the final grade."""
+    from rdbench.records import RecordError
+    from rdbench.replay import replay
+
+    try:
+        replay(episode, console, full=full)
+    except RecordError as error:
+        raise _fail(str(error)) from error
