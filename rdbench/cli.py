@@ -440,24 +440,18 @@ def show(
     """Summarize a run: per task and agent: n, mean normalized score with a 95% bootstrap
     interval, best-of-n, mean cost and working time, failures by kind, unfinished episodes."""
     from rdbench.records import RecordError
-    from rdbench.report import load_run, report_table, rows_json, summarize
+    from rdbench.report import load_run, print_summary, rows_json, summarize
 
     try:
         records = load_run(run_folder)
     except RecordError as error:
         raise _fail(str(error)) from error
-    rows = summarize(records.results, unfinished=records.unfinished)
     if as_json:
-        print(rows_json(rows))
+        print(rows_json(summarize(records.results, unfinished=records.unfinished)))
+        for problem in records.unreadable:
+            errors.print(f"[yellow]not counted:[/] {escape(problem)}", soft_wrap=True)
     else:
-        console.print(report_table(rows, title=f"run summary: {run_folder}"))
-        if records.unfinished:
-            console.print(f"{len(records.unfinished)} unfinished episode(s) (no result.json): "
-                          "run the same command again to finish them", highlight=False)
-    for problem in records.unreadable:
-        errors.print(f"[yellow]skipped:[/] {escape(problem)}", soft_wrap=True)
-    if not rows and not records.unreadable:
-        errors.print(f"{escape(str(run_folder))}: no episodes here yet", soft_wrap=True)
+        print_summary(console, run_folder)
 
 
 @app.command()

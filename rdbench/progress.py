@@ -45,6 +45,16 @@ class RunTally:
     skipped: int = 0  # had finished in an earlier run
     outcomes: dict[str, int] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
+    skipped_ids: set[str] = field(default_factory=set)  # for the summary's skipped column
+
+    def count(self, result: EpisodeResult, skipped: bool) -> None:
+        """Count an episode that ended (or was skipped)."""
+        if skipped:
+            self.skipped += 1
+            self.skipped_ids.add(result.episode_id)
+        else:
+            self.finished += 1
+            self.outcomes[result.outcome] = self.outcomes.get(result.outcome, 0) + 1
 
     @property
     def done(self) -> int:
@@ -104,12 +114,7 @@ class LiveProgress:
         """Remove the episode's row and count it (as skipped, or by its outcome)."""
         with self._lock:
             self._running.pop(result.episode_id, None)
-            if skipped:
-                self.tally.skipped += 1
-            else:
-                self.tally.finished += 1
-                outcomes = self.tally.outcomes
-                outcomes[result.outcome] = outcomes.get(result.outcome, 0) + 1
+            self.tally.count(result, skipped)
 
     def run_finished(self) -> None:
         """Draw the last state and stop the display."""
@@ -193,10 +198,7 @@ class JsonLinesProgress:
     def episode_finished(self, result: EpisodeResult, skipped: bool) -> None:
         """Log `episode.finished` (or `episode.skipped`) with the outcome and done/total."""
         with self._lock:
-            if skipped:
-                self.tally.skipped += 1
-            else:
-                self.tally.finished += 1
+            self.tally.count(result, skipped)
             done, total = self.tally.done, self.tally.total
             eta = self.tally.eta_s(time.monotonic())
         self._emit("episode.skipped" if skipped else "episode.finished",

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
+from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
@@ -203,3 +204,17 @@ def report_table(rows: Sequence[ReportRow], title: str = "run summary") -> Table
 def rows_json(rows: Sequence[ReportRow]) -> str:
     """The rows as a JSON list (what `rdbench show --json` prints)."""
     return json.dumps([row.model_dump() for row in rows], indent=2)
+
+
+def print_summary(console: Console, folder: str | Path, skipped: Iterable[str] = ()) -> None:
+    """Print the summary table of the run in `folder` (what `rdbench show` and the end of
+    `rdbench run` print); `skipped` are the episodes this run skipped (a progress observer's
+    `tally.skipped_ids`)."""
+    records = load_run(folder)
+    rows = summarize(records.results, unfinished=records.unfinished, skipped=skipped)
+    console.print(report_table(rows, title=f"run summary: {folder}"))
+    if records.unfinished:
+        console.print(f"{len(records.unfinished)} unfinished episode(s) (no result.json): "
+                      "run the same command again to finish them", highlight=False)
+    for problem in records.unreadable:
+        console.print(Text(f"not counted: {problem}", style="yellow"))

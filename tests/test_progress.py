@@ -76,6 +76,7 @@ def test_live_display_counts_every_episode_from_many_threads() -> None:
     drawer.join()
     assert (live.tally.done, live.tally.finished, live.tally.skipped) == (THREADS, 7, 1)
     assert live.tally.outcomes == {"limit": 3, "submitted": 4}  # seeds 0, 3, 6: limit
+    assert live.tally.skipped_ids == {make_result("task-a", "x", 2, "limit", 0.5).episode_id}
     final = screen.getvalue()
     assert "8/8 done" in final and "1 skipped" in final and "limit 3" in final
 

@@ -118,3 +118,14 @@ def test_show_of_a_missing_folder_says_so(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli.app, ["show", str(tmp_path / "nope")])
     assert result.exit_code == 1
     assert "not a run folder" in result.output
+
+
+def test_show_names_an_unreadable_result_and_counts_the_rest(run_folder: Path,
+                                                              wide_console: None) -> None:
+    broken = run_folder / "task-a__x__seed9-abcd1234"
+    broken.mkdir()
+    (broken / "result.json").write_text('{"schema_version": 99}')
+    result = CliRunner().invoke(cli.app, ["show", str(run_folder)])
+    assert result.exit_code == 0, result.output
+    assert "not counted" in result.output and "schema_version 99" in result.output
+    assert "0.400 [" in result.output
