@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import random
 import sys
 import time
 from collections.abc import Iterator
@@ -165,6 +166,18 @@ def test_overloaded_call_records_a_retry_with_its_wait(server: FakeServer) -> No
     assert "529" in retry.error and "Overloaded" in retry.error
     assert 0.025 <= retry.wait_s <= 0.05  # half to all of the base delay
     assert retry.wait_s == pytest.approx(agent.usage().retry_wait_s, abs=1e-3)
+
+
+@pytest.mark.parametrize("seed", [3, 11])
+def test_retry_jitter_comes_from_the_episode_seed(server: FakeServer, seed: int) -> None:
+    server.add(anthropic_error(529, "overloaded_error", "Overloaded"),
+               anthropic_message(tool_use("submit")))
+    record = Recorder()
+    agent = make_claude(server)
+    agent.reset(task_info(record, seed=seed), "brief")
+    agent.act("brief")
+    (retry,) = record.of(RetryEvent)
+    assert retry.wait_s == round(0.05 * random.Random(seed).uniform(0.5, 1.0), 3)
 
 
 def test_after_a_trim_the_request_records_the_rebuilt_first_message_only(
