@@ -151,6 +151,23 @@ def anthropic_message(
     })
 
 
+def thinking_reply(
+    thought: str, *blocks: dict[str, Any], **usage: int
+) -> Callable[[dict[str, Any]], Reply]:
+    """A Messages API reply that, as the real API does, starts with a thinking block holding
+    `thought` when the request enabled extended thinking, and has only `blocks` otherwise."""
+
+    def reply(request: dict[str, Any]) -> Reply:
+        thinking = request.get("thinking") or {}
+        if thinking.get("type") in ("enabled", "adaptive"):
+            block = {"type": "thinking", "thinking": thought,
+                     "signature": f"sig_{uuid.uuid4().hex[:8]}"}
+            return anthropic_message(block, *blocks, **usage)
+        return anthropic_message(*blocks, **usage)
+
+    return reply
+
+
 def anthropic_error(status: int, kind: str, message: str, **headers: str) -> Reply:
     """A Messages API error reply (429 rate_limit_error, 529 overloaded_error, ...)."""
     return Reply({"type": "error", "error": {"type": kind, "message": message}}, status,

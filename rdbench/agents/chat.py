@@ -4,18 +4,29 @@ model replies without a tool call, the notepad, pricing, and trimming a long con
 A model may call several tools in one reply. The env runs one tool per step, so the calls of
 a reply are handed out one per `act`; once all are answered, their results go back to the
 model together in the next request.
+
+Every request and reply is reported to the episode's recorder (`TaskInfo.record`): a
+`model_request` event with the system prompt (first request only) and the messages that are
+new since the previous request, and a `model_reply` event with the model's text, thinking,
+tool calls, stop reason, the call's usage and its latency. The episode's seed (`TaskInfo.seed`)
+seeds the agent's own randomness (the retry jitter) and is sent to the model where the
+provider takes one.
 """
 
 from __future__ import annotations
 
 import json
+import random
+import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 
-from rdbench.agents.base import AgentError, TaskInfo, Usage
+from rdbench.agents.base import AgentError, ModelEventRecorder, TaskInfo, Usage
+from rdbench.agents.model_events import discard
 from rdbench.agents.pricing import Price, find_price, price_table
 
 log = structlog.get_logger()
@@ -36,6 +47,7 @@ NUDGE = (
 TRIM_TARGET = 0.5  # after a trim, the prompt should fill about this share of the window
 TRIM_AFTER_OVERFLOW = 0.4  # the same, after the server said the prompt was too long
 CHARS_PER_TOKEN = 3.5  # a first guess, replaced by what the server reports
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -75,6 +87,12 @@ class ChatAgent:
         self.notepad = ""
         self.trims = 0
         self.chars_per_token = CHARS_PER_TOKEN
+        self.seed = 0
+        self.rng = random.Random(0)
+        self._record: ModelEventRecorder = discard
+        self._reported: dict[int, dict[str, Any]] = {}
+        self._system_reported = False
+        self._latency_s = 0.0
 
     def reset(self, info: TaskInfo, observation: str) -> None:
         """Start a new conversation: the system prompt, the env's tools, the briefing."""
@@ -93,12 +111,17 @@ class ChatAgent:
         self._idle = 0
         self.notepad = ""
         self.trims = 0
+        self.seed = info.seed
+        self.rng = random.Random(info.seed)
+        self._record = info.record
+        self._reported = {}
+        self._system_reported = False
         self._start(info, observation)
 
     def act(self, observation: str) -> dict[str, Any]:
         """The next tool call: from the queue, or from a new request to the model."""
         if self._current is not None:
-            self._answered.append((self._current, observation))
+            self._answered.append((self._current, observation))  # an Observation, or text
             self._current = None
         while not self._queue:
             calls = self._turn(self._answered, nudge=self._idle > 0)
@@ -129,19 +152,63 @@ class ChatAgent:
 
     def _charge(
         self, *, input_tokens: int, output_tokens: int, cache_read: int, cache_write: int,
-    ) -> None:
-        """Add one reply's reported usage (and its cost) to the episode's."""
+    ) -> dict[str, Any]:
+        """Add one reply's reported usage (and its cost) to the episode's; return that
+        reply's usage as its `model_reply` event records it."""
+        cost = 0.0
+        if self.price is not None:
+            cost = self.price.cost(
+                input_tokens=input_tokens, output_tokens=output_tokens,
+                cache_read_tokens=cache_read, cache_write_tokens=cache_write,
+            )
         usage = self._usage
         usage.requests += 1
         usage.input_tokens += input_tokens
         usage.output_tokens += output_tokens
         usage.cache_read_tokens += cache_read
         usage.cache_write_tokens += cache_write
-        if self.price is not None:
-            usage.cost_usd += self.price.cost(
-                input_tokens=input_tokens, output_tokens=output_tokens,
-                cache_read_tokens=cache_read, cache_write_tokens=cache_write,
-            )
+        usage.cost_usd += cost
+        return {"input_tokens": input_tokens, "output_tokens": output_tokens,
+                "cache_read_tokens": cache_read, "cache_write_tokens": cache_write,
+                "cost_usd": round(cost, 8)}
+
+    def _timed(self, request: Callable[[], T]) -> Callable[[], T]:
+        """`request`, noting how long its last successful call took (the reply's latency;
+        failed attempts and the waits between them are not in it)."""
+
+        def timed() -> T:
+            start = time.monotonic()
+            result = request()
+            self._latency_s = time.monotonic() - start
+            return result
+
+        return timed
+
+    def _report_request(self, messages: list[dict[str, Any]]) -> None:
+        """Record a request: the system prompt the first time, and the messages of
+        `messages` not in the previous request (after a trim, the rebuilt first message)."""
+        fields: dict[str, Any] = {
+            "model": self.model,
+            "messages": [m for m in messages if id(m) not in self._reported],
+        }
+        if not self._system_reported:
+            fields["system"] = self.system_prompt
+            self._system_reported = True
+        self._record("model_request", fields)
+        # holding the messages keeps their ids from being reused by new ones
+        self._reported = {id(m): m for m in messages}
+
+    def _report_reply(
+        self, *, text: str, thinking: str | None, calls: list[ToolRequest],
+        stop_reason: str | None, usage: dict[str, Any],
+    ) -> None:
+        """Record the model's reply to the last request."""
+        self._record("model_reply", {
+            "model": self.model, "text": text, "thinking": thinking,
+            "tool_calls": [{"id": c.id, "tool": c.tool, "input": c.input} for c in calls],
+            "stop_reason": stop_reason, "usage": usage,
+            "latency_s": round(self._latency_s, 3),
+        })
 
     def _learn_ratio(self, prompt_tokens: int, prompt: Any) -> None:
         chars = len(json.dumps(prompt, default=str))

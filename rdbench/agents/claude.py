@@ -7,16 +7,23 @@ comes from the price table (pricing.py). Failed requests (429, 529, 5xx, connect
 are retried in one layer (retry.py; the SDK's own retries are off). A conversation near the
 context window has its oldest turns dropped, and the notepad is shown again.
 
+Each request, reply (text, thinking, tool calls, usage, latency) and retry is reported to the
+episode's recorder (chat.py). Extended thinking is off unless `thinking` asks for it (a
+budget in tokens, `adaptive`); its text is then recorded with the reply. The Messages API
+takes no seed, so the episode's seed reaches only the agent's own randomness (retry jitter).
+
 The API key comes from ANTHROPIC_API_KEY; without it the agent cannot be made.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Any
 
 import structlog
 
+from rdbench.agents import observed
 from rdbench.agents.base import AgentConfigError, AgentError, TaskInfo, agent
 from rdbench.agents.chat import (
     NUDGE,
@@ -37,7 +44,12 @@ MAX_OVERFLOW_TRIMS = 3
 
 @agent("claude")
 class ClaudeAgent(ChatAgent):
-    """Claude through the Anthropic Messages API (key from ANTHROPIC_API_KEY)."""
+    """Claude through the Anthropic Messages API (key from ANTHROPIC_API_KEY).
+
+    `thinking` turns on extended thinking: a budget in tokens (at least 1024, below
+    `max_tokens`), "adaptive", or "disabled"; the thinking is recorded with each reply. The
+    API has no seed parameter: the episode's seed only seeds the agent's retry jitter.
+    """
 
     name = "claude"
 
@@ -106,8 +118,8 @@ class ClaudeAgent(ChatAgent):
             {
                 "type": "tool_result",
                 "tool_use_id": call.id,
-                "content": text or "(no output)",
-                **({"is_error": True} if text.startswith("Error:") else {}),
+                "content": str(text) or "(no output)",
+                **({"is_error": True} if observed.is_error(text) else {}),
             }
             for call, text in answered
         ]
@@ -115,27 +127,38 @@ class ClaudeAgent(ChatAgent):
             blocks.append({"type": "text", "text": NUDGE})
         if blocks:
             self.messages.append({"role": "user", "content": blocks})
-        reply = self._request()
+        reply, usage = self._request()
         params = [_block_param(block) for block in reply.content]
-        content = [block for block in params if block is not None] or [
-            {"type": "text", "text": "(empty reply)"}
-        ]
+        given = [block for block in params if block is not None]
+        content = given or [{"type": "text", "text": "(empty reply)"}]
         self.messages.append({"role": "assistant", "content": content})
         calls = [
             ToolRequest(block["id"], block["name"], block["input"])
             for block in content if block["type"] == "tool_use"
         ]
+        self._report_reply(
+            text="\n\n".join(b["text"] for b in given if b["type"] == "text"),
+            thinking=_thinking_text(content), calls=calls, stop_reason=reply.stop_reason,
+            usage=usage,
+        )
         log.info("claude.reply", stop_reason=reply.stop_reason, tool_calls=len(calls),
                  output_tokens=reply.usage.output_tokens)
         return calls
 
-    def _request(self) -> Any:
+    def _request(self) -> tuple[Any, dict[str, Any]]:
+        """The model's reply to the conversation so far, and that call's usage."""
         for _ in range(MAX_OVERFLOW_TRIMS + 1):
+            if self._pending_trim:
+                self._pending_trim = False
+                self._trim(TRIM_TARGET)
+            params = self._params()
+            self._report_request(self.messages)
             try:
                 reply = with_retries(
-                    lambda: self.client.messages.create(**self._params()),
+                    self._timed(functools.partial(self.client.messages.create, **params)),
                     policy=self.retry, retryable=self._retryable,
                     retry_after=_retry_after, usage=self._usage, what="Anthropic Messages API",
+                    record=self._record, rng=self.rng,
                 )
             except self._anthropic.BadRequestError as error:
                 if not is_context_overflow(str(error)):
@@ -148,25 +171,23 @@ class ClaudeAgent(ChatAgent):
                 continue
             except self._anthropic.APIStatusError as error:
                 raise AgentError(f"Anthropic API error {error.status_code}: {error}") from error
-            self._account(reply)
-            return reply
+            return reply, self._account(reply)
         raise AgentError("The conversation kept overflowing the context window after trimming")
 
-    def _account(self, reply: Any) -> None:
+    def _account(self, reply: Any) -> dict[str, Any]:
         usage = reply.usage
         cache_read = usage.cache_read_input_tokens or 0
         cache_write = usage.cache_creation_input_tokens or 0
-        self._charge(input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
-                     cache_read=cache_read, cache_write=cache_write)
+        charged = self._charge(input_tokens=usage.input_tokens,
+                               output_tokens=usage.output_tokens,
+                               cache_read=cache_read, cache_write=cache_write)
         prompt_tokens = usage.input_tokens + cache_read + cache_write
         self._learn_ratio(prompt_tokens, [self.system_prompt, self.tools, self.messages])
         if self._needs_trim(prompt_tokens + usage.output_tokens):
             self._pending_trim = True
+        return charged
 
     def _params(self) -> dict[str, Any]:
-        if self._pending_trim:
-            self._pending_trim = False
-            self._trim(TRIM_TARGET)
         params: dict[str, Any] = {
             "model": self.model,
             "max_tokens": self.max_tokens,
@@ -225,6 +246,15 @@ def _thinking_param(thinking: str | int | None, max_tokens: int) -> dict[str, An
             f"got {budget}; raise --max-tokens or lower the budget"
         )
     return {"type": "enabled", "budget_tokens": budget}
+
+
+def _thinking_text(content: list[dict[str, Any]]) -> str | None:
+    """The thinking of a reply's content blocks (None when it has none)."""
+    parts = [
+        block["thinking"] if block["type"] == "thinking" else "[redacted thinking]"
+        for block in content if block["type"] in ("thinking", "redacted_thinking")
+    ]
+    return "\n\n".join(parts) if parts else None
 
 
 def _retry_after(error: Exception) -> float | None:

@@ -6,6 +6,11 @@ protocol is documented in docs/agent-protocol.md, with a complete example agent 
 examples/echo_agent.py. A program that exits, prints something that is not a protocol
 message, or stays silent past `reply_timeout` raises AgentError, which ends the episode
 (the workspace is still graded) with a message saying what happened.
+
+Before an action the program may send model events (`model_request`, `model_reply`,
+`retry`: what its model was asked and answered), which go to the episode's recorder; one
+that does not fit its record model is a protocol error. The reset message carries the
+episode's seed for the program's own randomness and its model calls.
 """
 
 from __future__ import annotations
@@ -23,7 +28,20 @@ from typing import IO, Any
 
 import structlog
 
-from rdbench.agents.base import AgentConfigError, AgentError, TaskInfo, Usage, agent
+from rdbench.agents.base import (
+    AgentConfigError,
+    AgentError,
+    ModelEventRecorder,
+    TaskInfo,
+    Usage,
+    agent,
+)
+from rdbench.agents.model_events import (
+    MODEL_EVENTS,
+    ModelEventError,
+    check_model_event,
+    discard,
+)
 from rdbench.agents.pricing import find_price, price_table
 
 log = structlog.get_logger()
@@ -74,11 +92,13 @@ class CommandAgent:
         self._usage = Usage()
         self._waiting_reply = False
         self._stderr_reader: threading.Thread | None = None
+        self._record: ModelEventRecorder = discard
 
     def reset(self, info: TaskInfo, observation: str) -> None:
         """Start the program and send it the task; its first action answers this."""
         self.close()
         self._usage = Usage()
+        self._record = info.record
         self._lines = queue.Queue()
         self._stderr.clear()
         try:
@@ -98,7 +118,7 @@ class CommandAgent:
             "type": "reset", "protocol": PROTOCOL_VERSION,
             "task": {"id": task.id, "version": task.version, "title": task.title},
             "instructions": info.instructions, "tools": info.tools, "budget": info.budget,
-            "observation": observation,
+            "seed": info.seed, "observation": observation,
         })
         self._waiting_reply = True
 
@@ -159,13 +179,30 @@ class CommandAgent:
             if message.get("type") == "log":
                 log.info("command.log", message=str(message.get("message", ""))[:2000])
                 continue
+            if message.get("type") in MODEL_EVENTS:
+                self._forward(message)
+                continue
             if message.get("type") != "action":
                 raise AgentError(
                     f"The agent program sent a message of type {message.get('type')!r}; it "
                     "must answer with {\"type\": \"action\", \"tool\": ..., \"input\": {...}} "
-                    "(see docs/agent-protocol.md)"
+                    f"(or send a log or model event first: {sorted(MODEL_EVENTS)}; see "
+                    "docs/agent-protocol.md)"
                 )
             return message
+
+    def _forward(self, message: dict[str, Any]) -> None:
+        """Hand a model event the program sent to the episode's recorder, once checked."""
+        event_type = str(message["type"])
+        fields = {name: value for name, value in message.items() if name != "type"}
+        try:
+            check_model_event(event_type, fields)
+        except ModelEventError as error:
+            raise AgentError(
+                f"The agent program sent a malformed model event: {error} (see "
+                "docs/agent-protocol.md, Model events)"
+            ) from None
+        self._record(event_type, fields)
 
     def _parse(self, line: str) -> dict[str, Any]:
         try:

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
+from rdbench.agents import observed
 from rdbench.agents.base import TaskInfo, Usage, agent
 from rdbench.tools import AGENT_HOME
 
@@ -36,7 +37,6 @@ rdbench commands:
   :help            this help
 Ctrl-D submits too. Interactive programs (vim, top, a REPL) do not work at this prompt;
 use :edit for files."""
-CUT_MARK = re.compile(r"\[\.\.\. \d+ characters cut \.\.\.\]")
 CD_LINE = re.compile(r"^cd(?:\s+(.*))?$")
 
 
@@ -136,9 +136,9 @@ class HumanAgent:
         return {"tool": "bash", "input": {"command": prefix + line}}
 
     def _after_cd(self, observation: str) -> None:
-        match = re.search(r"^exit code: 0\nstdout:\n(/.*)$", observation, re.MULTILINE)
-        if match:
-            self._cwd = match.group(1).strip()
+        printed = observed.stdout_of(observation).strip().splitlines()
+        if observed.exit_code(observation) == 0 and printed and printed[-1].startswith("/"):
+            self._cwd = printed[-1]
         else:
             self._show(observation)
         return None
@@ -149,12 +149,12 @@ class HumanAgent:
         self._show(observation)
 
     def _after_read(self, path: str, observation: str) -> dict[str, Any] | None:
-        if observation.startswith("Error:"):
+        if observed.is_error(observation):
             if "No such file" not in observation:
                 self._show(observation)
                 return None
             observation = ""  # a new file
-        if CUT_MARK.search(observation):
+        if observed.truncated(observation):
             self._say(f"{path} is too large to edit here; change it with shell commands.\n")
             return None
         with tempfile.TemporaryDirectory() as folder:

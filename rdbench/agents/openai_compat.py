@@ -7,10 +7,16 @@ extra fields), which are easier to tolerate when reading the JSON directly; it k
 retry layer single (retry.py) with no SDK retries to turn off; and it adds no dependency,
 since httpx is already installed. Accounting is the claude adapter's: tokens (cached prompt
 tokens counted as cache reads), dollars from the price table, retries and their waits.
+
+Each request, reply and retry is reported to the episode's recorder (chat.py); a reply's
+`reasoning_content` (vLLM, DeepSeek) or `reasoning` (ollama) is recorded as its thinking.
+The episode's seed is sent as the request's `seed` (`send_seed=False` leaves it out, for a
+server that refuses the field).
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import os
@@ -47,7 +53,11 @@ class ServerError(Exception):
 
 @agent("openai")
 class OpenAICompatAgent(ChatAgent):
-    """Any OpenAI-compatible chat-completions server with tool calls (--base-url, --model)."""
+    """Any OpenAI-compatible chat-completions server with tool calls (--base-url, --model).
+
+    The episode's seed (`TaskInfo.seed`) goes to the server as the request's `seed`, which
+    OpenAI, vLLM, llama.cpp and ollama take; `send_seed=False` leaves it out.
+    """
 
     name = "openai"
 
@@ -68,6 +78,7 @@ class OpenAICompatAgent(ChatAgent):
         request_timeout: float = 600.0,
         max_idle_replies: int = 3,
         price_file: str | None = None,
+        send_seed: bool = True,
     ):
         key = os.environ.get(api_key_env, "").strip()
         url = (base_url or os.environ.get("OPENAI_BASE_URL") or "").rstrip("/")
@@ -94,6 +105,7 @@ class OpenAICompatAgent(ChatAgent):
         self.base_url = url
         self.max_tokens = max_tokens
         self.temperature = temperature
+        self.send_seed = send_seed
         self.retry = RetryPolicy(max_retries, retry_base_delay, retry_max_delay)
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         self.client = httpx.Client(base_url=url, headers=headers, timeout=request_timeout)
@@ -117,10 +129,10 @@ class OpenAICompatAgent(ChatAgent):
     def _turn(self, answered: list[tuple[ToolRequest, str]], *, nudge: bool) -> list[ToolRequest]:
         for call, text in answered:
             self.messages.append({"role": "tool", "tool_call_id": call.id,
-                                  "content": text or "(no output)"})
+                                  "content": str(text) or "(no output)"})
         if nudge or (not answered and self.messages[-1]["role"] == "assistant"):
             self.messages.append({"role": "user", "content": NUDGE})
-        message = self._request()
+        message, finish_reason, usage = self._request()
         calls = [self._tool_request(raw) for raw in message.get("tool_calls") or []]
         reply: dict[str, Any] = {"role": "assistant", "content": message.get("content") or ""}
         if calls:
@@ -130,6 +142,12 @@ class OpenAICompatAgent(ChatAgent):
                 for call in calls
             ]
         self.messages.append(reply)
+        thinking = message.get("reasoning_content") or message.get("reasoning")
+        self._report_reply(
+            text=str(message.get("content") or ""),
+            thinking=str(thinking) if thinking else None, calls=calls,
+            stop_reason=finish_reason, usage=usage,
+        )
         log.info("openai.reply", tool_calls=len(calls))
         return calls
 
@@ -148,13 +166,19 @@ class OpenAICompatAgent(ChatAgent):
         return ToolRequest(str(raw.get("id") or f"call_{self._call_count}"),
                            str(function.get("name", "")), parsed)
 
-    def _request(self) -> dict[str, Any]:
+    def _request(self) -> tuple[dict[str, Any], str | None, dict[str, Any]]:
+        """The reply's message, its finish reason, and the call's usage."""
         for _ in range(MAX_OVERFLOW_TRIMS + 1):
+            if self._pending_trim:
+                self._pending_trim = False
+                self._trim(TRIM_TARGET)
+            payload = self._payload()
+            self._report_request(self.messages[1:])  # the system message is recorded apart
             try:
                 body = with_retries(
-                    self._post, policy=self.retry, retryable=_retryable,
-                    retry_after=_retry_after, usage=self._usage,
-                    what=f"chat server at {self.base_url}",
+                    self._timed(functools.partial(self._post, payload)), policy=self.retry,
+                    retryable=_retryable, retry_after=_retry_after, usage=self._usage,
+                    what=f"chat server at {self.base_url}", record=self._record, rng=self.rng,
                 )
             except ServerError as error:
                 if not (error.status in (400, 413) and is_context_overflow(str(error))):
@@ -168,10 +192,7 @@ class OpenAICompatAgent(ChatAgent):
             return self._read(body)
         raise AgentError("The conversation kept overflowing the context window after trimming")
 
-    def _post(self) -> Any:
-        if self._pending_trim:
-            self._pending_trim = False
-            self._trim(TRIM_TARGET)
+    def _payload(self) -> dict[str, Any]:
         payload: dict[str, Any] = {"model": self.model, "messages": self.messages}
         if self.tools:
             payload["tools"] = self.tools
@@ -180,6 +201,11 @@ class OpenAICompatAgent(ChatAgent):
             payload["max_tokens"] = self.max_tokens
         if self.temperature is not None:
             payload["temperature"] = self.temperature
+        if self.send_seed:
+            payload["seed"] = self.seed
+        return payload
+
+    def _post(self, payload: dict[str, Any]) -> Any:
         response = self.client.post("/chat/completions", json=payload)
         if response.status_code >= 400:
             raise ServerError(response.status_code, _error_message(response), response.headers)
@@ -191,9 +217,10 @@ class OpenAICompatAgent(ChatAgent):
                 f"{response.text[:200]!r}"
             ) from error
 
-    def _read(self, body: Any) -> dict[str, Any]:
+    def _read(self, body: Any) -> tuple[dict[str, Any], str | None, dict[str, Any]]:
         try:
-            message = body["choices"][0]["message"]
+            choice = body["choices"][0]
+            message = choice["message"]
         except (KeyError, IndexError, TypeError) as error:
             raise AgentError(
                 f"The chat server replied without choices[0].message: {str(body)[:300]}"
@@ -206,12 +233,13 @@ class OpenAICompatAgent(ChatAgent):
         prompt = int(usage.get("prompt_tokens") or 0)
         cached = int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0)
         completion = int(usage.get("completion_tokens") or 0)
-        self._charge(input_tokens=prompt - cached, output_tokens=completion,
-                     cache_read=cached, cache_write=0)
+        charged = self._charge(input_tokens=prompt - cached, output_tokens=completion,
+                               cache_read=cached, cache_write=0)
         self._learn_ratio(prompt, [self.tools, self.messages])
         if self._needs_trim(prompt + completion):
             self._pending_trim = True
-        return message  # type: ignore[no-any-return]
+        finish = choice.get("finish_reason")
+        return message, str(finish) if finish is not None else None, charged
 
     def _trim(self, share: float, *, overflowed: bool = False) -> bool:
         """Drop the oldest turns (an assistant message and the tool results and nudges after
