@@ -326,7 +326,7 @@ class RDEnv(gym.Env[str, Any]):
         self._record("score", raw_score=grade.raw_score,
                      normalized_score=grade.normalized_score, valid=grade.valid,
                      message=grade.message, grading_s=round(grading_s, 3),
-                     working_s=round(self.elapsed_s, 3))
+                     elapsed_working_s=round(self.elapsed_s, 3))
         if grade.raw_score is None:
             return ToolResult(f"Validation score: none, not valid ({grade.message})")
         # rounded: a score at full precision is an oracle for the hidden labels

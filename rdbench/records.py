@@ -173,8 +173,8 @@ class ScoreEvent(EventBase):
     grading_s: float | None = Field(
         default=None, description="how long the grading took (not charged to working time)"
     )
-    working_s: float | None = Field(
-        default=None, description="the agent's working time when the score was asked for"
+    elapsed_working_s: float | None = Field(
+        default=None, description="the agent's working time when the grade came back"
     )
 
 

@@ -149,7 +149,7 @@ def test_score_event_holds_the_grade_and_its_times(recorded: Recorded) -> None:
     assert score.normalized_score == pytest.approx(0.125)
     assert "validation split" in score.message
     assert score.grading_s is not None and score.grading_s > 0
-    assert score.working_s is not None and score.t
+    assert score.elapsed_working_s is not None and score.t
     validation = recorded.infos[3]["validation"]
     assert validation == {"raw_score": 1.5, "normalized_score": pytest.approx(0.125),
                           "valid": True, "grading_s": score.grading_s}
@@ -229,7 +229,7 @@ def test_validation_grading_is_recorded_and_not_charged_to_working_time(
     assert final["working_s"] < wall - GRADING_SLEEP_S
     (score,) = [e for e in read_events(tmp_path / "episode") if isinstance(e, ScoreEvent)]
     assert score.grading_s == info["validation"]["grading_s"]
-    assert score.working_s is not None and score.working_s < 4
+    assert score.elapsed_working_s is not None and score.elapsed_working_s < 4
 
 
 def test_working_time_is_paused_while_a_validation_grading_runs(slow_env: RDEnv) -> None:
