@@ -150,7 +150,11 @@ class ActionEvent(EventBase):
 
 
 class ObservationEvent(EventBase):
-    """What the tool call gave: the full text, and the (possibly truncated) text the agent saw."""
+    """What the tool call gave: the full text, and the (possibly truncated) text the agent saw.
+
+    `truncated` is true when the agent saw less than the command printed: its output was cut
+    at the sandbox's cap, or the observation at the env's limit (then `shown` != `text`).
+    """
 
     type: Literal["observation"] = "observation"
     text: str
