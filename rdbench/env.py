@@ -28,6 +28,7 @@ from rdbench.grading import (
 )
 from rdbench.grading_kit import shown
 from rdbench.lab import LabSession
+from rdbench.observation import Observation
 from rdbench.resources import environments_dir
 from rdbench.sandbox import hostdirs
 from rdbench.sandbox.base import (
@@ -46,8 +47,9 @@ from rdbench.tools import (
     TOOL_SPECS,
     ActionError,
     ToolCall,
+    ToolResult,
+    execute_tool,
     parse_action,
-    run_tool,
     tool_definitions,
 )
 from rdbench.transcript import Transcript
@@ -72,7 +74,13 @@ class RDEnv(gym.Env[str, Any]):
     """One rdbench task as a Gymnasium environment.
 
     Actions are tool calls, `{"tool": "bash", "input": {"command": "ls"}}`, as a dict or as its
-    JSON text. Observations are text.
+    JSON text. Observations are text; each step's `info["observation"]` holds its facts
+    (`Observation.facts()`: tool, is_error, exit_code, timed_out, truncated), a `score` call's
+    `info["validation"]` its grade, and the final step's info everything a runner records
+    (scores, how the episode ended, steps, working and grading time, sandbox, archive).
+
+    The time budget counts working time: wall-clock time since reset, less the agent's waits
+    before API retries (`report_usage`) and less the time `score` calls spend grading.
     """
 
     metadata: dict[str, Any] = {"render_modes": ["ansi"]}  # noqa: RUF012 (Gymnasium's API)
@@ -124,7 +132,10 @@ class RDEnv(gym.Env[str, Any]):
         self.notepad = ""
         self.tokens_used = 0
         self.cost_usd = 0.0
+        self.seed: int | None = None
         self._waited_s = 0.0
+        self._graded_s = 0.0  # validation gradings that ended: not working time
+        self._grading_since = 0.0  # when the validation grading in progress began (0: none)
         self._started = 0.0
         self._ended = 0.0
         self._done = True
@@ -150,11 +161,23 @@ class RDEnv(gym.Env[str, Any]):
 
     @property
     def elapsed_s(self) -> float:
-        """Working time since reset: wall-clock time less the agent's waits on API retries."""
+        """Working time since reset, what the time budget counts: wall-clock time less the
+        agent's waits before API retries and less validation gradings (the `score` tool's,
+        including one in progress). The final grading comes after the end and is not in it."""
         if not self._started:
             return 0.0
-        end = self._ended or time.monotonic()
-        return max(end - self._started - self._waited_s, 0.0)
+        now = time.monotonic()
+        end = self._ended or now
+        grading = self._graded_s
+        if self._grading_since and not self._ended:
+            grading += now - self._grading_since
+        return max(end - self._started - self._waited_s - grading, 0.0)
+
+    @property
+    def grading_s(self) -> float:
+        """Time spent in validation gradings (the `score` tool) this episode, none of it
+        charged to working time."""
+        return self._graded_s
 
     def report_usage(self, *, tokens: int, cost_usd: float, retry_wait_s: float = 0.0) -> None:
         """Tell the env the agent's model usage so far in this episode (running totals).
@@ -194,16 +217,26 @@ class RDEnv(gym.Env[str, Any]):
         self.steps = 0
         self.notepad = ""
         self.tokens_used, self.cost_usd, self._waited_s = 0, 0.0, 0.0
+        self._graded_s, self._grading_since = 0.0, 0.0
+        self.seed = seed
         self._started = time.monotonic()
         self._ended = 0.0
         self._done = False
         self.final_archive = self.final_grade = self.grading_error = self.limit_hit = None
         observation = self._observe(self._briefing())
-        self._record("reset", task_id=self.task.id, seed=seed, tools=self.tools)
+        definitions = tool_definitions(self.tools, self._tool_specs)
+        budget = self.budget.model_dump()
+        self._record("reset", task_id=self.task.id, seed=seed, tools=self.tools,
+                     instructions=self.task.instructions, tool_definitions=definitions,
+                     budget=budget, observation=observation, sandbox=self.sandbox_used)
         info = {
             "task_id": self.task.id,
-            "tools": tool_definitions(self.tools, self._tool_specs),
-            "budget": self.budget.model_dump(),
+            "tools": definitions,
+            "tool_names": list(self.tools),
+            "budget": budget,
+            "instructions": self.task.instructions,
+            "seed": seed,
+            "sandbox": self.sandbox_used,
         }
         return observation, info
 
@@ -221,7 +254,12 @@ class RDEnv(gym.Env[str, Any]):
         )
 
     def step(self, action: Any) -> tuple[str, SupportsFloat, bool, bool, dict[str, Any]]:
-        """Run one tool call; the final step's reward is the normalized score."""
+        """Run one tool call; the final step's reward is the normalized score.
+
+        `info["observation"]` holds the observation's facts (see `Observation.facts()`), and
+        after a `score` call `info["validation"]` its grade (raw_score, normalized_score,
+        valid, grading_s).
+        """
         if self._done or self.sandbox is None:
             raise RuntimeError("The episode is over or not started; call reset() first")
         self.steps += 1
@@ -230,57 +268,80 @@ class RDEnv(gym.Env[str, Any]):
             call = parse_action(action, self.tools, self._tool_specs)
         except ActionError as error:
             self._record("action", raw=str(action)[:2000])
-            return self._after_step(f"Error: {error}", info | {"error": str(error)})
+            failed = ToolResult(f"Error: {error}", is_error=True)
+            return self._after_step(failed, None, info | {"error": str(error)})
         self._record("action", tool=call.tool, input=call.input)
+        info["tool"] = call.tool
         if call.tool == "submit":
             self._record("submit")
+            info["observation"] = Observation("", tool="submit").facts()
             return self._finish(terminated=True, info=info)
         try:
-            text = self._run(call, info)
+            result = self._run(call, info)
         except ActionError as error:
-            text = f"Error: {error}"
+            result = ToolResult(f"Error: {error}", is_error=True)
             info["error"] = str(error)
         except SandboxError as error:
-            text = f"Error: the sandbox failed: {error}"
+            result = ToolResult(f"Error: the sandbox failed: {error}", is_error=True)
             info["error"] = str(error)
             self._record("error", message=str(error))
         except Exception as error:  # a bad action or a tool failure is never an exception
             message = f"{type(error).__name__}: {error}"
             log.warning("env.tool_failed", tool=call.tool, error=message)
-            text = f"Error: the {call.tool} tool failed: {message}"
+            result = ToolResult(f"Error: the {call.tool} tool failed: {message}", is_error=True)
             info["error"] = message
             self._record("error", message=message)
-        return self._after_step(text, info)
+        return self._after_step(result, call.tool, info)
 
-    def _run(self, call: ToolCall, info: dict[str, Any]) -> str:
+    def _run(self, call: ToolCall, info: dict[str, Any]) -> ToolResult:
         assert self.sandbox is not None
-        info["tool"] = call.tool
         if call.tool == "score":
-            try:
-                grade = self._grade("validation")
-            except GradingError as error:
-                info["error"] = str(error)
-                self._record("error", message=str(error), infrastructure=True)
-                return f"Error: scoring failed (not the workspace's fault): {error}"
-            self._record("score", raw_score=grade.raw_score, valid=grade.valid,
-                         message=grade.message, elapsed_working_s=round(self.elapsed_s, 3))
-            if grade.raw_score is None:
-                return f"Validation score: none, not valid ({grade.message})"
-            # rounded: a score at full precision is an oracle for the hidden labels
-            return f"Validation score: {shown(grade.raw_score)} ({grade.message})"
+            return self._score(info)
         if call.tool == "notepad":
             self.notepad = call.input["content"]
-            return f"Notepad saved ({len(self.notepad)} characters)."
+            return ToolResult(f"Notepad saved ({len(self.notepad)} characters).")
         if call.tool in self._lab_tools:
             assert self._lab is not None
-            return self._lab.run(self._lab_tools[call.tool], call.input)
-        return run_tool(self.sandbox, call, default_timeout=self.task.sandbox.exec_timeout_s)
+            return ToolResult(self._lab.run(self._lab_tools[call.tool], call.input))
+        return execute_tool(self.sandbox, call, default_timeout=self.task.sandbox.exec_timeout_s)
+
+    def _score(self, info: dict[str, Any]) -> ToolResult:
+        """The `score` tool: grade the workspace on the validation split, with working time
+        paused for as long as the grading takes."""
+        started = self._grading_since = time.monotonic()
+        try:
+            grade = self._grade("validation")
+        except GradingError as error:
+            info["error"] = str(error)
+            self._record("error", message=str(error), infrastructure=True)
+            return ToolResult(f"Error: scoring failed (not the workspace's fault): {error}",
+                              is_error=True)
+        finally:
+            grading_s = time.monotonic() - started
+            self._graded_s += grading_s
+            self._grading_since = 0.0
+        info["validation"] = {"raw_score": grade.raw_score,
+                              "normalized_score": grade.normalized_score,
+                              "valid": grade.valid, "grading_s": round(grading_s, 3)}
+        self._record("score", raw_score=grade.raw_score,
+                     normalized_score=grade.normalized_score, valid=grade.valid,
+                     message=grade.message, grading_s=round(grading_s, 3),
+                     elapsed_working_s=round(self.elapsed_s, 3))
+        if grade.raw_score is None:
+            return ToolResult(f"Validation score: none, not valid ({grade.message})")
+        # rounded: a score at full precision is an oracle for the hidden labels
+        return ToolResult(f"Validation score: {shown(grade.raw_score)} ({grade.message})")
 
     def _after_step(
-        self, text: str, info: dict[str, Any]
+        self, result: ToolResult, tool: str | None, info: dict[str, Any]
     ) -> tuple[str, SupportsFloat, bool, bool, dict[str, Any]]:
-        observation = self._observe(text)
-        self._record("observation", text=observation)
+        observation = self._observe(result.text)
+        facts = Observation(
+            observation, tool=tool, is_error=result.is_error, exit_code=result.exit_code,
+            timed_out=result.timed_out, truncated=result.truncated or observation != result.text,
+        ).facts()
+        info["observation"] = facts
+        self._record("observation", text=result.text, shown=observation, **facts)
         limit = self._limit_reached()
         if limit:
             self.limit_hit = limit
@@ -354,18 +415,22 @@ class RDEnv(gym.Env[str, Any]):
             reward = grade.normalized_score
             text = f"Episode over. Final score: {grade.normalized_score:.3f} ({grade.message})"
             info.update(raw_score=grade.raw_score, normalized_score=grade.normalized_score,
-                        valid=grade.valid, message=grade.message)
-            self._record("grade", **grade.to_dict())
+                        valid=grade.valid, message=grade.message, infrastructure_error=None)
+            self._record("grade", raw_score=grade.raw_score,
+                         normalized_score=grade.normalized_score, valid=grade.valid,
+                         message=grade.message, details=grade.details,
+                         grading_s=round(time.monotonic() - self._ended, 3))
         except (GradingError, SandboxError) as error:
             self.grading_error = str(error)
             text = f"Episode over. Grading failed (not scored): {error}"
-            info.update(raw_score=None, normalized_score=None, valid=False,
-                        grading_error=str(error))
+            info.update(raw_score=None, normalized_score=None, valid=False, message=text,
+                        infrastructure_error=str(error))
             self._record("error", message=str(error), infrastructure=True)
         finally:
             self._close_sandbox()
         info.update(limit_hit=self.limit_hit, steps=self.steps,
-                    working_s=round(self.elapsed_s, 3))
+                    working_s=round(self.elapsed_s, 3), grading_s=round(self._graded_s, 3),
+                    sandbox=self.sandbox_used, workspace_archive=self.final_archive)
         final = self._observe(text if observation is None else f"{observation}\n\n{text}")
         return final, reward, terminated, not terminated, info
 

@@ -115,8 +115,10 @@ def load_result(path: str | Path) -> EpisodeResult:
 
 
 class EventBase(Record):
-    """Fields every transcript line has."""
+    """Fields every transcript line has. Strict: a field of the wrong type is an error on
+    write (an int is not taken for a str, nor a str for a number)."""
 
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
     v: Literal[1] = EVENT_SCHEMA
     t: str = Field(description="UTC time, ISO 8601")
     step: int
@@ -127,11 +129,15 @@ class ResetEvent(EventBase):
 
     type: Literal["reset"] = "reset"
     task_id: str
-    seed: int
+    seed: int | None = Field(description="the seed reset() was given (None: none was)")
     tools: list[str]
     instructions: str = ""
     tool_definitions: list[dict[str, Any]] = []
     budget: dict[str, Any] = {}
+    observation: str | None = Field(
+        default=None, description="the first observation: the instructions, tools and budget"
+    )
+    sandbox: str | None = Field(default=None, description="the backend that runs the episode")
 
 
 class ActionEvent(EventBase):
@@ -144,7 +150,11 @@ class ActionEvent(EventBase):
 
 
 class ObservationEvent(EventBase):
-    """What the tool call gave: the full text, and the (possibly truncated) text the agent saw."""
+    """What the tool call gave: the full text, and the (possibly truncated) text the agent saw.
+
+    `truncated` is true when the agent saw less than the command printed: its output was cut
+    at the sandbox's cap, or the observation at the env's limit (then `shown` != `text`).
+    """
 
     type: Literal["observation"] = "observation"
     text: str
@@ -164,7 +174,12 @@ class ScoreEvent(EventBase):
     normalized_score: float | None = None
     valid: bool
     message: str = ""
-    grading_s: float | None = None
+    grading_s: float | None = Field(
+        default=None, description="how long the grading took (not charged to working time)"
+    )
+    elapsed_working_s: float | None = Field(
+        default=None, description="the agent's working time when the grade came back"
+    )
 
 
 class UsageEvent(EventBase):

@@ -23,6 +23,17 @@ class ActionError(ValueError):
 
 
 @dataclass(frozen=True)
+class ToolResult:
+    """What one tool call gave: the text the agent reads, and the facts the env records."""
+
+    text: str
+    is_error: bool = False  # the call failed: a non-zero exit, a timeout, a refused input
+    exit_code: int | None = None  # of the command (bash, python); None where none ran
+    timed_out: bool = False  # the command ran out of time and was killed
+    truncated: bool = False  # the output was cut at the sandbox's cap
+
+
+@dataclass(frozen=True)
 class ToolCall:
     """One parsed action: a tool name and its input."""
 
@@ -261,6 +272,17 @@ def format_exec(result: ExecResult) -> str:
     return "\n".join(parts)
 
 
+def exec_result(result: ExecResult) -> ToolResult:
+    """A command's result as a tool result: its text (format_exec) and its facts."""
+    return ToolResult(
+        format_exec(result),
+        is_error=result.returncode != 0 or result.timed_out,
+        exit_code=result.returncode,
+        timed_out=result.timed_out,
+        truncated=result.truncated,
+    )
+
+
 def _timeout(tool_input: dict[str, Any], default: float) -> float:
     requested = float(tool_input.get("timeout", default))
     if requested <= 0:
@@ -268,20 +290,20 @@ def _timeout(tool_input: dict[str, Any], default: float) -> float:
     return min(requested, default)
 
 
-def _bash(sandbox: Sandbox, tool_input: dict[str, Any], default_timeout: float) -> str:
+def _bash(sandbox: Sandbox, tool_input: dict[str, Any], default_timeout: float) -> ToolResult:
     result = sandbox.exec(
         ["bash", "-c", tool_input["command"]], timeout=_timeout(tool_input, default_timeout)
     )
-    return format_exec(result)
+    return exec_result(result)
 
 
-def _python(sandbox: Sandbox, tool_input: dict[str, Any], default_timeout: float) -> str:
+def _python(sandbox: Sandbox, tool_input: dict[str, Any], default_timeout: float) -> ToolResult:
     result = sandbox.exec(
         ["python3", "-"],
         input=tool_input["code"].encode("utf-8"),
         timeout=_timeout(tool_input, default_timeout),
     )
-    return format_exec(result)
+    return exec_result(result)
 
 
 def _read_text(sandbox: Sandbox, path: str) -> str:
@@ -298,17 +320,17 @@ def _write_text(sandbox: Sandbox, path: str, content: str) -> None:
         raise ActionError(f"Cannot write {path}: {result.stderr.strip()}")
 
 
-def _read_file(sandbox: Sandbox, tool_input: dict[str, Any], _: float) -> str:
-    return _read_text(sandbox, tool_input["path"])
+def _read_file(sandbox: Sandbox, tool_input: dict[str, Any], _: float) -> ToolResult:
+    return ToolResult(_read_text(sandbox, tool_input["path"]))
 
 
-def _write_file(sandbox: Sandbox, tool_input: dict[str, Any], _: float) -> str:
+def _write_file(sandbox: Sandbox, tool_input: dict[str, Any], _: float) -> ToolResult:
     content = tool_input["content"]
     _write_text(sandbox, tool_input["path"], content)
-    return f"Wrote {len(content.encode('utf-8'))} bytes to {tool_input['path']}"
+    return ToolResult(f"Wrote {len(content.encode('utf-8'))} bytes to {tool_input['path']}")
 
 
-def _edit_file(sandbox: Sandbox, tool_input: dict[str, Any], _: float) -> str:
+def _edit_file(sandbox: Sandbox, tool_input: dict[str, Any], _: float) -> ToolResult:
     path, old, new = tool_input["path"], tool_input["old_string"], tool_input["new_string"]
     if not old:
         raise ActionError("old_string must not be empty; use write_file to create a file")
@@ -322,10 +344,10 @@ def _edit_file(sandbox: Sandbox, tool_input: dict[str, Any], _: float) -> str:
             "so it matches exactly once"
         )
     _write_text(sandbox, path, text.replace(old, new, 1))
-    return f"Edited {path}: replaced 1 occurrence"
+    return ToolResult(f"Edited {path}: replaced 1 occurrence")
 
 
-SANDBOX_TOOLS: dict[str, Callable[[Sandbox, dict[str, Any], float], str]] = {
+SANDBOX_TOOLS: dict[str, Callable[[Sandbox, dict[str, Any], float], ToolResult]] = {
     "bash": _bash,
     "python": _python,
     "read_file": _read_file,
@@ -334,8 +356,9 @@ SANDBOX_TOOLS: dict[str, Callable[[Sandbox, dict[str, Any], float], str]] = {
 }
 
 
-def run_tool(sandbox: Sandbox, call: ToolCall, *, default_timeout: float) -> str:
-    """Carry out a sandbox tool call and return the observation text.
+def execute_tool(sandbox: Sandbox, call: ToolCall, *, default_timeout: float) -> ToolResult:
+    """Carry out a sandbox tool call: the observation text and its facts (exit code,
+    timeout, truncation).
 
     Raises ActionError (shown to the agent) for a tool that cannot do what was asked.
     """
@@ -347,6 +370,12 @@ def run_tool(sandbox: Sandbox, call: ToolCall, *, default_timeout: float) -> str
         raise ActionError(str(error)) from error
 
 
+def run_tool(sandbox: Sandbox, call: ToolCall, *, default_timeout: float) -> str:
+    """Carry out a sandbox tool call and return only the observation text (see
+    `execute_tool` for its facts too). Raises ActionError as `execute_tool` does."""
+    return execute_tool(sandbox, call, default_timeout=default_timeout).text
+
+
 __all__ = [
     "AGENT_HOME",
     "CONTROL_TOOLS",
@@ -356,6 +385,9 @@ __all__ = [
     "TOOL_SPECS",
     "ActionError",
     "ToolCall",
+    "ToolResult",
+    "exec_result",
+    "execute_tool",
     "format_exec",
     "parse_action",
     "run_tool",

@@ -1,4 +1,5 @@
-"""The record an episode leaves: an append-only JSONL transcript and an atomic result.json."""
+"""The record an episode leaves: an append-only JSONL transcript of typed events
+(rdbench/records.py) and an atomic result.json."""
 
 from __future__ import annotations
 
@@ -10,8 +11,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from rdbench.records import Event, RecordError, parse_event
+
 EventType = Literal[
-    "reset", "action", "observation", "score", "usage", "error", "submit", "grade"
+    "reset", "action", "observation", "score", "usage", "error", "submit", "grade",
+    "model_request", "model_reply", "retry",
 ]
 TRANSCRIPT = "transcript.jsonl"
 RESULT = "result.json"
@@ -24,7 +28,8 @@ def now_iso() -> str:
 
 
 class Transcript:
-    """Appends one JSON object a line to `<folder>/transcript.jsonl`, flushed as it happens."""
+    """Appends one typed event a line to `<folder>/transcript.jsonl`, on disk (flushed and
+    fsynced) before `write` returns."""
 
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
@@ -32,10 +37,20 @@ class Transcript:
         self.path = self.folder / TRANSCRIPT
         self._file = self.path.open("a", encoding="utf-8")
 
-    def write(self, event_type: EventType, step: int, **fields: Any) -> None:
-        """Append one event and flush it to disk."""
-        record = {"t": now_iso(), "step": step, "type": event_type, **fields}
-        self._file.write(json.dumps(record, default=str, ensure_ascii=False) + "\n")
+    def write(self, event_type: EventType, step: int, **fields: Any) -> Event:
+        """Append one event of `event_type` (stamped with the time now) and return it.
+
+        Raises RecordError, before anything is written, when `fields` do not make an event
+        of that type (an unknown field, a missing one, a value of the wrong type).
+        """
+        event = parse_event({"t": now_iso(), "step": step, "type": event_type, **fields})
+        self.append(event)
+        return event
+
+    def append(self, event: Event) -> None:
+        """Append an event made elsewhere (it keeps its own time) and flush it to disk."""
+        line = event.model_dump_json(fallback=str)
+        self._file.write(line + "\n")
         self._file.flush()
         os.fsync(self._file.fileno())
 
@@ -45,8 +60,32 @@ class Transcript:
             self._file.close()
 
 
+def read_events(folder: str | Path) -> list[Event]:
+    """Every event of the transcript in `folder`, typed. A torn last line (a write cut off
+    by a crash) is skipped; any other line that is not an event raises RecordError."""
+    path = Path(folder) / TRANSCRIPT
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as error:
+        raise RecordError(f"{path}: cannot read the transcript ({error})") from error
+    events = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            data = json.loads(line)
+        except json.JSONDecodeError as error:
+            if number == len(lines):
+                continue  # torn by a crash mid-write
+            raise RecordError(f"{path}:{number}: not a JSON line ({error})") from error
+        try:
+            events.append(parse_event(data))
+        except RecordError as error:
+            raise RecordError(f"{path}:{number}: {error}") from error
+    return events
+
+
 def read_transcript(folder: str | Path) -> list[dict[str, Any]]:
-    """Every event of the transcript in `folder` (a torn last line is skipped)."""
+    """Every event of the transcript in `folder` as a plain dict (a torn last line is
+    skipped); new readers use `read_events`, which gives typed events."""
     events = []
     for line in (Path(folder) / TRANSCRIPT).read_text(encoding="utf-8").splitlines():
         try:

@@ -96,7 +96,8 @@ def test_score_tool_grades_validation_split_and_goes_on(toy_env: RDEnv) -> None:
 def test_score_tool_shows_three_significant_digits_and_records_all(
     tmp_path: Path, sandbox_image: str
 ) -> None:
-    from rdbench.transcript import Transcript, read_transcript
+    from rdbench.records import ScoreEvent
+    from rdbench.transcript import Transcript, read_events
 
     transcript = Transcript(tmp_path)
     env = RDEnv(load_task(TOY_TASK), transcript=transcript)
@@ -110,8 +111,8 @@ def test_score_tool_shows_three_significant_digits_and_records_all(
         transcript.close()
     assert observation.startswith("Validation score: 0.623 (answer.py printed 0.123 ")
     assert "12345" not in observation and "23456" not in observation
-    (score,) = [event for event in read_transcript(tmp_path) if event["type"] == "score"]
-    assert score["raw_score"] == pytest.approx(0.623456789, abs=1e-12)  # kept in full
+    (score,) = [event for event in read_events(tmp_path) if isinstance(event, ScoreEvent)]
+    assert score.raw_score == pytest.approx(0.623456789, abs=1e-12)  # kept in full
 
 
 def test_submit_grades_test_split_in_fresh_sandbox(toy_env: RDEnv) -> None:
@@ -186,12 +187,13 @@ def test_grader_crash_is_an_infrastructure_error_not_a_zero(
         env.close()
     assert terminated
     assert info["normalized_score"] is None
-    assert "grader crashed" in info["grading_error"]
-    assert "grader bug" in info["grading_error"]
+    assert "grader crashed" in info["infrastructure_error"]
+    assert "grader bug" in info["infrastructure_error"]
 
 
 def test_transcript_records_every_event(tmp_path: Path, sandbox_image: str) -> None:
-    from rdbench.transcript import Transcript, read_transcript
+    from rdbench.records import GradeEvent
+    from rdbench.transcript import Transcript, read_events
 
     transcript = Transcript(tmp_path)
     env = RDEnv(load_task(TOY_TASK), transcript=transcript)
@@ -200,7 +202,9 @@ def test_transcript_records_every_event(tmp_path: Path, sandbox_image: str) -> N
     env.step({"tool": "submit"})
     env.close()
     transcript.close()
-    kinds = [event["type"] for event in read_transcript(tmp_path)]
+    events = read_events(tmp_path)
+    kinds = [event.type for event in events]
     assert kinds == ["reset", "action", "observation", "action", "submit", "grade"]
-    grade = read_transcript(tmp_path)[-1]
-    assert grade["raw_score"] == 1.0 and json.dumps(grade)
+    grade = events[-1]
+    assert isinstance(grade, GradeEvent)
+    assert grade.raw_score == 1.0 and json.dumps(grade.model_dump())

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from rdbench.tools import ActionError, parse_action, tool_definitions
+from rdbench.sandbox.base import ExecResult
+from rdbench.tools import ActionError, exec_result, format_exec, parse_action, tool_definitions
 
 
 def test_dict_and_json_text_actions_parse_the_same() -> None:
@@ -62,3 +63,20 @@ def test_a_nul_byte_in_a_command_or_path_is_an_action_error(action: dict[str, ob
 def test_a_nul_byte_in_content_given_on_stdin_is_accepted() -> None:
     action = {"tool": "write_file", "input": {"path": "a.bin", "content": "x\u0000y"}}
     assert parse_action(action).input["content"] == "x\u0000y"
+
+
+@pytest.mark.parametrize(
+    ("result", "facts"),
+    [
+        (ExecResult(0, "ok\n", ""), (False, 0, False, False)),
+        (ExecResult(3, "", "bad\n"), (True, 3, False, False)),
+        (ExecResult(-9, "", "", timed_out=True), (True, -9, True, False)),
+        (ExecResult(0, "x" * 10, "", truncated=True), (False, 0, False, True)),
+    ],
+)
+def test_a_command_result_carries_its_facts_beside_its_text(
+    result: ExecResult, facts: tuple[bool, int, bool, bool]
+) -> None:
+    made = exec_result(result)
+    assert (made.is_error, made.exit_code, made.timed_out, made.truncated) == facts
+    assert made.text == format_exec(result)
