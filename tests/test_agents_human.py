@@ -109,7 +109,8 @@ def test_person_works_in_the_sandbox_scores_and_submits(
     scores = [event for event in events if event["type"] == "score"]
     assert len(scores) == 1 and scores[0]["raw_score"] == 4.5
     assert scores[0]["t"] and scores[0]["elapsed_working_s"] > 0  # for baseline curves
-    commands = [e["input"].get("command") for e in events if e.get("tool") == "bash"]
+    commands = [e["input"].get("command") for e in events
+                if e["type"] == "action" and e.get("tool") == "bash"]
     assert "cat answer.py" in commands
 
 
