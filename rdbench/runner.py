@@ -444,7 +444,7 @@ def _model_event_recorder(
                 )
             parse_event({"t": now_iso(), "step": episode.step, "type": event_type, **fields})
         except RecordError as error:
-            log.warning("episode.bad_model_event", event=event_type, error=str(error))
+            log.warning("episode.bad_model_event", event_type=event_type, error=str(error))
             transcript.write("error", episode.step,
                              message=f"the agent recorded an invalid {event_type!r} event: "
                                      f"{error}"[:2000])
