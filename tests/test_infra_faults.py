@@ -170,3 +170,17 @@ def test_only_infrastructure_errors_are_retried() -> None:
     with pytest.raises(InfrastructureFailure, match="failed after 3 attempts") as failed:
         retry_infrastructure(down, what="work", wait=waits.append, attempts=3)
     assert failed.value.retries == 2 and waits == [0.01, 0.02]  # exponential backoff
+
+
+def test_engine_and_host_errors_are_infrastructure_agent_bugs_are_not() -> None:
+    import docker.errors
+
+    from rdbench.grading import GradingError
+    from rdbench.infrastructure import is_infrastructure_error
+
+    assert is_infrastructure_error(docker.errors.APIError("500 Server Error"))
+    assert is_infrastructure_error(ConnectionResetError("engine connection lost"))
+    assert is_infrastructure_error(GradingError("The grader crashed (exit 1)"))
+    assert is_infrastructure_error(SandboxUnavailable("no engine"))
+    assert not is_infrastructure_error(RuntimeError("the agent's own bug"))
+    assert not is_infrastructure_error(KeyError("tools"))
