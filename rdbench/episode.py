@@ -69,6 +69,17 @@ class EpisodeState:
     truncated: bool = False
 
 
+@dataclass(frozen=True)
+class FinalGrade:
+    """The episode's final grade, or the infrastructure error that kept it from one."""
+
+    raw_score: float | None
+    normalized_score: float | None
+    valid: bool
+    message: str
+    infrastructure_error: str | None
+
+
 def play(
     spec: EpisodeSpec, folder: Path, control: RunControl, observer: RunObserver
 ) -> EpisodeResult:
@@ -112,11 +123,11 @@ def play(
             control.untrack(env)
             _close(agent)
             env.close()
-        grade_fields = _final_grade(spec, final, folder, transcript, episode, control)
+        grade = _final_grade(spec, final, folder, transcript, episode, control)
         transcript.write("usage", episode.step, **episode.usage.to_dict())
     finally:
         transcript.close()
-    result = _result(spec, episode, reset_info, final, grade_fields)
+    result = _result(spec, episode, reset_info, final, grade)
     log.info("episode.done", outcome=result.outcome, score=result.normalized_score,
              steps=result.steps)
     return _write(folder, result)
@@ -256,19 +267,19 @@ def _final_grade(
     transcript: Transcript,
     episode: EpisodeState,
     control: RunControl,
-) -> dict[str, Any]:
-    """The final grade's fields (raw_score, normalized_score, valid, message,
-    infrastructure_error). A final grading whose machinery failed is retried on the saved
+) -> FinalGrade:
+    """The final grade. A final grading whose machinery failed is retried on the saved
     workspace archive with backoff; if it keeps failing, the infrastructure error stays."""
-    fields = {key: final.get(key) for key in ("raw_score", "normalized_score", "message")}
-    fields.update(valid=bool(final.get("valid")), message=fields["message"] or "",
-                  infrastructure_error=final["infrastructure_error"])
-    if fields["infrastructure_error"] is None:
-        return fields
+    graded = FinalGrade(raw_score=final.get("raw_score"),
+                        normalized_score=final.get("normalized_score"),
+                        valid=bool(final.get("valid")), message=final.get("message") or "",
+                        infrastructure_error=final["infrastructure_error"])
+    if graded.infrastructure_error is None:
+        return graded
     archive = folder / WORKSPACE
     if not archive.is_file():  # the workspace never left the sandbox: nothing to grade
-        return fields
-    error = str(fields["infrastructure_error"])
+        return graded
+    error = graded.infrastructure_error
     for attempt in range(2, infrastructure.ATTEMPTS + 1):  # the env's grading was the first
         delay = backoff_s(attempt - 1)
         _record_fault(transcript, episode.step, f"final grading failed (attempt "
@@ -291,13 +302,12 @@ def _final_grade(
                          normalized_score=grade.normalized_score, valid=grade.valid,
                          message=grade.message, details=grade.details,
                          grading_s=grade.elapsed_s)
-        return {"raw_score": grade.raw_score, "normalized_score": grade.normalized_score,
-                "valid": grade.valid, "message": grade.message, "infrastructure_error": None}
+        return FinalGrade(raw_score=grade.raw_score, normalized_score=grade.normalized_score,
+                          valid=grade.valid, message=grade.message, infrastructure_error=None)
     control.check()  # a grading cut short by a stop is no fault
     _record_fault(transcript, episode.step, f"final grading failed "
                   f"{max(infrastructure.ATTEMPTS, 1)} times; the last: {error}")
-    fields["infrastructure_error"] = error
-    return fields
+    return replace(graded, infrastructure_error=error)
 
 
 def _tracked_factory(backend: str, control: RunControl) -> Callable[[SandboxConfig], Sandbox]:
@@ -335,8 +345,8 @@ class _Untracking:
             self._control.untrack(self._sandbox)
 
 
-def _outcome(episode: EpisodeState, final: dict[str, Any], grade: dict[str, Any]) -> Outcome:
-    if grade["infrastructure_error"] is not None:
+def _outcome(episode: EpisodeState, final: dict[str, Any], grade: FinalGrade) -> Outcome:
+    if grade.infrastructure_error is not None:
         return "infrastructure_error"
     if episode.agent_error is not None:
         return "agent_error"
@@ -352,7 +362,7 @@ def _result(
     episode: EpisodeState,
     reset_info: dict[str, Any],
     final: dict[str, Any],
-    grade: dict[str, Any],
+    grade: FinalGrade,
 ) -> EpisodeResult:
     """The EpisodeResult of an episode that ran (to a grade, or to an infrastructure error
     of its final grading)."""
@@ -362,11 +372,11 @@ def _result(
         tools=list(reset_info["tool_names"]),
         budget=dict(reset_info["budget"]),
         sandbox=final["sandbox"],
-        raw_score=grade["raw_score"],
-        normalized_score=grade["normalized_score"],
-        valid=grade["valid"] and grade["infrastructure_error"] is None,
-        message=grade["message"],
-        infrastructure_error=grade["infrastructure_error"],
+        raw_score=grade.raw_score,
+        normalized_score=grade.normalized_score,
+        valid=grade.valid and grade.infrastructure_error is None,
+        message=grade.message,
+        infrastructure_error=grade.infrastructure_error,
         limit_hit=final.get("limit_hit"),
         steps=int(final["steps"]),
         working_s=float(final["working_s"]),
