@@ -17,6 +17,7 @@ from typer.core import TyperGroup
 from rdbench.logs import log_to_stderr
 
 if TYPE_CHECKING:
+    from rdbench.records import EpisodeResult
     from rdbench.task import TaskSpec
 
 DEFAULT_TASK = "tabular-credit"
@@ -150,19 +151,18 @@ def task_check(
     console.print(f"[green]ok[/] {spec.id} {spec.version}: {spec.title}")
 
 
-def _results_table(results: list[dict[str, Any]]) -> Table:
+def _results_table(results: list[EpisodeResult]) -> Table:
     table = Table(title="episodes")
     for column in ("task", "agent", "seed", "raw", "score", "valid", "steps", "ended"):
         table.add_column(column, no_wrap=True)
     for result in results:
-        normalized = result["normalized_score"]
+        normalized = result.normalized_score
         table.add_row(
-            result["task_id"], result["agent"], str(result["seed"]),
-            "-" if result["raw_score"] is None else f"{result['raw_score']:.4f}",
+            result.task_id, result.agent, str(result.seed),
+            "-" if result.raw_score is None else f"{result.raw_score:.4f}",
             "not graded" if normalized is None else f"{normalized:.3f}",
-            str(result["valid"]), str(result["steps"]),
-            result.get("ended_by") or result["limit_hit"]
-            or ("submit" if result["terminated"] else "-"),
+            str(result.valid), str(result.steps),
+            f"limit: {result.limit_hit}" if result.outcome == "limit" else result.outcome,
         )
     return table
 
@@ -417,7 +417,7 @@ def demo(
     made_out = _check_out(out)
     out = out / datetime.now().strftime("%Y%m%d-%H%M%S")
 
-    def both() -> list[dict[str, Any]]:
+    def both() -> list[EpisodeResult]:
         results = []
         for agent in ("oracle", "null"):
             console.print(f"running {agent} on {task} ...")
@@ -427,9 +427,9 @@ def demo(
     results = _run_stoppable(both, out, made_out, SandboxUnavailable)
     console.print(_results_table(results))
     for result in results:
-        score = result["normalized_score"]
+        score = result.normalized_score
         shown = "not graded" if score is None else f"{score:.3f}"
-        console.print(f"{result['agent']}: normalized score {shown}")
+        console.print(f"{result.agent}: normalized score {shown}")
 
 
 @app.command()

@@ -83,6 +83,11 @@ class EpisodeResult(Record):
     started_at: str
     finished_at: str
     rdbench_version: str
+    scaffold: str | None = None
+    image: str | None = Field(None, description="the sandbox image's tag (bwrap: its files)")
+    infrastructure_retries: int = Field(
+        0, description="sandbox starts and final gradings retried after an infrastructure fault"
+    )
 
     @property
     def scored(self) -> bool:

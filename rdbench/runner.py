@@ -1,36 +1,40 @@
 """Episodes: one agent on one task, recorded; many of them in parallel, resumable.
 
 Each episode writes `<out>/<episode-id>/`: transcript.jsonl as it happens, then
-workspace.tar.gz and result.json (atomically) at the end. An episode whose result.json
-exists and holds a score is never run again, so an interrupted run can simply be repeated.
+workspace.tar.gz and result.json (an `EpisodeResult`, atomically) at the end. The episode id
+ends with a prefix of the episode's identity (a hash of everything that can change its
+outcome), so a finished episode is skipped only by a run of the same configuration, and an
+interrupted run can simply be repeated.
 
-After each action the runner reads the agent's usage, records it when it changed and hands
-it to the env, which checks the token and dollar budgets and leaves API retry waits out of
-working time. An agent that fails (raises) ends its episode: the workspace is still graded,
-the transcript holds an `error` event and result.json says what happened.
+A sandbox that does not start and a final grading whose machinery failed are retried with
+backoff (rdbench.infrastructure); if they keep failing, result.json records an
+infrastructure error, never a score, and a later run tries the episode again.
+
+rdbench.episode plays each episode; this module decides which run, in parallel threads, and
+stops them all on Ctrl-C, SIGTERM or SIGHUP.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 import signal
 import threading
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
-from rdbench import __version__
-from rdbench.agents import Agent, TaskInfo, Usage, make_agent
-from rdbench.env import RDEnv
+from rdbench.episode import play, tell
+from rdbench.identity import episode_configuration, identity_hash
+from rdbench.records import EpisodeResult, RecordError, load_result
+from rdbench.run_observer import NullObserver, RunObserver
 from rdbench.task import TaskSpec
-from rdbench.transcript import RESULT, WORKSPACE, Transcript, move_atomic, write_json_atomic
+from rdbench.transcript import RESULT, WORKSPACE
 
 log = structlog.get_logger()
 
@@ -47,6 +51,7 @@ class EpisodeSpec:
     budget: dict[str, Any] = field(default_factory=dict)
     run_id: str = "local"
     tools: list[str] | None = None  # the env's tool set; None for the task's default
+    scaffold: str | None = None  # what decides what the model sees (issue 13)
 
     @property
     def agent_label(self) -> str:
@@ -55,10 +60,32 @@ class EpisodeSpec:
         label = f"{self.agent}-{model}" if model else self.agent
         return re.sub(r"[^A-Za-z0-9._-]+", "-", label)
 
+    @cached_property
+    def configuration(self) -> dict[str, Any]:
+        """Everything that can change the outcome, resolved: the task (id, version, content
+        hash), the sandbox image, the agent and all its options, the scaffold, the tool set,
+        the budgets, the backend ("auto" resolved) and the seed."""
+        return episode_configuration(
+            task=self.task, agent=self.agent, agent_options=self.agent_options,
+            scaffold=self.scaffold, tools=self.tools, budget=self.budget,
+            sandbox=self.sandbox, seed=self.seed,
+        )
+
+    @cached_property
+    def identity(self) -> str:
+        """sha256 (hex) of the canonical JSON of `configuration`."""
+        return identity_hash(self.configuration)
+
+    @property
+    def backend(self) -> str:
+        """The sandbox backend the episode runs on ("auto" resolved)."""
+        return str(self.configuration["sandbox"])
+
     @property
     def episode_id(self) -> str:
-        """A stable name, so that a repeated run finds the episodes it already finished."""
-        return f"{self.task.id}__{self.agent_label}__seed{self.seed}"
+        """A readable name plus a prefix of the identity: a repeated run of the same
+        configuration finds the episodes it finished; any change makes new ones."""
+        return f"{self.task.id}__{self.agent_label}__seed{self.seed}__{self.identity[:12]}"
 
 
 class Interrupted(BaseException):
@@ -118,33 +145,47 @@ def _signals_held() -> Iterator[None]:
         yield
 
 
+class Closeable(Protocol):
+    """What a run stops on an interrupt: an env, or a sandbox the runner started itself."""
+
+    def close(self) -> None:
+        """Remove it (idempotent)."""
+        ...
+
+
 class RunControl:
     """The episodes of one run in progress, so an interrupt can stop them all at once."""
 
     def __init__(self) -> None:
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._envs: set[RDEnv] = set()
+        self._envs: set[Closeable] = set()
 
     @property
     def stopped(self) -> bool:
         """True once the run was told to stop."""
         return self._stop.is_set()
 
-    def track(self, env: RDEnv) -> None:
-        """Remember a running episode's env (and stop it at once if the run is stopping)."""
+    def track(self, env: Closeable) -> None:
+        """Remember a running episode's env, or a sandbox (and stop it at once if the run
+        is stopping)."""
         with self._lock:
             self._envs.add(env)
         self.check()
 
-    def untrack(self, env: RDEnv) -> None:
-        """Forget an env whose episode ended."""
+    def untrack(self, env: Closeable) -> None:
+        """Forget an env (or sandbox) whose work ended."""
         with self._lock:
             self._envs.discard(env)
 
     def check(self) -> None:
         """Raise Interrupted if the run is stopping."""
         if self._stop.is_set():
+            raise Interrupted("the run was interrupted")
+
+    def wait(self, seconds: float) -> None:
+        """Sleep `seconds` (a backoff), or raise Interrupted as soon as the run stops."""
+        if self._stop.wait(seconds):
             raise Interrupted("the run was interrupted")
 
     def stop_all(self) -> None:
@@ -159,40 +200,53 @@ class RunControl:
                 log.warning("run.stop_close_failed", error=str(error))
 
 
-def finished_result(folder: Path) -> dict[str, Any] | None:
-    """The result.json in `folder` if the episode finished and was graded, else None."""
-    path = folder / RESULT
-    if not path.is_file():
+def finished_result(folder: Path) -> EpisodeResult | None:
+    """The EpisodeResult in `folder` if the episode finished (graded, or ended by the agent's
+    error); None if it did not, if its result is unreadable or of another schema, or if it
+    ended in an infrastructure error (such an episode runs again)."""
+    if not (folder / RESULT).is_file():
         return None
     try:
-        result = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError:
+        result = load_result(folder)
+    except RecordError as error:
+        log.warning("episode.result_unreadable", folder=str(folder), error=str(error))
         return None
-    return None if result.get("infrastructure_error") else result
+    return None if result.outcome == "infrastructure_error" else result
 
 
 def run_episode(
-    spec: EpisodeSpec, out: Path, control: RunControl | None = None
-) -> dict[str, Any]:
-    """Run one episode to its end and write its record under `out`; return result.json.
+    spec: EpisodeSpec,
+    out: Path,
+    control: RunControl | None = None,
+    observer: RunObserver | None = None,
+) -> EpisodeResult:
+    """Run one episode to its end and write its record under `out`; return its result.
 
-    With `control`, the episode can be stopped from another thread (raising Interrupted and
-    writing no result.json, so that a later run resumes it)."""
+    An episode of the same identity that finished earlier is not run again: its result is
+    returned and the observer hears of it as skipped. With `control`, the episode can be
+    stopped from another thread (raising Interrupted and writing no result.json, so that a
+    later run resumes it)."""
+    watcher = observer or NullObserver()
     folder = out / spec.episode_id
     done = finished_result(folder)
-    if done is not None:
-        log.info("episode.skip", episode=spec.episode_id, reason="already finished")
+    if done is not None and done.identity == spec.identity:
+        log.info("episode.skip", episode=spec.episode_id, reason="already finished",
+                 outcome=done.outcome, score=done.normalized_score)
+        tell(watcher.episode_finished, done, True)
         return done
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "transcript.jsonl").unlink(missing_ok=True)  # an unfinished attempt restarts
+    for stale in ("transcript.jsonl", WORKSPACE, RESULT):  # an unfinished attempt restarts
+        (folder / stale).unlink(missing_ok=True)
     with structlog.contextvars.bound_contextvars(
         run=spec.run_id, episode=spec.episode_id, task=spec.task.id
     ):
         try:
-            return _play(spec, folder, control or RunControl())
+            result = play(spec, folder, control or RunControl(), watcher)
         except BaseException:
             _remove_if_unstarted(folder)
             raise
+    tell(watcher.episode_finished, result, False)
+    return result
 
 
 def _remove_if_unstarted(folder: Path) -> None:
@@ -209,112 +263,19 @@ def _remove_if_unstarted(folder: Path) -> None:
         log.warning("episode.cleanup_failed", folder=str(folder), error=str(error))
 
 
-def _play(spec: EpisodeSpec, folder: Path, control: RunControl) -> dict[str, Any]:
-    agent = make_agent(spec.agent, **spec.agent_options)
-    transcript = Transcript(folder)
-    env = RDEnv(
-        spec.task,
-        sandbox=spec.sandbox,
-        tools=spec.tools,
-        budget=spec.budget,
-        transcript=transcript,
-        labels={"rdbench.run": spec.run_id, "rdbench.episode": spec.episode_id},
-    )
-    started = time.monotonic()
-    terminated = truncated = False
-    info: dict[str, Any] = {}
-    usage = Usage()
-    agent_error: str | None = None
-    try:
-        control.track(env)
-        observation, reset_info = env.reset(seed=spec.seed)
-        log.info("episode.start", agent=spec.agent)
-        try:
-            agent.reset(
-                TaskInfo(spec.task, spec.task.instructions, reset_info["tools"],
-                         reset_info["budget"]),
-                observation,
-            )
-            while not (terminated or truncated):
-                control.check()
-                action = agent.act(observation)
-                usage = _track_usage(agent, env, transcript, usage)
-                observation, _, terminated, truncated, info = env.step(action)
-        except Exception as error:  # any failure of the agent's code ends its episode
-            control.check()  # unless the run is stopping: then the sandbox went away
-            agent_error = f"{type(error).__name__}: {error}"
-            log.warning("episode.agent_error", error=agent_error)
-            usage = _track_usage(agent, env, transcript, usage)
-            _, _, terminated, truncated, info = env.end_early(f"agent error: {agent_error}")
-        control.check()  # an interrupted episode may have failed on its removed sandbox
-        transcript.write("usage", env.steps, **usage.to_dict())
-        if env.final_archive is not None:
-            move_atomic(env.final_archive, folder / WORKSPACE)
-    finally:
-        control.untrack(env)
-        _close(agent)
-        env.close()
-        transcript.close()
-    result = {
-        "task_id": spec.task.id,
-        "task_version": spec.task.version,
-        "agent": spec.agent,
-        "seed": spec.seed,
-        "raw_score": info.get("raw_score"),
-        "normalized_score": info.get("normalized_score"),
-        "valid": info.get("valid", False),
-        "message": info.get("message", ""),
-        "infrastructure_error": env.grading_error,
-        "terminated": terminated,
-        "truncated": truncated,
-        "limit_hit": env.limit_hit,
-        "ended_by": "submit" if terminated else env.limit_hit or ("agent_error" if agent_error
-                                                                  else None),
-        "agent_error": agent_error,
-        "agent_options": spec.agent_options,
-        "steps": env.steps,
-        "elapsed_s": round(time.monotonic() - started, 3),
-        "working_s": round(env.elapsed_s, 3),
-        "usage": usage.to_dict(),
-        "sandbox": env.sandbox_used,
-        "rdbench_version": __version__,
-    }
-    write_json_atomic(folder / RESULT, result)
-    log.info("episode.done", score=result["normalized_score"], steps=env.steps)
-    return result
-
-
-def _track_usage(agent: Agent, env: RDEnv, transcript: Transcript, last: Usage) -> Usage:
-    """Read the agent's usage; record it if it changed and tell the env (budgets, waits)."""
-    try:
-        current = agent.usage()
-    except Exception as error:  # a broken usage() must not lose the episode
-        log.warning("episode.usage_error", error=str(error))
-        return last
-    if current.to_dict() != last.to_dict():
-        transcript.write("usage", env.steps, **current.to_dict())
-    env.report_usage(tokens=current.total_tokens, cost_usd=current.cost_usd,
-                     retry_wait_s=current.retry_wait_s)
-    return replace(current)
-
-
-def _close(agent: Agent) -> None:
-    close = getattr(agent, "close", None)
-    if callable(close):
-        try:
-            close()
-        except Exception as error:
-            log.warning("agent.close_failed", error=str(error))
-
-
-def run_many(specs: list[EpisodeSpec], out: Path, *, parallel: int = 1) -> list[dict[str, Any]]:
+def run_many(
+    specs: list[EpisodeSpec], out: Path, *, parallel: int = 1,
+    observer: RunObserver | None = None,
+) -> list[EpisodeResult]:
     """Run `specs` with up to `parallel` at once (threads); results in the order given."""
     if parallel < 1:
         raise ValueError(f"Expected parallel >= 1, got {parallel}")
     control = RunControl()
+    watcher = observer or NullObserver()
+    tell(watcher.run_started, len(specs))
     pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="episode")
     try:
-        return list(pool.map(lambda spec: run_episode(spec, out, control), specs))
+        return list(pool.map(lambda spec: run_episode(spec, out, control, watcher), specs))
     except KeyboardInterrupt:
         log.warning("run.interrupted")
         with _signals_held():
@@ -323,3 +284,4 @@ def run_many(specs: list[EpisodeSpec], out: Path, *, parallel: int = 1) -> list[
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+        tell(watcher.run_finished)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from typer.testing import CliRunner
 from rdbench.agents import AgentConfigError, AgentError, TaskInfo, make_agent
 from rdbench.agents.command import CommandAgent
 from rdbench.cli import app
+from rdbench.records import load_result
 from rdbench.runner import EpisodeSpec, run_episode
 from rdbench.task import load_task
 from rdbench.tools import tool_definitions
@@ -131,9 +131,9 @@ def test_command_agent_episode_from_the_command_line(tmp_path: Path, sandbox_ima
         structlog.reset_defaults()
     assert result.exit_code == 0, result.output
     (folder,) = list(tmp_path.iterdir())
-    saved = json.loads((folder / "result.json").read_text())
-    assert saved["ended_by"] == "submit" and saved["steps"] == 3
-    assert saved["normalized_score"] == 0.0
+    saved = load_result(folder)
+    assert saved.outcome == "submitted" and saved.steps == 3
+    assert saved.normalized_score == 0.0
     kinds = [event["type"] for event in read_transcript(folder)]
     assert "score" in kinds and kinds[-2:] == ["grade", "usage"]
 
@@ -157,9 +157,9 @@ sys.stdin.readline()
                        agent_options={"command": command})
     out = tmp_path / "runs"
     result = run_episode(spec, out)
-    assert result["ended_by"] == "agent_error" and result["truncated"]
+    assert result.outcome == "agent_error" and result.truncated
     expected = "exited with code 2" if failure == "crash" else "not a JSON message"
-    assert expected in result["agent_error"]
-    assert result["raw_score"] == 3.0 and result["normalized_score"] == pytest.approx(0.5)
+    assert expected in (result.agent_error or "")
+    assert result.raw_score == 3.0 and result.normalized_score == pytest.approx(0.5)
     events = read_transcript(out / spec.episode_id)
     assert any(e["type"] == "error" and expected in e["message"] for e in events)

@@ -5,7 +5,6 @@ The claude episodes run the real `anthropic` SDK against the fake Messages API o
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from helpers import TOY_TASK
 
 from rdbench.agents.claude import DEFAULT_MODEL
 from rdbench.agents.pricing import PRICES
+from rdbench.records import EpisodeResult, load_result
 from rdbench.runner import EpisodeSpec, run_episode
 from rdbench.task import load_task
 from rdbench.transcript import read_transcript
@@ -34,7 +34,7 @@ def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeServer]:
 
 def claude_episode(
     server: FakeServer, out: Path, budget: dict[str, Any] | None = None, **options: Any
-) -> dict[str, Any]:
+) -> EpisodeResult:
     spec = EpisodeSpec(
         task=load_task(TOY_TASK), agent="claude", budget=budget or {},
         agent_options={"base_url": server.url, "retry_base_delay": 0.01, **options},
@@ -60,17 +60,16 @@ def test_claude_episode_reads_edits_scores_and_submits(
                           cache_read=2400),
     )
     result = claude_episode(server, tmp_path)
-    assert result["raw_score"] == 4.0 and result["normalized_score"] == pytest.approx(0.75)
-    assert result["terminated"] and result["ended_by"] == "submit"
-    usage = result["usage"]
-    assert (usage["input_tokens"], usage["output_tokens"]) == (1700, 110)
-    assert (usage["cache_read_tokens"], usage["cache_write_tokens"]) == (4400, 2400)
-    assert usage["requests"] == 3
+    assert result.raw_score == 4.0 and result.normalized_score == pytest.approx(0.75)
+    assert result.terminated and result.outcome == "submitted"
+    usage = result.usage
+    assert (usage.input_tokens, usage.output_tokens) == (1700, 110)
+    assert (usage.cache_read_tokens, usage.cache_write_tokens) == (4400, 2400)
+    assert usage.requests == 3
     expected = PRICES[DEFAULT_MODEL].cost(input_tokens=1700, output_tokens=110,
                                           cache_read_tokens=4400, cache_write_tokens=2400)
-    assert usage["cost_usd"] == pytest.approx(expected, abs=1e-6)
-    on_disk = json.loads((episode_folder(tmp_path) / "result.json").read_text())
-    assert on_disk["usage"] == usage
+    assert usage.cost_usd == pytest.approx(expected, abs=1e-6)
+    assert load_result(episode_folder(tmp_path)) == result
     # the model saw the file it read, and both calls of the second reply were answered
     second = server.requests[1].body["messages"][-1]["content"]
     assert "print(1)" in second[0]["content"]
@@ -94,10 +93,10 @@ def test_token_budget_ends_the_episode_truncated_and_graded(
         anthropic_message(tool_use("bash", {"command": "true"})),
     )
     result = claude_episode(server, tmp_path, budget={"tokens": 1000})
-    assert result["truncated"] and not result["terminated"]
-    assert result["limit_hit"] == "tokens" and result["ended_by"] == "tokens"
-    assert result["raw_score"] == 3.0 and result["steps"] == 2
-    assert result["usage"]["total_tokens"] == 1200
+    assert result.truncated and not result.terminated
+    assert result.limit_hit == "tokens" and result.outcome == "limit"
+    assert result.raw_score == 3.0 and result.steps == 2
+    assert result.usage.total_tokens == 1200
 
 
 def test_cost_budget_ends_the_episode_truncated_and_graded(
@@ -110,9 +109,9 @@ def test_cost_budget_ends_the_episode_truncated_and_graded(
     )
     cost = PRICES[DEFAULT_MODEL].cost(input_tokens=10_000, output_tokens=1000)
     result = claude_episode(server, tmp_path, budget={"cost_usd": cost / 2})
-    assert result["truncated"] and result["limit_hit"] == "cost"
-    assert result["raw_score"] == 3.0 and result["steps"] == 1
-    assert result["usage"]["cost_usd"] == pytest.approx(cost, abs=1e-6)
+    assert result.truncated and result.limit_hit == "cost"
+    assert result.raw_score == 3.0 and result.steps == 1
+    assert result.usage.cost_usd == pytest.approx(cost, abs=1e-6)
 
 
 def test_retry_waits_do_not_count_as_working_time(
@@ -124,13 +123,13 @@ def test_retry_waits_do_not_count_as_working_time(
         anthropic_message(tool_use("submit")),
     )
     result = claude_episode(server, tmp_path, budget={"time_s": 1.5})
-    assert result["terminated"] and result["limit_hit"] is None
-    assert result["usage"]["retry_wait_s"] >= 2.0
-    assert result["working_s"] < result["elapsed_s"] - 2.0
-    assert result["raw_score"] == 3.0
+    assert result.terminated and result.limit_hit is None
+    assert result.usage.retry_wait_s >= 2.0
+    assert result.working_s < result.elapsed_s - 2.0
+    assert result.raw_score == 3.0
 
 
-def scripted_episode(out: Path, budget: dict[str, Any], **options: Any) -> dict[str, Any]:
+def scripted_episode(out: Path, budget: dict[str, Any], **options: Any) -> EpisodeResult:
     spec = EpisodeSpec(task=load_task(TOY_TASK), agent="agents_for_tests:Scripted",
                        budget=budget, agent_options=options)
     return run_episode(spec, out)
@@ -140,26 +139,26 @@ def test_step_budget_ends_the_episode_truncated_and_graded(
     tmp_path: Path, sandbox_image: str
 ) -> None:
     result = scripted_episode(tmp_path, {"steps": 3})
-    assert result["truncated"] and result["limit_hit"] == "steps"
-    assert result["steps"] == 3 and result["raw_score"] == 3.0
+    assert result.truncated and result.limit_hit == "steps"
+    assert result.steps == 3 and result.raw_score == 3.0
 
 
 def test_time_budget_ends_the_episode_truncated_and_graded(
     tmp_path: Path, sandbox_image: str
 ) -> None:
     result = scripted_episode(tmp_path, {"time_s": 1.0}, command="sleep 0.6")
-    assert result["truncated"] and result["limit_hit"] == "time"
-    assert result["raw_score"] == 3.0 and result["working_s"] >= 1.0
+    assert result.truncated and result.limit_hit == "time"
+    assert result.raw_score == 3.0 and result.working_s >= 1.0
 
 
 def test_agent_that_raises_ends_the_episode_and_it_is_still_graded(
     tmp_path: Path, sandbox_image: str
 ) -> None:
     result = scripted_episode(tmp_path, {}, crash_after=2)
-    assert result["ended_by"] == "agent_error" and result["truncated"]
-    assert "the agent's own bug" in result["agent_error"]
-    assert result["raw_score"] == 3.0 and result["normalized_score"] == pytest.approx(0.5)
-    assert result["infrastructure_error"] is None
+    assert result.outcome == "agent_error" and result.truncated
+    assert "the agent's own bug" in result.agent_error
+    assert result.raw_score == 3.0 and result.normalized_score == pytest.approx(0.5)
+    assert result.infrastructure_error is None
     events = read_transcript(episode_folder(tmp_path))
     errors = [event for event in events if event["type"] == "error"]
     assert errors and "the agent's own bug" in errors[0]["message"]
@@ -172,9 +171,9 @@ def test_claude_failing_after_retries_ends_the_episode_graded(
     server.add(anthropic_message(tool_use("write_file", WRITE_3)),
                *[anthropic_error(529, "overloaded_error", "Overloaded")] * 2)
     result = claude_episode(server, tmp_path, max_retries=1)
-    assert result["ended_by"] == "agent_error"
-    assert "failed after 1 retries" in result["agent_error"]
-    assert result["raw_score"] == 3.0
+    assert result.outcome == "agent_error"
+    assert "failed after 1 retries" in result.agent_error
+    assert result.raw_score == 3.0
 
 
 def test_tool_set_and_notepad_are_chosen_per_run(tmp_path: Path, sandbox_image: str) -> None:

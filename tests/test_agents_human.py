@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 import os
 import pty
 import re
@@ -18,6 +17,7 @@ from helpers import TOY_TASK
 
 from rdbench.agents import TaskInfo, make_agent
 from rdbench.agents.human import HumanAgent
+from rdbench.records import load_result
 from rdbench.task import load_task
 from rdbench.tools import tool_definitions
 from rdbench.transcript import read_transcript
@@ -102,9 +102,9 @@ def test_person_works_in_the_sandbox_scores_and_submits(
     finally:
         terminal.close()
     (folder,) = list(out.iterdir())
-    result = json.loads((folder / "result.json").read_text())
-    assert result["agent"] == "human" and result["ended_by"] == "submit"
-    assert result["raw_score"] == 4.0 and result["normalized_score"] == pytest.approx(0.75)
+    result = load_result(folder)
+    assert result.agent == "human" and result.outcome == "submitted"
+    assert result.raw_score == 4.0 and result.normalized_score == pytest.approx(0.75)
     events = read_transcript(folder)
     scores = [event for event in events if event["type"] == "score"]
     assert len(scores) == 1 and scores[0]["raw_score"] == 4.5

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from helpers import TOY_TASK
 from rdbench.agents import AgentConfigError, AgentError, TaskInfo, make_agent
 from rdbench.agents.openai_compat import OpenAICompatAgent
 from rdbench.agents.pricing import PRICES
+from rdbench.records import load_result
 from rdbench.runner import EpisodeSpec, run_episode
 from rdbench.task import load_task
 from rdbench.tools import tool_definitions
@@ -167,14 +167,14 @@ def test_openai_episode_reads_edits_scores_and_submits(
     spec = EpisodeSpec(task=load_task(TOY_TASK), agent="openai", agent_options={
         "base_url": f"{server.url}/v1", "model": "gpt-4o-mini", "retry_base_delay": 0.01})
     result = run_episode(spec, tmp_path)
-    assert result["raw_score"] == 4.0 and result["ended_by"] == "submit"
-    usage = result["usage"]
-    assert (usage["input_tokens"], usage["cache_read_tokens"]) == (1200, 1800)
-    assert usage["output_tokens"] == 75 and usage["requests"] == 3
+    assert result.raw_score == 4.0 and result.outcome == "submitted"
+    usage = result.usage
+    assert (usage.input_tokens, usage.cache_read_tokens) == (1200, 1800)
+    assert usage.output_tokens == 75 and usage.requests == 3
     expected = PRICES["gpt-4o-mini"].cost(input_tokens=1200, output_tokens=75,
                                           cache_read_tokens=1800)
-    assert usage["cost_usd"] == pytest.approx(expected, abs=1e-6)
-    saved = json.loads((tmp_path / spec.episode_id / "result.json").read_text())
-    assert saved["usage"] == usage and saved["agent_options"]["model"] == "gpt-4o-mini"
+    assert usage.cost_usd == pytest.approx(expected, abs=1e-6)
+    saved = load_result(tmp_path / spec.episode_id)
+    assert saved == result and saved.agent_options["model"] == "gpt-4o-mini"
     last = server.requests[2].body["messages"]
     assert "Validation score: 4.5" in last[-1]["content"]

@@ -3,7 +3,6 @@ non-zero exit, no traceback, and nothing left behind."""
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from helpers import TOY_TASK, copy_toy_task
 from typer.testing import CliRunner
 
 from rdbench.cli import app
+from rdbench.records import load_result
 
 
 def invoke(*args: str) -> tuple[int, str]:
@@ -139,4 +139,4 @@ def test_agent_is_not_closed_before_its_episode_starts(tmp_path: Path) -> None:
     ])
     assert result.exit_code == 0, result.output + result.stderr
     (record,) = out.glob("*/result.json")
-    assert json.loads(record.read_text())["ended_by"] == "submit"
+    assert load_result(record).outcome == "submitted"

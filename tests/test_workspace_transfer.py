@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 from helpers import BACKENDS, REPO, TOY_TASK
 
+from rdbench.records import EpisodeResult, load_result
 from rdbench.sandbox import Sandbox, SandboxConfig, SandboxFileNotFound, make_sandbox
 from rdbench.sandbox.base import ArchiveError, ArchiveTooLarge
 from rdbench.transcript import read_transcript
@@ -54,7 +55,7 @@ def wanted(request: pytest.FixtureRequest, backend: str) -> None:
 
 def run_episode(
     out: Path, backend: str, actions: list[dict[str, Any]]
-) -> tuple[dict[str, Any], Path, int, int]:
+) -> tuple[EpisodeResult, Path, int, int]:
     """`rdbench run` of one replay episode as a child process: its result, its episode
     folder, its peak RSS in bytes (ru_maxrss of that child) and its pid."""
     env = {**os.environ, "PYTHONPATH": str(REPO / "tests")}
@@ -71,7 +72,7 @@ def run_episode(
     output = (out.parent / f"{out.name}.log").read_text(errors="replace")
     assert proc.returncode == 0, output[-3000:]
     (folder,) = [path for path in out.iterdir() if path.is_dir()]
-    result = json.loads((folder / "result.json").read_text())
+    result = load_result(folder)
     return result, folder, usage.ru_maxrss * 1024, proc.pid
 
 
@@ -94,7 +95,7 @@ def baseline(backend: str, harmless_peak: dict[str, int], tmp_path: Path,
              request: pytest.FixtureRequest) -> int:  # fmt: skip
     if backend not in harmless_peak:
         result, _, peak, pid = run_episode(tmp_path / "harmless", backend, [ANSWER])
-        assert result["normalized_score"] == 0.5
+        assert result.normalized_score == 0.5
         assert_nothing_left(pid, request, backend)
         harmless_peak[backend] = peak
     return harmless_peak[backend]
@@ -112,8 +113,8 @@ def test_a_workspace_of_odd_files_is_scored_and_graded_in_bounded_memory(
     observations = [e["text"] for e in read_transcript(folder) if e["type"] == "observation"]
     assert "made" in observations[1], observations[1]
     assert "Validation score: 3.5" in observations[2], observations[2]
-    assert result["valid"] and result["normalized_score"] == 0.5, result
-    assert result["infrastructure_error"] is None and result["ended_by"] == "submit"
+    assert result.valid and result.normalized_score == 0.5, result
+    assert result.infrastructure_error is None and result.outcome == "submitted"
     with tarfile.open(folder / "workspace.tar.gz", "r|gz") as tar:
         kinds = {info.name: info for info in tar}
     assert kinds["myenv/bin/python3"].issym() and kinds["absolute-link"].issym()
@@ -139,9 +140,9 @@ def test_a_workspace_past_the_limit_is_told_so_and_graded_invalid(
     )
     observations = [e["text"] for e in read_transcript(folder) if e["type"] == "observation"]
     assert "too large" in observations[2] and "limit of 500 MB" in observations[2]
-    assert result["valid"] is False and result["normalized_score"] == 0.0, result
-    assert "too large" in result["message"] and "workspace_mb" in result["message"]
-    assert result["infrastructure_error"] is None and result["ended_by"] == "submit"
+    assert result.valid is False and result.normalized_score == 0.0, result
+    assert "too large" in result.message and "workspace_mb" in result.message
+    assert result.infrastructure_error is None and result.outcome == "submitted"
     assert not (folder / "workspace.tar.gz").exists()
     print(f"peak RSS {backend}: 1 GiB random {peak >> 20} MiB, harmless {idle >> 20} MiB")
     assert peak - idle < MEMORY_HEADROOM, (peak, idle)
