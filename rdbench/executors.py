@@ -20,6 +20,7 @@ import io
 import os
 import tarfile
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -314,8 +315,11 @@ def pack_task(root: Path) -> bytes:
 
 def remote_episode(spec: Any, task_archive: bytes) -> dict[str, bytes]:
     """Inside a Ray task: unpack the task, run the episode into a temporary folder on this
-    node, and return its files (name -> bytes)."""
-    from rdbench.runner import RunControl, run_episode
+    node, and return its files (name -> bytes).
+
+    The episode runs in a thread, so that a cancelled Ray task (a KeyboardInterrupt here)
+    stops it the runner's way: its sandbox is removed at once, then the task ends."""
+    from rdbench.runner import RunControl
     from rdbench.task import load_task
 
     with tempfile.TemporaryDirectory(prefix="rdbench-ray-") as scratch:
@@ -324,7 +328,26 @@ def remote_episode(spec: Any, task_archive: bytes) -> dict[str, bytes]:
             tar.extractall(base / "task", filter="data")
         task = load_task(base / "task" / spec.task.root.name)
         local = replace(spec, task=task)
-        run_episode(local, base / "out", RunControl())
+        control = RunControl()
+        outcome: list[BaseException] = []
+
+        def play() -> None:
+            try:
+                run_one(local, base / "out", control, NullObserver())
+            except BaseException as error:  # handed to the task's thread below
+                outcome.append(error)
+
+        thread = threading.Thread(target=play, name="episode")
+        thread.start()
+        try:
+            while thread.is_alive():
+                thread.join(0.2)
+        except BaseException:  # cancelled: remove the sandbox now, then end
+            control.stop_all()
+            thread.join()
+            raise
+        if outcome:
+            raise outcome[0]
         folder = base / "out" / local.episode_id
         return {path.name: path.read_bytes() for path in folder.iterdir() if path.is_file()}
 
