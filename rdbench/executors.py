@@ -18,11 +18,12 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import signal
 import tarfile
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -143,10 +144,26 @@ class LocalExecutor:
         return RunReport([done[index] for index in sorted(done)], skipped)
 
 
-def _signals_held() -> Any:
-    from rdbench.runner import _signals_held as held
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """While a stopping run removes its sandboxes, a second Ctrl-C, SIGTERM or SIGHUP is
+    logged and ignored, so that it cannot cut the removal short (main thread only: Python
+    delivers signals only there)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
 
-    return held()
+    def hold(signum: int, frame: object) -> None:
+        log.warning("run.signal_ignored", signal=signal.Signals(signum).name,
+                    reason="removing the run's sandboxes")
+
+    signums = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {signum: signal.signal(signum, hold) for signum in signums}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 # --- MERGE(RUNNER): the runner's interface on main vs after the RUNNER slice ----------------

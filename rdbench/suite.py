@@ -234,7 +234,13 @@ def _remove_containers(run_id: str) -> list[str]:
     removed = []
     for container in client.containers.list(all=True,
                                             filters={"label": f"{LABEL}.run={run_id}"}):
-        with contextlib.suppress(docker.errors.NotFound):
+        try:
             container.remove(force=True)
-            removed.append(container.short_id)
+        except docker.errors.NotFound:
+            continue  # removed meanwhile (by the dead attempt's reaper)
+        except docker.errors.APIError as error:  # e.g. a removal already in progress
+            log.warning("run.leftover_not_removed", container=container.short_id,
+                        error=str(error))
+            continue
+        removed.append(container.short_id)
     return removed

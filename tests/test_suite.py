@@ -4,6 +4,8 @@ small suite (two tasks x the null agent x two seeds) through `rdbench run`."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -149,3 +151,38 @@ def test_a_small_suite_runs_every_episode_once_and_a_repeat_skips_them(
 def _typed(folder: Path) -> bool:
     """True when result.json is an EpisodeResult (the runner on main still writes a dict)."""
     return "schema_version" in json.loads((folder / "result.json").read_text())
+
+
+@pytest.mark.docker
+def test_resume_removes_the_containers_labelled_with_the_run(
+    sandbox_image: str, docker_client: object
+) -> None:
+    from rdbench.sandbox.base import SandboxConfig
+    from rdbench.sandbox.docker import DockerSandbox
+    from rdbench.suite import remove_run_sandboxes
+
+    run_id = f"suite-test-{os.getpid()}"
+    sandbox = DockerSandbox(SandboxConfig(labels={"rdbench.run": run_id}))
+    try:
+        assert remove_run_sandboxes(run_id, None) == [sandbox.id[:12]]
+        assert docker_client.containers.list(  # type: ignore[attr-defined]
+            all=True, filters={"label": f"rdbench.run={run_id}"}) == []
+    finally:
+        sandbox.close()
+
+
+def test_resume_removes_the_host_folders_of_the_dead_attempt(tmp_path: Path) -> None:
+    from rdbench.sandbox.hostdirs import STATE_DIR
+    from rdbench.suite import remove_run_sandboxes
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    mine = STATE_DIR / f"rdbench-bwrap-{dead.pid}-suitetest"
+    mine.mkdir()
+    try:
+        removed = remove_run_sandboxes(f"no-such-run-{os.getpid()}", dead.pid)
+        assert mine.name in removed
+        assert not mine.exists()
+    finally:
+        if mine.exists():
+            mine.rmdir()
