@@ -186,3 +186,32 @@ def test_resume_removes_the_host_folders_of_the_dead_attempt(tmp_path: Path) -> 
     finally:
         if mine.exists():
             mine.rmdir()
+
+
+def test_options_after_an_agents_name_are_that_agents_only(
+    tmp_path: Path, two_tasks: list[str]
+) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    _config(two_tasks[:1], runs=1, agents=[AgentChoice(name="null")]).save(out)
+    result = CliRunner().invoke(app, [
+        "run", "--task", two_tasks[0], "--agent", "command command='python3 a.py --x 1'",
+        "--agent", "null", "--sandbox", "docker", "--out", str(out)])
+    assert result.exit_code == 1
+    assert ("[{'name': 'command', 'options': {'command': 'python3 a.py --x 1'}}, "
+            "{'name': 'null', 'options': {}}] now") in result.stderr
+
+
+def test_suite_all_is_every_shipped_task_then_the_tasks_given(
+    tmp_path: Path, two_tasks: list[str]
+) -> None:
+    from rdbench.task import discover_tasks
+
+    out = tmp_path / "run"
+    out.mkdir()
+    _config(two_tasks[:1], runs=1, agents=[AgentChoice(name="null")]).save(out)
+    result = CliRunner().invoke(app, ["run", "--suite", "all", "--task", two_tasks[0],
+                                      "--agent", "null", "--sandbox", "docker",
+                                      "--out", str(out)])
+    assert result.exit_code == 1
+    assert f"{[*discover_tasks(), two_tasks[0]]!r} now" in result.stderr
