@@ -366,7 +366,8 @@ def remote_episode(spec: Any, task_archive: bytes) -> dict[str, bytes]:
         if outcome:
             raise outcome[0]
         folder = base / "out" / local.episode_id
-        return {path.name: path.read_bytes() for path in folder.iterdir() if path.is_file()}
+        return {str(path.relative_to(folder)): path.read_bytes()
+                for path in sorted(folder.rglob("*")) if path.is_file()}
 
 
 def write_episode(folder: Path, files: dict[str, bytes]) -> None:
@@ -376,11 +377,15 @@ def write_episode(folder: Path, files: dict[str, bytes]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / RESULT).unlink(missing_ok=True)
     for name, data in sorted(files.items(), key=lambda item: item[0] == RESULT):
-        if "/" in name or name in ("", ".", ".."):
-            raise ValueError(f"An episode file name must be plain, got {name!r}")
-        temporary = folder / f".{name}.{os.getpid()}.tmp"
+        parts = Path(name).parts
+        if not parts or Path(name).is_absolute() or any(p in (".", "..") for p in parts):
+            raise ValueError(f"An episode file name must be a path inside its folder, got "
+                             f"{name!r}")
+        target = folder / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
         with open(temporary, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(temporary, folder / name)
+        os.replace(temporary, target)

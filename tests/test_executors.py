@@ -105,8 +105,11 @@ def test_episode_files_are_written_with_the_result_last(tmp_path: Path) -> None:
     assert (folder / "transcript.jsonl").read_bytes() == b"new\n"
     assert (folder / "result.json").read_bytes() == b"{}"
     assert sorted(path.name for path in folder.iterdir()) == ["result.json", "transcript.jsonl"]
-    with pytest.raises(ValueError, match="plain"):
-        write_episode(folder, {"../escape": b"x"})
+    for name in ("../escape", "/etc/passwd", "logs/../../x"):
+        with pytest.raises(ValueError, match="a path inside its folder"):
+            write_episode(folder, {name: b"x"})
+    write_episode(folder, {"logs/agent.log": b"nested", "result.json": b"{}"})
+    assert (folder / "logs" / "agent.log").read_bytes() == b"nested"
 
 
 @pytest.mark.docker
@@ -142,3 +145,27 @@ def test_ctrl_c_stops_ray_tasks_and_removes_their_sandboxes(
     assert docker_client.containers.list(all=True, filters=label) == []
     assert not list(tmp_path.glob("*/result.json"))
     assert took < 60
+
+
+@pytest.mark.bwrap
+def test_run_command_with_the_ray_executor(ray_instance: Any, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from rdbench.cli import app
+    from rdbench.records import load_result
+    from rdbench.suite import RunConfig
+
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["run", "--task", str(TOY_TASK), "--agent", "oracle",
+                                      "--runs", "2", "--executor", "ray", "--parallel", "2",
+                                      "--sandbox", "bwrap", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "2 episode(s): 2 run now, 0 skipped" in result.stdout
+    assert RunConfig.load(out).executor == "ray"
+    folders = sorted(path for path in out.iterdir() if path.is_dir())
+    records = [json.loads((folder / "result.json").read_text()) for folder in folders]
+    assert sorted(record["seed"] for record in records) == [0, 1]
+    for folder, record in zip(folders, records, strict=True):
+        score = load_result(folder).normalized_score if "schema_version" in record else (
+            record["normalized_score"])
+        assert score == 1.0
