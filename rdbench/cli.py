@@ -220,16 +220,35 @@ def _check_agent(name: str, options: dict[str, Any]) -> None:
 
 @app.command()
 def run(
-    task: Annotated[str, typer.Option(help="Task id (see `rdbench tasks`) or folder.")],
-    agent: Annotated[str, typer.Option(
+    task: Annotated[list[str] | None, typer.Option(
+        help="Task id (see `rdbench tasks`) or folder; repeat for several.")] = None,
+    suite: Annotated[str | None, typer.Option(
+        help="all: every shipped task (with --task: those too).")] = None,
+    agent: Annotated[list[str] | None, typer.Option(
         help="Agent: a name from `rdbench agents` (claude, openai, command, human, oracle, "
-        "null) or module:Class.")] = "oracle",
+        "null) or module:Class; repeat for several. Options for this agent only follow its "
+        "name in the same argument: --agent 'claude model=claude-x max_tokens=2000' (the "
+        "other option flags apply to every agent). Default: oracle.")] = None,
     sandbox: Annotated[str, typer.Option(
         help="auto (docker if an engine answers, else bwrap), docker or bwrap.")] = "auto",
-    out: Annotated[Path, typer.Option(help="Folder for the episodes' records.")] = Path("runs"),
+    out: Annotated[Path | None, typer.Option(
+        help="The run's folder (default runs/run-<hash of the configuration>).")] = None,
+    resume: Annotated[Path | None, typer.Option(
+        help="Finish the run in this folder, as its run.json says.")] = None,
     seed: Annotated[int, typer.Option(help="First seed.")] = 0,
-    episodes: Annotated[int, typer.Option(help="Episodes, seeds seed.. (at least 1).")] = 1,
-    parallel: Annotated[int, typer.Option(help="Episodes at once (at least 1).")] = 1,
+    runs: Annotated[int | None, typer.Option(
+        help="Repetitions of each task x agent, seeds seed.. (at least 1; default 1).")
+    ] = None,
+    episodes: Annotated[int | None, typer.Option(
+        help="The same as --runs (kept for older command lines).", hidden=True)] = None,
+    parallel: Annotated[int | None, typer.Option(
+        help="Episodes at once at most (at least 1; default 1); fewer when their tasks' CPU "
+        "and memory requests do not fit the machine.")] = None,
+    executor: Annotated[str, typer.Option(
+        help="local (threads on this machine) or ray (a Ray cluster's nodes).")] = "local",
+    ray_address: Annotated[str | None, typer.Option(
+        help="The Ray cluster to join (--executor ray), e.g. ray://head:10001; default: "
+        "RAY_ADDRESS, else a local Ray instance.")] = None,
     max_steps: Annotated[int | None, typer.Option(help="Override the steps budget.")] = None,
     max_time: Annotated[float | None, typer.Option(help="Override the time budget (s).")] = None,
     max_tokens_total: Annotated[int | None, typer.Option(
@@ -253,17 +272,19 @@ def run(
         help="The program to run (command agent), e.g. 'python examples/echo_agent.py'.")
     ] = None,
     agent_option: Annotated[list[str] | None, typer.Option(
-        "--agent-option", "-o", help="Any other agent option, KEY=VALUE (repeatable).")
+        "--agent-option", "-o", help="Any other agent option, KEY=VALUE (repeatable; for "
+        "every agent).")
     ] = None,
 ) -> None:
-    """Run an agent on a task and record each episode under --out; repeat to resume.
+    """Run agents on tasks (a suite x agents x --runs seeds) and record each episode under the
+    run's folder; the same command again, or --resume FOLDER, finishes an interrupted run.
 
     SIGINT (Ctrl-C), SIGTERM and SIGHUP stop the run: every sandbox of the run is removed,
     unfinished episodes leave no result.json (a repeated run resumes them), exit 128+signal."""
-    from rdbench.runner import EpisodeSpec, run_many
-    from rdbench.sandbox import SandboxUnavailable
+    from rdbench.suite import RunConfig, RunConfigError
     from rdbench.tools import LAB_TOOLS, TOOL_SPECS
 
+    _check_at_least("--runs", runs, 1)
     _check_at_least("--episodes", episodes, 1)
     _check_at_least("--parallel", parallel, 1)
     _check_at_least("--max-steps", max_steps, 1)
@@ -272,6 +293,12 @@ def run(
     _check_at_least("--thinking-budget", thinking_budget, 1)
     _check_positive("--max-time", max_time, "seconds")
     _check_positive("--max-cost", max_cost, "dollars")
+    if runs is not None and episodes is not None and runs != episodes:
+        raise _fail(f"--runs {runs} and --episodes {episodes} say the same thing; give one")
+    if executor not in ("local", "ray"):
+        raise _fail(f"--executor must be local or ray, got {executor!r}")
+    if ray_address is not None and executor != "ray":
+        raise _fail("--ray-address needs --executor ray")
     tool_set = [name.strip() for name in tools.split(",") if name.strip()] if tools else None
     if tools is not None and not tool_set:
         raise _fail(f"--tools {tools!r} names no tool; available: "
@@ -285,25 +312,147 @@ def run(
          "base_url": base_url, "command": command},
         agent_option or [],
     )
-    spec = _task(task)
     budget = {
         key: value
         for key, value in {"steps": max_steps, "time_s": max_time, "tokens": max_tokens_total,
                            "cost_usd": max_cost}.items()
         if value is not None
     }
-    _check_agent(agent, options)
-    _check_sandbox(sandbox)
+    execution = {"parallel": parallel or 1, "executor": executor, "ray_address": ray_address}
+    given: RunConfig | None = None
+    if task or suite is not None:
+        given = RunConfig(
+            tasks=_suite_tasks(task or [], suite), agents=_agent_choices(agent, options),
+            runs=runs or episodes or 1, first_seed=seed, sandbox=sandbox, budget=budget,
+            tools=tool_set, **execution,
+        )
+    if resume is not None:
+        if out is not None and out.resolve() != resume.resolve():
+            raise _fail(f"--out {out} and --resume {resume} name different runs; give one")
+        try:
+            saved = RunConfig.load(resume)
+        except RunConfigError as error:
+            raise _fail(str(error)) from error
+        differences = saved.differences(given) if given is not None else []
+        if differences:
+            raise _fail(f"--resume {resume}: the options given differ from its run.json: "
+                        + "; ".join(differences) + ". Give only --resume (and --parallel, "
+                        "--executor) to finish the run as it was")
+        config = saved.model_copy(update={
+            "parallel": parallel or saved.parallel, "executor": executor,
+            "ray_address": ray_address})
+        out = resume
+    elif given is None:
+        raise _fail("Name what to run: --task TASK (repeatable) or --suite all, or "
+                    "--resume FOLDER to finish a run")
+    else:
+        config = given
+    out = out or Path("runs") / f"run-{config.outcome_hash()}"
+    _run_suite(config, out)
+
+
+def _suite_tasks(names: list[str], suite: str | None) -> list[str]:
+    """The run's tasks: --suite all's shipped ids, then each --task (checked: an id, or a
+    task folder kept as its absolute path), without repeats."""
+    from rdbench.task import discover_tasks
+
+    if suite not in (None, "all"):
+        raise _fail(f"--suite must be all (every shipped task), got {suite!r}")
+    chosen = list(discover_tasks()) if suite == "all" else []
+    for name in names:
+        spec = _task(name)
+        shipped = "/" not in name and not Path(name).is_dir()
+        entry = spec.id if shipped else str(spec.root)
+        if entry not in chosen:
+            chosen.append(entry)
+    return chosen
+
+
+def _agent_choices(given: list[str] | None, shared: dict[str, Any]) -> list[Any]:
+    """Each --agent 'NAME KEY=VALUE ...' as an AgentChoice: the shared options (the option
+    flags), then its own; each agent is made once here so a bad one fails before any run."""
+    import shlex
+
+    from rdbench.suite import AgentChoice
+
+    choices = []
+    for text in given or ["oracle"]:
+        try:
+            name, *pairs = shlex.split(text)
+        except ValueError as error:
+            raise _fail(f"--agent {text!r}: {error}") from error
+        own = _parse_agent_options(pairs)
+        options = {**shared, **own}
+        _check_agent(name, options)
+        choices.append(AgentChoice(name=name, options=options))
+    if len({str(choice) for choice in choices}) < len(choices):
+        raise _fail("The same --agent (with the same options) is given twice; give it once")
+    return choices
+
+
+def _run_suite(config: Any, out: Path) -> None:
+    """Run (or finish) the run `config` in `out` and print its episodes."""
+    from rdbench.executors import LocalExecutor, RayExecutor, check_machine, import_ray
+    from rdbench.sandbox import SandboxUnavailable
+    from rdbench.scheduling import RequestTooLarge, machine_resources
+    from rdbench.suite import (
+        RunConfigError,
+        claim_run,
+        expand,
+        open_run,
+        remove_run_sandboxes,
+        run_id_for,
+    )
+
+    _check_sandbox(config.sandbox)
+    run_id = run_id_for(out)
+    specs = expand(config, run_id)
+    pool: Any
+    if config.executor == "ray":
+        try:
+            import_ray()
+        except RuntimeError as error:
+            raise _fail(str(error)) from error
+        pool = RayExecutor(config.parallel, config.ray_address)
+    else:
+        try:
+            check_machine(specs, machine_resources())
+        except RequestTooLarge as error:
+            raise _fail(str(error)) from error
+        pool = LocalExecutor(config.parallel)
     made_out = _check_out(out)
-    specs = [
-        EpisodeSpec(task=spec, agent=agent, seed=seed + i, sandbox=sandbox, budget=budget,
-                    agent_options=options, tools=tool_set)
-        for i in range(episodes)
-    ]
-    results = _run_stoppable(lambda: run_many(specs, out, parallel=parallel), out, made_out,
-                             SandboxUnavailable)
-    console.print(_results_table(results))
+
+    def work() -> Any:
+        with claim_run(out) as previous:
+            open_run(config, out)
+            remove_run_sandboxes(run_id, previous)
+            return pool.run(specs, out)
+
+    try:
+        report = _run_stoppable(work, out, made_out, SandboxUnavailable)
+    except (RunConfigError, RequestTooLarge) as error:
+        raise _fail(str(error)) from error
+    console.print(_episode_table(report.results))
+    ran = len(report.results) - len(report.skipped)
+    console.print(f"{len(report.results)} episode(s): {ran} run now, {len(report.skipped)} "
+                  "skipped (finished in an earlier attempt)")
     console.print(f"records: {out.resolve()}")
+
+
+def _episode_table(results: list[Any]) -> Table:
+    """The episodes of a run (EpisodeResults), one row each."""
+    table = Table(title="episodes")
+    for column in ("task", "agent", "seed", "raw", "score", "valid", "steps", "ended"):
+        table.add_column(column, no_wrap=True)
+    for result in results:
+        score = result.normalized_score
+        table.add_row(
+            result.task_id, result.agent, str(result.seed),
+            "-" if result.raw_score is None else f"{result.raw_score:.4f}",
+            "not graded" if score is None else f"{score:.3f}",
+            str(result.valid), str(result.steps), result.outcome,
+        )
+    return table
 
 
 def _run_stoppable(

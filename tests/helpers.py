@@ -68,3 +68,18 @@ class WorkspaceGrader:
             )
             self._cache[key] = grade.to_dict()
         return self._cache[key]
+
+
+def toy_task_as(destination: Path, task_id: str, *, cpus: float | None = None) -> Path:
+    """A copy of the toy task named `task_id` (in `destination/task_id`), optionally asking
+    for `cpus` CPUs: several distinct, quick tasks for suite runs."""
+    import re
+
+    target = destination / task_id
+    shutil.copytree(TOY_TASK, target)
+    toml = target / "task.toml"
+    text = toml.read_text(encoding="utf-8").replace('id = "toy-task"', f'id = "{task_id}"')
+    if cpus is not None:
+        text = re.sub(r"(?m)^cpus = .*$", f"cpus = {cpus}", text)
+    toml.write_text(text, encoding="utf-8")
+    return target

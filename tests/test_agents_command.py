@@ -130,7 +130,7 @@ def test_command_agent_episode_from_the_command_line(tmp_path: Path, sandbox_ima
     finally:
         structlog.reset_defaults()
     assert result.exit_code == 0, result.output
-    (folder,) = list(tmp_path.iterdir())
+    (folder,) = [path for path in tmp_path.iterdir() if path.is_dir()]
     saved = load_result(folder)
     assert saved.outcome == "submitted" and saved.steps == 3
     assert saved.normalized_score == 0.0

@@ -101,7 +101,7 @@ def test_person_works_in_the_sandbox_scores_and_submits(
         assert terminal.process.wait(timeout=60) == 0
     finally:
         terminal.close()
-    (folder,) = list(out.iterdir())
+    (folder,) = [path for path in out.iterdir() if path.is_dir()]
     result = load_result(folder)
     assert result.agent == "human" and result.outcome == "submitted"
     assert result.raw_score == 4.0 and result.normalized_score == pytest.approx(0.75)

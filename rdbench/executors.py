@@ -1,0 +1,391 @@
+"""Executors: how a run's episodes are carried out.
+
+- `LocalExecutor`: threads on this machine, started as the scheduler (scheduling.py) finds room
+  for their CPU and memory requests.
+- `RayExecutor`: one Ray task per episode, asking Ray for the task's CPUs and memory. The
+  episode runs on the node it lands on (that node's Docker engine or bubblewrap) into a
+  temporary folder there; its files come back to the driver as bytes and are written into the
+  run folder, result.json last and atomically. No shared file system is needed: the task's
+  folder travels with the episode. Ray is optional (`pip install 'rdbench[ray]'`) and imported
+  only here, only when used.
+
+Both skip episodes whose result.json is already there (telling the observer `skipped`), and
+both stop every running episode, removing its sandbox, on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import signal
+import tarfile
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+import structlog
+
+from rdbench.records import EpisodeResult
+from rdbench.run_observer import NullObserver, RunObserver
+from rdbench.scheduling import Resources, Scheduler, check_requests, machine_resources
+from rdbench.suite import request_for
+
+log = structlog.get_logger()
+
+RESULT = "result.json"
+CANCEL_GRACE_S = 30.0  # how long a stopped Ray task has to remove its sandbox itself
+
+
+@dataclass
+class RunReport:
+    """What a run did: every episode's result, in the order given, and which were skipped
+    because an earlier attempt had finished them."""
+
+    results: list[EpisodeResult] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+class Executor(Protocol):
+    """Carries out a run's episodes, writing each one's records under `out`."""
+
+    def run(self, specs: Sequence[Any], out: Path, observer: RunObserver | None = None
+            ) -> RunReport:  # fmt: skip
+        """Run (or skip, when finished) every spec; KeyboardInterrupt after removing the
+        running episodes' sandboxes when interrupted."""
+        ...
+
+
+def check_machine(specs: Sequence[Any], machine: Resources) -> None:
+    """RequestTooLarge, before anything runs, if a task asks for more than `machine` has."""
+    check_requests({spec.task.id: request_for(spec) for spec in specs}, machine)
+
+
+def _split_finished(specs: Sequence[Any], out: Path, observer: RunObserver,
+                    report: dict[int, EpisodeResult]) -> tuple[list[tuple[int, Any]], list[str]]:
+    """The specs still to run (with their index); finished ones go into `report` and are told
+    to the observer as skipped."""
+    from rdbench.runner import finished_result
+
+    todo, skipped = [], []
+    for index, spec in enumerate(specs):
+        done = finished_result(out / spec.episode_id)
+        if done is None:
+            todo.append((index, spec))
+            continue
+        result = as_episode_result(done, spec)
+        report[index] = result
+        skipped.append(spec.episode_id)
+        log.info("episode.skip", episode=spec.episode_id, reason="already finished")
+        _tell(observer.episode_finished, result, True)
+    return todo, skipped
+
+
+def _tell(method: Any, *args: Any) -> None:
+    """Call an observer's method; its failure is logged, never raised."""
+    try:
+        method(*args)
+    except Exception as error:
+        log.warning("run.observer_failed", error=f"{type(error).__name__}: {error}")
+
+
+class LocalExecutor:
+    """Episodes in threads on this machine, as many at once as fit it and `parallel`."""
+
+    def __init__(self, parallel: int = 1, machine: Resources | None = None):
+        if parallel < 1:
+            raise ValueError(f"Expected parallel >= 1, got {parallel}")
+        self.parallel = parallel
+        self.machine = machine or machine_resources()
+
+    def run(self, specs: Sequence[Any], out: Path, observer: RunObserver | None = None
+            ) -> RunReport:  # fmt: skip
+        """Run the specs; see Executor.run."""
+        from rdbench.runner import RunControl
+
+        observer = observer or NullObserver()
+        check_machine(specs, self.machine)
+        _tell(observer.run_started, len(specs))
+        done: dict[int, EpisodeResult] = {}
+        try:
+            todo, skipped = _split_finished(specs, out, observer, done)
+            scheduler = Scheduler(self.machine, self.parallel)
+            control = RunControl()
+            pool = ThreadPoolExecutor(max_workers=self.parallel, thread_name_prefix="episode")
+            running: dict[Future[EpisodeResult], tuple[int, Resources]] = {}
+            try:
+                while todo or running:
+                    for item in list(todo):
+                        request = request_for(item[1])
+                        if scheduler.try_acquire(request):
+                            todo.remove(item)
+                            future = pool.submit(run_one, item[1], out, control, observer)
+                            running[future] = (item[0], request)
+                    finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for future in finished:
+                        index, request = running.pop(future)
+                        scheduler.release(request)
+                        done[index] = future.result()
+            except BaseException:
+                log.warning("run.stopping", running=len(running))
+                with _signals_held():
+                    control.stop_all()
+                    pool.shutdown(wait=True, cancel_futures=True)
+                raise
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
+        finally:
+            _tell(observer.run_finished)
+        return RunReport([done[index] for index in sorted(done)], skipped)
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """While a stopping run removes its sandboxes, a second Ctrl-C, SIGTERM or SIGHUP is
+    logged and ignored, so that it cannot cut the removal short (main thread only: Python
+    delivers signals only there)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def hold(signum: int, frame: object) -> None:
+        log.warning("run.signal_ignored", signal=signal.Signals(signum).name,
+                    reason="removing the run's sandboxes")
+
+    signums = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {signum: signal.signal(signum, hold) for signum in signums}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+# --- MERGE(RUNNER): the runner's interface on main vs after the RUNNER slice ----------------
+# On main, run_episode(spec, out, control) returns a result dict and finished_result a dict;
+# after RUNNER merges, run_episode(spec, out, control, observer) returns an EpisodeResult and
+# tells the observer itself. Delete `as_episode_result`'s dict branch and call run_episode
+# with the observer directly once merged.
+
+
+def run_one(spec: Any, out: Path, control: Any, observer: RunObserver) -> EpisodeResult:
+    """Run one episode with the runner, as an EpisodeResult."""
+    import inspect
+
+    from rdbench.runner import run_episode
+
+    if "observer" in inspect.signature(run_episode).parameters:
+        return as_episode_result(run_episode(spec, out, control, observer=observer),  # type: ignore[call-arg]
+                                 spec)
+    _tell(observer.episode_started, spec.episode_id, spec.task.id, spec.agent, spec.seed)
+    result = as_episode_result(run_episode(spec, out, control), spec)
+    _tell(observer.episode_finished, result, False)
+    return result
+
+
+def as_episode_result(value: EpisodeResult | dict[str, Any], spec: Any) -> EpisodeResult:
+    """The EpisodeResult of what the runner returned (a dict on main)."""
+    if isinstance(value, EpisodeResult):
+        return value
+    limit, terminated = value.get("limit_hit"), value.get("terminated")
+    outcome = ("infrastructure_error" if value.get("infrastructure_error") else
+               "submitted" if terminated else "limit" if limit else
+               "agent_error" if value.get("agent_error") else "no_action")
+    return EpisodeResult(
+        episode_id=spec.episode_id, run_id=spec.run_id, identity=spec.episode_id,
+        task_id=value["task_id"], task_version=value["task_version"], task_hash="",
+        agent=value["agent"], agent_options=value.get("agent_options", {}),
+        seed=value["seed"], tools=spec.tools or [], budget=spec.budget,
+        sandbox=value.get("sandbox"), outcome=outcome, raw_score=value["raw_score"],
+        normalized_score=value["normalized_score"], valid=value["valid"],
+        message=value["message"], terminated=bool(terminated),
+        truncated=bool(value.get("truncated")), limit_hit=limit,
+        agent_error=value.get("agent_error"),
+        infrastructure_error=value.get("infrastructure_error"), steps=value["steps"],
+        elapsed_s=value["elapsed_s"], working_s=value["working_s"], grading_s=0.0,
+        usage=value.get("usage", {}), started_at="", finished_at="",
+        rdbench_version=value["rdbench_version"],
+    )
+
+
+# --- end MERGE(RUNNER) ------------------------------------------------------------------------
+
+
+class RayExecutor:
+    """Each episode a Ray task on whichever node has room for its CPUs and memory."""
+
+    def __init__(self, parallel: int = 1, address: str | None = None):
+        if parallel < 1:
+            raise ValueError(f"Expected parallel >= 1, got {parallel}")
+        self.parallel = parallel
+        self.address = address
+
+    def run(self, specs: Sequence[Any], out: Path, observer: RunObserver | None = None
+            ) -> RunReport:  # fmt: skip
+        """Run the specs as Ray tasks; see Executor.run. Joins the Ray instance this process
+        already has, else connects to `address` (or starts a local one)."""
+        ray = import_ray()
+        if not ray.is_initialized():
+            ray.init(address=self.address, log_to_driver=False)
+        check_machine(specs, _largest_node(ray))
+        observer = observer or NullObserver()
+        _tell(observer.run_started, len(specs))
+        done: dict[int, EpisodeResult] = {}
+        try:
+            todo, skipped = _split_finished(specs, out, observer, done)
+            self._run_remote(ray, todo, out, observer, done)
+        finally:
+            _tell(observer.run_finished)
+        return RunReport([done[index] for index in sorted(done)], skipped)
+
+    def _run_remote(self, ray: Any, todo: list[tuple[int, Any]], out: Path,
+                    observer: RunObserver, done: dict[int, EpisodeResult]) -> None:
+        remote = ray.remote(max_retries=0)(remote_episode)
+        task_refs: dict[Path, Any] = {}
+        running: dict[Any, tuple[int, Any]] = {}
+        pending = list(todo)
+        try:
+            while pending or running:
+                while pending and len(running) < self.parallel:
+                    index, spec = pending.pop(0)
+                    if spec.task.root not in task_refs:
+                        task_refs[spec.task.root] = ray.put(pack_task(spec.task.root))
+                    ref = remote.options(
+                        num_cpus=spec.task.sandbox.cpus,
+                        memory=spec.task.sandbox.memory_mb * 2**20,
+                        name=f"episode {spec.episode_id}",
+                    ).remote(spec, task_refs[spec.task.root])
+                    running[ref] = (index, spec)
+                    _tell(observer.episode_started, spec.episode_id, spec.task.id, spec.agent,
+                          spec.seed)
+                ready, _ = ray.wait(list(running), num_returns=1)
+                for ref in ready:
+                    index, spec = running.pop(ref)
+                    files = ray.get(ref)
+                    write_episode(out / spec.episode_id, files)
+                    result = _load_written(out / spec.episode_id, spec)
+                    done[index] = result
+                    _tell(observer.episode_finished, result, False)
+        except BaseException:
+            log.warning("run.stopping", running=len(running), executor="ray")
+            with _signals_held():
+                _cancel(ray, list(running))
+            raise
+
+
+def _load_written(folder: Path, spec: Any) -> EpisodeResult:
+    from rdbench.runner import finished_result
+
+    found = finished_result(folder)
+    if found is None:
+        raise RuntimeError(f"{folder}: the Ray task returned no finished result")
+    return as_episode_result(found, spec)
+
+
+def _cancel(ray: Any, refs: list[Any]) -> None:
+    """Stop the Ray tasks `refs`: first as Ctrl-C would (each removes its own sandbox), then,
+    for those still running after CANCEL_GRACE_S, by killing their worker (whose sandboxes
+    the worker's reaper then removes)."""
+    for ref in refs:
+        with contextlib.suppress(Exception):
+            ray.cancel(ref, force=False)
+    deadline = time.monotonic() + CANCEL_GRACE_S
+    remaining = list(refs)
+    while remaining and time.monotonic() < deadline:
+        _, remaining = ray.wait(remaining, num_returns=len(remaining), timeout=1.0)
+    for ref in remaining:
+        with contextlib.suppress(Exception):
+            ray.cancel(ref, force=True)
+
+
+def _largest_node(ray: Any) -> Resources:
+    """The most CPUs and memory any one alive node of the Ray cluster offers."""
+    nodes = [node for node in ray.nodes() if node.get("Alive")]
+    cpus = max((node["Resources"].get("CPU", 0.0) for node in nodes), default=0.0)
+    memory = max((node["Resources"].get("memory", 0.0) for node in nodes), default=0.0)
+    return Resources(cpus=float(cpus), memory_mb=int(memory // 2**20))
+
+
+def import_ray() -> Any:
+    """The ray module, or an error saying how to install it."""
+    try:
+        import ray
+    except ImportError as error:
+        raise RuntimeError(
+            "--executor ray needs Ray; install it with `pip install 'rdbench[ray]'`"
+        ) from error
+    return ray
+
+
+def pack_task(root: Path) -> bytes:
+    """The task folder `root` as a tar archive (task folders are small)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        tar.add(root, arcname=root.name)
+    return buffer.getvalue()
+
+
+def remote_episode(spec: Any, task_archive: bytes) -> dict[str, bytes]:
+    """Inside a Ray task: unpack the task, run the episode into a temporary folder on this
+    node, and return its files (name -> bytes).
+
+    The episode runs in a thread, so that a cancelled Ray task (a KeyboardInterrupt here)
+    stops it the runner's way: its sandbox is removed at once, then the task ends."""
+    from rdbench.runner import RunControl
+    from rdbench.task import load_task
+
+    with tempfile.TemporaryDirectory(prefix="rdbench-ray-") as scratch:
+        base = Path(scratch)
+        with tarfile.open(fileobj=io.BytesIO(task_archive), mode="r:gz") as tar:
+            tar.extractall(base / "task", filter="data")
+        task = load_task(base / "task" / spec.task.root.name)
+        local = replace(spec, task=task)
+        control = RunControl()
+        outcome: list[BaseException] = []
+
+        def play() -> None:
+            try:
+                run_one(local, base / "out", control, NullObserver())
+            except BaseException as error:  # handed to the task's thread below
+                outcome.append(error)
+
+        thread = threading.Thread(target=play, name="episode")
+        thread.start()
+        try:
+            while thread.is_alive():
+                thread.join(0.2)
+        except BaseException:  # cancelled: remove the sandbox now, then end
+            control.stop_all()
+            thread.join()
+            raise
+        if outcome:
+            raise outcome[0]
+        folder = base / "out" / local.episode_id
+        return {str(path.relative_to(folder)): path.read_bytes()
+                for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def write_episode(folder: Path, files: dict[str, bytes]) -> None:
+    """Write an episode's files into `folder` (replacing an unfinished attempt), result.json
+    last and atomically, so that a crash here leaves an episode to be resumed, never a
+    half-written one that counts as finished."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / RESULT).unlink(missing_ok=True)
+    for name, data in sorted(files.items(), key=lambda item: item[0] == RESULT):
+        parts = Path(name).parts
+        if not parts or Path(name).is_absolute() or any(p in (".", "..") for p in parts):
+            raise ValueError(f"An episode file name must be a path inside its folder, got "
+                             f"{name!r}")
+        target = folder / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        with open(temporary, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, target)
