@@ -48,6 +48,8 @@ app.add_typer(task_app, name="task")
 app.add_typer(image_app, name="image")
 console = Console()
 errors = Console(stderr=True)
+LOGGING = {"json_lines": False}  # the global --log-json flag, for the run's progress display
+INTERACTIVE_AGENTS = ("human",)  # agents that use the terminal themselves
 
 
 @app.callback()
@@ -58,6 +60,7 @@ def main(
     """Configure logging for the whole command (library code only logs); the flags may also
     come after the subcommand."""
     log_to_stderr(verbose=verbose, json_lines=log_json)
+    LOGGING["json_lines"] = log_json
 
 
 def _fail(message: str) -> typer.Exit:
@@ -152,6 +155,7 @@ def task_check(
 
 
 def _results_table(results: list[EpisodeResult]) -> Table:
+    """The episodes of a run, one row each."""
     table = Table(title="episodes")
     for column in ("task", "agent", "seed", "raw", "score", "valid", "steps", "ended"):
         table.add_column(column, no_wrap=True)
@@ -393,6 +397,9 @@ def _agent_choices(given: list[str] | None, shared: dict[str, Any]) -> list[Any]
 def _run_suite(config: Any, out: Path) -> None:
     """Run (or finish) the run `config` in `out` and print its episodes."""
     from rdbench.executors import LocalExecutor, RayExecutor, check_machine, import_ray
+    from rdbench.progress import make_observer
+    from rdbench.report import print_summary
+    from rdbench.run_observer import NullObserver
     from rdbench.sandbox import SandboxUnavailable
     from rdbench.scheduling import RequestTooLarge, machine_resources
     from rdbench.suite import (
@@ -421,38 +428,26 @@ def _run_suite(config: Any, out: Path) -> None:
             raise _fail(str(error)) from error
         pool = LocalExecutor(config.parallel)
     made_out = _check_out(out)
+    # a person at the terminal (the human agent) owns the screen: no live display over it
+    interactive = any(choice.name in INTERACTIVE_AGENTS for choice in config.agents)
+    observer = NullObserver() if interactive else make_observer(console, LOGGING["json_lines"])
 
     def work() -> Any:
         with claim_run(out) as previous:
             open_run(config, out)
             remove_run_sandboxes(run_id, previous)
-            return pool.run(specs, out)
+            return pool.run(specs, out, observer)
 
     try:
         report = _run_stoppable(work, out, made_out, SandboxUnavailable)
     except (RunConfigError, RequestTooLarge) as error:
         raise _fail(str(error)) from error
-    console.print(_episode_table(report.results))
+    console.print(_results_table(report.results))
+    print_summary(console, out, skipped=report.skipped)
     ran = len(report.results) - len(report.skipped)
     console.print(f"{len(report.results)} episode(s): {ran} run now, {len(report.skipped)} "
                   "skipped (finished in an earlier attempt)")
     console.print(f"records: {out.resolve()}")
-
-
-def _episode_table(results: list[Any]) -> Table:
-    """The episodes of a run (EpisodeResults), one row each."""
-    table = Table(title="episodes")
-    for column in ("task", "agent", "seed", "raw", "score", "valid", "steps", "ended"):
-        table.add_column(column, no_wrap=True)
-    for result in results:
-        score = result.normalized_score
-        table.add_row(
-            result.task_id, result.agent, str(result.seed),
-            "-" if result.raw_score is None else f"{result.raw_score:.4f}",
-            "not graded" if score is None else f"{score:.3f}",
-            str(result.valid), str(result.steps), result.outcome,
-        )
-    return table
 
 
 def _run_stoppable(

@@ -78,7 +78,7 @@ def _split_finished(specs: Sequence[Any], out: Path, observer: RunObserver,
         if done is None:
             todo.append((index, spec))
             continue
-        result = as_episode_result(done, spec)
+        result = done
         report[index] = result
         skipped.append(spec.episode_id)
         log.info("episode.skip", episode=spec.episode_id, reason="already finished")
@@ -166,54 +166,11 @@ def _signals_held() -> Iterator[None]:
             signal.signal(signum, handler)
 
 
-# --- MERGE(RUNNER): the runner's interface on main vs after the RUNNER slice ----------------
-# On main, run_episode(spec, out, control) returns a result dict and finished_result a dict;
-# after RUNNER merges, run_episode(spec, out, control, observer) returns an EpisodeResult and
-# tells the observer itself. Delete `as_episode_result`'s dict branch and call run_episode
-# with the observer directly once merged.
-
-
 def run_one(spec: Any, out: Path, control: Any, observer: RunObserver) -> EpisodeResult:
-    """Run one episode with the runner, as an EpisodeResult."""
-    import inspect
-
+    """Run one episode with the runner (which tells the observer as it goes)."""
     from rdbench.runner import run_episode
 
-    if "observer" in inspect.signature(run_episode).parameters:
-        return as_episode_result(run_episode(spec, out, control, observer=observer),  # type: ignore[call-arg]
-                                 spec)
-    _tell(observer.episode_started, spec.episode_id, spec.task.id, spec.agent, spec.seed)
-    result = as_episode_result(run_episode(spec, out, control), spec)
-    _tell(observer.episode_finished, result, False)
-    return result
-
-
-def as_episode_result(value: EpisodeResult | dict[str, Any], spec: Any) -> EpisodeResult:
-    """The EpisodeResult of what the runner returned (a dict on main)."""
-    if isinstance(value, EpisodeResult):
-        return value
-    limit, terminated = value.get("limit_hit"), value.get("terminated")
-    outcome = ("infrastructure_error" if value.get("infrastructure_error") else
-               "submitted" if terminated else "limit" if limit else
-               "agent_error" if value.get("agent_error") else "no_action")
-    return EpisodeResult(
-        episode_id=spec.episode_id, run_id=spec.run_id, identity=spec.episode_id,
-        task_id=value["task_id"], task_version=value["task_version"], task_hash="",
-        agent=value["agent"], agent_options=value.get("agent_options", {}),
-        seed=value["seed"], tools=spec.tools or [], budget=spec.budget,
-        sandbox=value.get("sandbox"), outcome=outcome, raw_score=value["raw_score"],
-        normalized_score=value["normalized_score"], valid=value["valid"],
-        message=value["message"], terminated=bool(terminated),
-        truncated=bool(value.get("truncated")), limit_hit=limit,
-        agent_error=value.get("agent_error"),
-        infrastructure_error=value.get("infrastructure_error"), steps=value["steps"],
-        elapsed_s=value["elapsed_s"], working_s=value["working_s"], grading_s=0.0,
-        usage=value.get("usage", {}), started_at="", finished_at="",
-        rdbench_version=value["rdbench_version"],
-    )
-
-
-# --- end MERGE(RUNNER) ------------------------------------------------------------------------
+    return run_episode(spec, out, control, observer=observer)
 
 
 class RayExecutor:
@@ -279,12 +236,14 @@ class RayExecutor:
 
 
 def _load_written(folder: Path, spec: Any) -> EpisodeResult:
-    from rdbench.runner import finished_result
+    """The result the Ray task returned for `spec`, now written in `folder`."""
+    from rdbench.records import RecordError, load_result
 
-    found = finished_result(folder)
-    if found is None:
-        raise RuntimeError(f"{folder}: the Ray task returned no finished result")
-    return as_episode_result(found, spec)
+    try:
+        return load_result(folder)
+    except RecordError as error:
+        raise RuntimeError(f"the Ray task for {spec.episode_id} returned no result: {error}"
+                           ) from error
 
 
 def _cancel(ray: Any, refs: list[Any]) -> None:

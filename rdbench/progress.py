@@ -169,6 +169,7 @@ class JsonLinesProgress:
         self._lock = threading.Lock()
         self._log = structlog.wrap_logger(
             structlog.PrintLogger(file or sys.stderr),
+            wrapper_class=structlog.BoundLogger,  # not the CLI's level filter: every event
             processors=[structlog.processors.add_log_level,
                         structlog.processors.TimeStamper(fmt="iso"),
                         structlog.processors.JSONRenderer()],

@@ -135,22 +135,23 @@ def test_a_small_suite_runs_every_episode_once_and_a_repeat_skips_them(
     assert first.exit_code == 0, first.output
     folders = sorted(path for path in out.iterdir() if path.is_dir())
     assert len(folders) == 4
-    results = [load_result(folder) if _typed(folder) else None for folder in folders]
+    results = [load_result(folder) for folder in folders]
     records = {folder.name: (folder / "result.json").read_bytes() for folder in folders}
     assert [json.loads(data)["normalized_score"] for data in records.values()] == [0.0] * 4
     assert RunConfig.load(out).tasks == two_tasks
     assert "4 run now, 0 skipped" in first.stdout
+    assert "run summary" in first.stdout  # the table of `rdbench show`, at the end
+    progress = [json.loads(line) for line in first.stderr.splitlines() if line.startswith("{")]
+    finished = [line for line in progress if line["event"] == "episode.finished"]
+    assert len(finished) == 4  # no terminal: the progress comes as JSON lines
     again = CliRunner().invoke(app, command)
     assert again.exit_code == 0, again.output
     assert "0 run now, 4 skipped" in again.stdout
+    skipped = [json.loads(line) for line in again.stderr.splitlines() if line.startswith("{")]
+    assert sum(line["event"] == "episode.skipped" for line in skipped) == 4
     assert {folder.name: (folder / "result.json").read_bytes() for folder in folders} == records
-    assert results == [load_result(folder) if _typed(folder) else None for folder in folders]
+    assert results == [load_result(folder) for folder in folders]
     assert not (out / ".rdbench-run.lock").exists()
-
-
-def _typed(folder: Path) -> bool:
-    """True when result.json is an EpisodeResult (the runner on main still writes a dict)."""
-    return "schema_version" in json.loads((folder / "result.json").read_text())
 
 
 @pytest.mark.docker
