@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -155,10 +156,12 @@ def task_check(
 
 
 def _results_table(results: list[EpisodeResult]) -> Table:
-    """The episodes of a run, one row each."""
-    table = Table(title="episodes")
+    """The episodes of a run, one row each (names fold, so that it fits 80 columns)."""
+    table = Table(title="episodes", box=box.SIMPLE_HEAD)
     for column in ("task", "agent", "seed", "raw", "score", "valid", "steps", "ended"):
-        table.add_column(column, no_wrap=True)
+        folds = column in ("task", "agent", "ended")
+        table.add_column(column, no_wrap=not folds, overflow="fold" if folds else "ellipsis",
+                         min_width=6 if folds else None)
     for result in results:
         normalized = result.normalized_score
         table.add_row(

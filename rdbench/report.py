@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
+from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -182,21 +183,32 @@ def _failures(row: ReportRow) -> str:
 
 
 def report_table(rows: Sequence[ReportRow], title: str = "run summary") -> Table:
-    """The rows as a rich table (the mean's 95% bootstrap interval in brackets)."""
-    table = Table(title=title)
-    for column in ("task", "agent", "n", "mean [95% CI]", "best", "cost $", "time s",
-                   "failures", "skipped", "unfinished"):
-        table.add_column(column, no_wrap=column not in ("failures",),
-                         justify="right" if column in ("n", "best", "cost $", "time s",
-                                                       "skipped", "unfinished") else "left")
+    """The rows as a rich table (the mean's 95% bootstrap interval in brackets). The cost,
+    skipped and unfinished columns appear only when some row has any, so that a run of
+    agents without a model fits 80 columns."""
+    extra = [name for name, present in (("skip", any(row.skipped for row in rows)),
+                                        ("unfin.", any(row.unfinished for row in rows)))
+             if present]
+    costs = any(row.mean_cost_usd for row in rows)
+    table = Table(title=title, box=box.SIMPLE_HEAD, caption="time: mean working seconds"
+                  + ("; skip: finished in an earlier attempt" if "skip" in extra else "")
+                  + ("; unfin.: no result yet" if "unfin." in extra else ""))
+    table.add_column("task", overflow="fold", min_width=10)
+    table.add_column("agent", overflow="fold", min_width=6)
+    for name in ("n", "mean [95% CI]", "best", *(["cost $"] if costs else []), "time"):
+        table.add_column(name, no_wrap=True, justify="left" if name.startswith("mean") else "right")
+    table.add_column("failures", overflow="fold", min_width=8)
+    for name in extra:
+        table.add_column(name, no_wrap=True, justify="right")
     for row in rows:
         mean = _number(row.mean, ".3f")
         if row.low is not None and row.high is not None:
             mean += f" [{row.low:.3f}, {row.high:.3f}]"
+        counts = {"skip": str(row.skipped), "unfin.": str(row.unfinished)}
         table.add_row(  # Text: names and numbers are shown as they are, never as markup
             Text(row.task_id), Text(row.agent), str(row.n), Text(mean), _number(row.best, ".3f"),
-            _number(row.mean_cost_usd, ".4f"), _number(row.mean_working_s, ".1f"),
-            _failures(row), str(row.skipped), str(row.unfinished),
+            *([_number(row.mean_cost_usd, ".4f")] if costs else []),
+            _number(row.mean_working_s, ".1f"), _failures(row), *(counts[name] for name in extra),
         )
     return table
 
