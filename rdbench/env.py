@@ -11,7 +11,6 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, SupportsFloat
 
@@ -38,6 +37,7 @@ from rdbench.sandbox.base import (
     SandboxConfig,
     SandboxError,
     SandboxUnavailable,
+    TrackedSandbox,
 )
 from rdbench.spaces import AnyText
 from rdbench.task import Budget, TaskSpec, get_task
@@ -450,7 +450,7 @@ class RDEnv(gym.Env[str, Any]):
         """The env's factory, with every grading sandbox (and the lab sandbox) it starts
         remembered until closed, so that close() (from another thread: a run being stopped)
         ends a grading or a lab call in progress."""
-        sandbox = _TrackedSandbox(self._factory(config), self._forget_grading)
+        sandbox = TrackedSandbox(self._factory(config), self._forget_grading)
         with self._sandboxes_lock:
             self._grading_sandboxes.add(sandbox)
             closing = self._closing
@@ -492,24 +492,6 @@ class RDEnv(gym.Env[str, Any]):
         self._close_sandbox()
         self._remove_scratch()
         super().close()
-
-
-class _TrackedSandbox:
-    """A sandbox that tells its owner when it is closed (the rest is the sandbox's own)."""
-
-    def __init__(self, sandbox: Sandbox, on_close: Callable[[Sandbox], None]):
-        self._sandbox = sandbox
-        self._on_close = on_close
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._sandbox, name)
-
-    def close(self) -> None:
-        """Close the sandbox (idempotent) and tell the owner."""
-        try:
-            self._sandbox.close()
-        finally:
-            self._on_close(self)
 
 
 def register_tasks() -> list[str]:

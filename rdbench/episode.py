@@ -35,7 +35,7 @@ from rdbench.infrastructure import (
 from rdbench.observation import Observation
 from rdbench.records import EpisodeResult, Outcome, RecordError, UsageRecord, parse_event
 from rdbench.run_observer import EpisodeProgress, RunObserver
-from rdbench.sandbox.base import Sandbox, SandboxConfig
+from rdbench.sandbox.base import Sandbox, SandboxConfig, TrackedSandbox
 from rdbench.transcript import (
     RESULT,
     WORKSPACE,
@@ -298,27 +298,9 @@ def _tracked_factory(backend: str, control: RunControl) -> Callable[[SandboxConf
         except BaseException:  # the run is stopping
             sandbox.close()
             raise
-        return _Untracking(sandbox, control)  # type: ignore[return-value]
+        return TrackedSandbox(sandbox, lambda _: control.untrack(sandbox))  # type: ignore[return-value]
 
     return factory
-
-
-class _Untracking:
-    """A sandbox that the run forgets once it is closed."""
-
-    def __init__(self, sandbox: Sandbox, control: RunControl):
-        self._sandbox = sandbox
-        self._control = control
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._sandbox, name)
-
-    def close(self) -> None:
-        """Close the sandbox and forget it."""
-        try:
-            self._sandbox.close()
-        finally:
-            self._control.untrack(self._sandbox)
 
 
 def _outcome(episode: EpisodeState, final: dict[str, Any], grade: FinalGrade) -> Outcome:

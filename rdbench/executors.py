@@ -18,12 +18,11 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import signal
 import tarfile
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -33,12 +32,13 @@ import structlog
 
 from rdbench.records import EpisodeResult
 from rdbench.run_observer import NullObserver, RunObserver
+from rdbench.runner import signals_held
 from rdbench.scheduling import Resources, Scheduler, check_requests, machine_resources
 from rdbench.suite import request_for
+from rdbench.transcript import RESULT
 
 log = structlog.get_logger()
 
-RESULT = "result.json"
 CANCEL_GRACE_S = 30.0  # how long a stopped Ray task has to remove its sandbox itself
 
 
@@ -133,7 +133,7 @@ class LocalExecutor:
                         done[index] = future.result()
             except BaseException:
                 log.warning("run.stopping", running=len(running))
-                with _signals_held():
+                with signals_held():
                     control.stop_all()
                     pool.shutdown(wait=True, cancel_futures=True)
                 raise
@@ -142,28 +142,6 @@ class LocalExecutor:
         finally:
             _tell(observer.run_finished)
         return RunReport([done[index] for index in sorted(done)], skipped)
-
-
-@contextlib.contextmanager
-def _signals_held() -> Iterator[None]:
-    """While a stopping run removes its sandboxes, a second Ctrl-C, SIGTERM or SIGHUP is
-    logged and ignored, so that it cannot cut the removal short (main thread only: Python
-    delivers signals only there)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def hold(signum: int, frame: object) -> None:
-        log.warning("run.signal_ignored", signal=signal.Signals(signum).name,
-                    reason="removing the run's sandboxes")
-
-    signums = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-    previous = {signum: signal.signal(signum, hold) for signum in signums}
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
 
 
 def run_one(spec: Any, out: Path, control: Any, observer: RunObserver) -> EpisodeResult:
@@ -230,7 +208,7 @@ class RayExecutor:
                     _tell(observer.episode_finished, result, False)
         except BaseException:
             log.warning("run.stopping", running=len(running), executor="ray")
-            with _signals_held():
+            with signals_held():
                 _cancel(ray, list(running))
             raise
 

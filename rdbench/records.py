@@ -187,20 +187,11 @@ class ScoreEvent(EventBase):
     )
 
 
-class UsageEvent(EventBase):
-    """The agent's usage so far, when it changed."""
+class UsageEvent(EventBase, UsageRecord):
+    """The agent's usage so far, when it changed (the fields of UsageRecord)."""
 
+    model_config = EventBase.model_config
     type: Literal["usage"] = "usage"
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cache_read_tokens: int = 0
-    cache_write_tokens: int = 0
-    total_tokens: int = 0
-    cost_usd: float = 0.0
-    requests: int = 0
-    retries: int = 0
-    retry_wait_s: float = 0.0
-    extra: dict[str, Any] | None = None
 
 
 class ErrorEvent(EventBase):

@@ -133,7 +133,7 @@ def _handling(signums: tuple[int, ...], handler: Any) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _signals_held() -> Iterator[None]:
+def signals_held() -> Iterator[None]:
     """While the run's sandboxes are being removed, a second Ctrl-C or SIGTERM is logged and
     ignored, so that it cannot cut the cleanup short."""
 
@@ -278,7 +278,7 @@ def run_many(
         return list(pool.map(lambda spec: run_episode(spec, out, control, watcher), specs))
     except KeyboardInterrupt:
         log.warning("run.interrupted")
-        with _signals_held():
+        with signals_held():
             control.stop_all()
             pool.shutdown(wait=True, cancel_futures=True)  # episodes end at their next check
         raise

@@ -258,3 +258,22 @@ def backend_factory(backend: str) -> SandboxFactory:
 def make_sandbox(backend: str, config: SandboxConfig, **options: Any) -> Sandbox:
     """Start a sandbox of the registered `backend` with `config`."""
     return backend_factory(backend)(config, **options)
+
+
+class TrackedSandbox:
+    """A sandbox that tells its owner when it is closed (the rest is the sandbox's own): how
+    an env or a run keeps the set of sandboxes it must close when it is stopped."""
+
+    def __init__(self, sandbox: Sandbox, on_close: Callable[[Sandbox], None]):
+        self._sandbox = sandbox
+        self._on_close = on_close
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sandbox, name)
+
+    def close(self) -> None:
+        """Close the sandbox (idempotent) and tell the owner."""
+        try:
+            self._sandbox.close()
+        finally:
+            self._on_close(self)  # type: ignore[arg-type]
