@@ -616,3 +616,71 @@ def transcript(
         replay(episode, console, full=full)
     except RecordError as error:
         raise _fail(str(error)) from error
+
+
+@app.command()
+def submit(
+    run_folder: Annotated[Path, typer.Argument(help="A finished run's folder, runs/NAME.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The bundle to write.")] = Path(
+        "bundle.tar.gz"),
+    name: Annotated[str | None, typer.Option(
+        help="The submission's name on the leaderboard (default: the run folder's name).")
+    ] = None,
+    agent_version: Annotated[str | None, typer.Option(help="Your agent's version.")] = None,
+    notes: Annotated[str, typer.Option(help="Anything the maintainers should know.")] = "",
+) -> None:
+    """Pack a finished run into a leaderboard bundle: a manifest (agents, models, tasks and
+    their content hashes, image, budgets, seeds, every file's SHA-256) plus every episode's
+    result, transcript and final workspace. Check it with `rdbench verify` before sending."""
+    from rdbench.bundle import BundleError, make_bundle
+
+    try:
+        path = make_bundle(run_folder, out, name=name or run_folder.resolve().name,
+                           agent_version=agent_version, notes=notes)
+    except BundleError as error:
+        raise _fail(str(error)) from error
+    console.print(f"bundle: {path.resolve()} ({path.stat().st_size} bytes)")
+    console.print(f"check it with: rdbench verify {path}")
+
+
+@app.command()
+def verify(
+    bundle: Annotated[Path, typer.Argument(help="A bundle made by `rdbench submit`.")],
+    out: Annotated[Path | None, typer.Option(
+        "--out", "-o", help="Where to write the report (default: next to the bundle, "
+        "NAME.verified.json).")] = None,
+    sandbox: Annotated[str, typer.Option(help="Sandbox backend to re-grade in.")] = "auto",
+    task_dir: Annotated[list[Path] | None, typer.Option(
+        "--task-dir", help="A task folder to verify against besides the shipped tasks "
+        "(repeatable).")] = None,
+) -> None:
+    """Verify a bundle: every hash, the tasks against the installed ones, a re-grade of every
+    final workspace, each transcript against its result, a scan for gaming. Prints the verdict
+    and numbered findings, writes the report; exits 1 when the bundle is rejected."""
+    from rdbench.bundle import BundleError
+    from rdbench.task import discover_tasks
+    from rdbench.verify import verify_bundle
+
+    _check_sandbox(sandbox)
+    tasks = discover_tasks()
+    for folder in task_dir or []:
+        spec = _task(str(folder.resolve()))
+        tasks[spec.id] = spec
+    try:
+        report = verify_bundle(bundle, backend=sandbox, tasks=tasks)
+    except BundleError as error:
+        raise _fail(f"rejected: {error}") from error
+    target = out or bundle.with_name(bundle.name.removesuffix(".gz").removesuffix(".tar")
+                                     + ".verified.json")
+    target.write_text(report.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    style = {"verified": "green", "verified with warnings": "yellow"}.get(report.verdict, "red")
+    console.print(f"[bold {style}]{report.verdict}[/]: {escape(report.name)} "
+                  f"({len(report.findings)} finding(s))")
+    for number, finding in enumerate(report.findings, start=1):
+        where = " ".join(part for part in (finding.episode_id, finding.path) if part)
+        console.print(f"{number}. [{finding.severity}] {finding.code}: "
+                      f"{escape(finding.message)}" + (f" ({escape(where)})" if where else ""),
+                      soft_wrap=True, highlight=False)
+    console.print(f"report: {target.resolve()}")
+    if report.verdict == "rejected":
+        raise typer.Exit(code=1)
