@@ -368,7 +368,7 @@ def _checked_members(
         kind = ("regular file" if member.isreg() else "folder" if member.isdir() else None)
         if kind is None:
             what = ("a symbolic link" if member.issym() else "a hard link" if member.islnk()
-                    else "a device" if member.isdev() else "a fifo" if member.isfifo()
+                    else "a fifo" if member.isfifo() else "a device" if member.isdev()
                     else "not a regular file")
             raise BundleError(f"{source}: member {member.name!r} is {what}; a bundle holds "
                               "only regular files (make it with `rdbench submit`)")
