@@ -678,7 +678,7 @@ def verify(
                   f"({len(report.findings)} finding(s))")
     for number, finding in enumerate(report.findings, start=1):
         where = " ".join(part for part in (finding.episode_id, finding.path) if part)
-        console.print(f"{number}. [{finding.severity}] {finding.code}: "
+        console.print(f"{number}. {escape(f'[{finding.severity}]')} {finding.code}: "
                       f"{escape(finding.message)}" + (f" ({escape(where)})" if where else ""),
                       soft_wrap=True, highlight=False)
     console.print(f"report: {target.resolve()}")
