@@ -3,11 +3,12 @@ against the manifest's hashes, checks the tasks against the installed ones, runs
 checks (re-grading, transcript consistency, gaming scan: rdbench.verify_checks) on every
 episode, and returns the VerifiedReport that `rdbench verify` writes as verified.json.
 
-Finding codes of this module (docs/leaderboard.md explains each; all reject a bundle):
-file_missing, file_modified, file_extra, episode_missing, episode_extra, episode_unreadable,
-episode_id_mismatch, transcript_missing, workspace_missing, task_unknown,
-task_version_mismatch, task_hash_mismatch, task_not_in_manifest, image_mismatch (a warning),
-check_failed.
+Finding codes of this module (docs/leaderboard.md explains each; all reject a bundle but
+image-mismatch, a warning): file-missing, file-modified, file-extra, episode-missing,
+episode-extra, episode-unreadable, episode-id-mismatch, transcript-missing, task-unknown,
+task-version-mismatch, task-hash-mismatch, task-not-in-manifest, image-mismatch,
+check-failed. An episode with one of the episode-level findings (unreadable, no transcript)
+is not given to the episode checks.
 """
 
 from __future__ import annotations
@@ -21,8 +22,7 @@ from typing import Any
 import structlog
 
 from rdbench.bundle import (
-    EPISODE_FILES,
-    RESULT,
+        RESULT,
     TRANSCRIPT,
     Bundle,
     BundleEpisode,
@@ -131,7 +131,7 @@ def _run_check(check: Check, episode: BundleEpisode, task: TaskSpec, manifest: M
         log.warning("verify.check_failed", check=name, episode=episode.episode_id,
                     error=str(error))
         return [Finding(
-            code="check_failed", severity="reject", episode_id=episode.episode_id,
+            code="check-failed", severity="reject", episode_id=episode.episode_id,
             message=f"check {name} could not run ({type(error).__name__}: {error}); the "
             "episode is unverified. Run `rdbench verify` again; if it fails again, report it",
         )]
@@ -147,29 +147,29 @@ def hash_findings(bundle: Bundle, manifest: Manifest) -> list[Finding]:
         episode = _episode_of(entry.path)
         if not file.is_file():
             findings.append(Finding(
-                code="file_missing", severity="reject", episode_id=episode, path=entry.path,
+                code="file-missing", severity="reject", episode_id=episode, path=entry.path,
                 message=f"{entry.path} is in the manifest but not in the bundle"))
         elif file.stat().st_size != entry.size or file_sha256(file) != entry.sha256:
             findings.append(Finding(
-                code="file_modified", severity="reject", episode_id=episode, path=entry.path,
+                code="file-modified", severity="reject", episode_id=episode, path=entry.path,
                 message=f"{entry.path} does not match the manifest's SHA-256: it was changed "
                 "after the bundle was made"))
     for name in bundle.files():
         if name != MANIFEST and name not in listed:
             findings.append(Finding(
-                code="file_extra", severity="reject", episode_id=_episode_of(name), path=name,
+                code="file-extra", severity="reject", episode_id=_episode_of(name), path=name,
                 message=f"{name} is in the bundle but not in the manifest"))
     episodes_dir = bundle.root / EPISODES
     present = {path.name for path in episodes_dir.iterdir()} if episodes_dir.is_dir() else set()
     for episode_id in sorted(set(manifest.episodes)):
         if episode_id not in present:
             findings.append(Finding(
-                code="episode_missing", severity="reject", episode_id=episode_id,
+                code="episode-missing", severity="reject", episode_id=episode_id,
                 path=f"{EPISODES}/{episode_id}",
                 message=f"episode {episode_id} is in the manifest but has no folder"))
     for episode_id in sorted(present - set(manifest.episodes)):
         findings.append(Finding(
-            code="episode_extra", severity="reject", episode_id=episode_id,
+            code="episode-extra", severity="reject", episode_id=episode_id,
             path=f"{EPISODES}/{episode_id}",
             message=f"{EPISODES}/{episode_id} is in the bundle but not in the manifest's "
             "episodes"))
@@ -191,19 +191,19 @@ def task_findings(manifest: Manifest, installed: Mapping[str, TaskSpec]) -> list
         spec = installed.get(entry.id)
         if spec is None:
             findings.append(Finding(
-                code="task_unknown", severity="reject",
+                code="task-unknown", severity="reject",
                 message=f"task {entry.id} is not installed here; the leaderboard verifies "
                 f"only its own tasks (installed: {', '.join(sorted(installed)) or 'none'})"))
             continue
         if spec.version != entry.version:
             findings.append(Finding(
-                code="task_version_mismatch", severity="reject",
+                code="task-version-mismatch", severity="reject",
                 message=f"task {entry.id}: the bundle ran version {entry.version}, "
                 f"installed is {spec.version}"))
         content = task_content_hash(spec.root)
         if content != entry.content_hash:
             findings.append(Finding(
-                code="task_hash_mismatch", severity="reject",
+                code="task-hash-mismatch", severity="reject",
                 message=f"task {entry.id}: the manifest's content hash "
                 f"{entry.content_hash[:12]} differs from the installed task's "
                 f"{content[:12]}; the run used another version of the task's files"))
@@ -231,32 +231,25 @@ def _readable_episodes(bundle: Bundle, manifest: Manifest) -> tuple[list[BundleE
     findings: list[Finding] = []
     for episode_id in manifest.episodes:
         if not (bundle.root / EPISODES / episode_id).is_dir():
-            continue  # episode_missing already says so
+            continue  # episode-missing already says so
         try:
             episode = bundle.episode(episode_id)
         except BundleError as error:
             findings.append(Finding(
-                code="episode_unreadable", severity="reject", episode_id=episode_id,
+                code="episode-unreadable", severity="reject", episode_id=episode_id,
                 path=f"{EPISODES}/{episode_id}/{RESULT}", message=str(error)))
             continue
         if episode.result.episode_id != episode_id:
             findings.append(Finding(
-                code="episode_id_mismatch", severity="reject", episode_id=episode_id,
+                code="episode-id-mismatch", severity="reject", episode_id=episode_id,
                 path=f"{EPISODES}/{episode_id}/{RESULT}",
                 message=f"the result in folder {episode_id} is episode "
                 f"{episode.result.episode_id}"))
         if not episode.transcript_path.is_file():
             findings.append(Finding(
-                code="transcript_missing", severity="reject", episode_id=episode_id,
+                code="transcript-missing", severity="reject", episode_id=episode_id,
                 path=f"{EPISODES}/{episode_id}/{TRANSCRIPT}",
                 message=f"episode {episode_id} has no {TRANSCRIPT}; every episode needs one"))
-            continue
-        if episode.workspace_path is None and episode.result.normalized_score is not None:
-            findings.append(Finding(
-                code="workspace_missing", severity="reject", episode_id=episode_id,
-                path=f"{EPISODES}/{episode_id}/{EPISODE_FILES[2]}",
-                message=f"episode {episode_id} claims a score but has no workspace archive "
-                "to re-grade"))
             continue
         episodes.append(episode)
     return episodes, findings
@@ -274,7 +267,7 @@ def coverage_findings(manifest: Manifest, results: Sequence[Any]) -> list[Findin
             for seed in manifest.seeds:
                 if (task.id, agent.name, canonical_json(agent.options), seed) not in have:
                     findings.append(Finding(
-                        code="episode_missing", severity="reject",
+                        code="episode-missing", severity="reject",
                         message=f"no readable episode of task {task.id}, agent {agent.name}, "
                         f"seed {seed}: the manifest declares it (a bundle holds every "
                         "episode of its run, not a selection)"))
@@ -291,12 +284,12 @@ def result_task_findings(manifest: Manifest, episodes: Sequence[BundleEpisode]) 
         entry = tasks.get(result.task_id)
         if entry is None:
             findings.append(Finding(
-                code="task_not_in_manifest", severity="reject", episode_id=episode.episode_id,
+                code="task-not-in-manifest", severity="reject", episode_id=episode.episode_id,
                 path=where, message=f"episode {episode.episode_id} ran task {result.task_id}, "
                 "which the manifest does not list"))
         elif (result.task_version, result.task_hash) != (entry.version, entry.content_hash):
             findings.append(Finding(
-                code="task_hash_mismatch", severity="reject", episode_id=episode.episode_id,
+                code="task-hash-mismatch", severity="reject", episode_id=episode.episode_id,
                 path=where, message=f"episode {episode.episode_id} ran task {result.task_id} "
                 f"{result.task_version}/{result.task_hash[:12]}, the manifest says "
                 f"{entry.version}/{entry.content_hash[:12]}"))
@@ -306,7 +299,7 @@ def result_task_findings(manifest: Manifest, episodes: Sequence[BundleEpisode]) 
 def image_findings(manifest: Manifest, episodes: Sequence[BundleEpisode]) -> list[Finding]:
     """A warning for each episode run on another sandbox image than the manifest names."""
     return [
-        Finding(code="image_mismatch", severity="warning", episode_id=episode.episode_id,
+        Finding(code="image-mismatch", severity="warning", episode_id=episode.episode_id,
                 path=f"{EPISODES}/{episode.episode_id}/{RESULT}",
                 message=f"episode {episode.episode_id} ran image {episode.result.image}, the "
                 f"manifest names {manifest.image_tag}")

@@ -65,7 +65,7 @@ def test_an_edited_score_with_a_stale_hash_is_rejected_naming_the_file(
         return manifest
 
     report = _verify(run, retamper(run.bundle, tmp_path / "b.tar.gz", edit))
-    [finding] = _rejects(report, "file_modified")
+    [finding] = _rejects(report, "file-modified")
     assert finding.path is not None and finding.path.endswith("/result.json")
     assert finding.episode_id is not None and finding.episode_id.startswith("toy-a__null__")
     assert finding.path in finding.message
@@ -86,7 +86,7 @@ def test_an_edited_score_with_a_rehashed_manifest_is_rejected_by_the_regrade(
 
     report = _verify(run, retamper(run.bundle, tmp_path / "b.tar.gz", edit), checks=True)
     assert report.verdict == "rejected"
-    assert not [finding for finding in report.findings if finding.code == "file_modified"]
+    assert not [finding for finding in report.findings if finding.code == "file-modified"]
     assert {finding.episode_id for finding in report.findings
             if finding.severity == "reject"} == {target}
 
@@ -101,7 +101,7 @@ def test_a_swapped_workspace_archive_is_rejected_naming_both(
         return manifest
 
     report = _verify(run, retamper(run.bundle, tmp_path / "b.tar.gz", swap))
-    [finding] = _rejects(report, "file_modified")
+    [finding] = _rejects(report, "file-modified")
     assert finding.path is not None and finding.path.endswith("/workspace.tar.gz")
     assert finding.episode_id is not None and finding.episode_id.startswith("toy-a__null__")
 
@@ -134,7 +134,7 @@ def test_a_changed_task_hash_in_the_manifest_is_rejected_naming_the_task(
         return manifest.model_copy(update={"tasks": tasks})
 
     report = _verify(run, retamper(run.bundle, tmp_path / "b.tar.gz", change))
-    found = _rejects(report, "task_hash_mismatch")
+    found = _rejects(report, "task-hash-mismatch")
     assert [finding.message for finding in found if finding.episode_id is None] == [
         next(finding.message for finding in found if finding.episode_id is None)]
     assert all("task toy-b" in finding.message for finding in found)
@@ -145,7 +145,7 @@ def test_a_changed_task_hash_in_the_manifest_is_rejected_naming_the_task(
 
 def test_a_task_that_is_not_installed_is_rejected(run: ToyRun) -> None:
     report = verify_bundle(run.bundle, tasks={"toy-a": run.tasks["toy-a"]}, checks=[])
-    [finding] = _rejects(report, "task_unknown")
+    [finding] = _rejects(report, "task-unknown")
     assert "task toy-b is not installed" in finding.message
 
 
@@ -156,11 +156,11 @@ def test_a_removed_transcript_is_rejected_naming_it(run: ToyRun, tmp_path: Path)
         return manifest
 
     report = _verify(run, retamper(run.bundle, tmp_path / "b.tar.gz", remove))
-    missing = _rejects(report, "file_missing")
+    missing = _rejects(report, "file-missing")
     assert [finding.path for finding in missing] == [
         f"episodes/{missing[0].episode_id}/transcript.jsonl"]
     assert str(missing[0].episode_id).startswith("toy-b__oracle__")
-    _rejects(report, "transcript_missing")
+    _rejects(report, "transcript-missing")
 
 
 def test_a_removed_transcript_and_its_manifest_entry_are_still_rejected(
@@ -172,9 +172,9 @@ def test_a_removed_transcript_and_its_manifest_entry_are_still_rejected(
         return rehashed(root, manifest)
 
     report = _verify(run, retamper(run.bundle, tmp_path / "b.tar.gz", remove))
-    [finding] = _rejects(report, "transcript_missing")
+    [finding] = _rejects(report, "transcript-missing")
     assert finding.path == f"episodes/{finding.episode_id}/transcript.jsonl"
-    assert not [finding for finding in report.findings if finding.code == "file_missing"]
+    assert not [finding for finding in report.findings if finding.code == "file-missing"]
 
 
 def test_an_edited_transcript_is_rejected_naming_it(run: ToyRun, tmp_path: Path) -> None:
@@ -190,7 +190,7 @@ def test_an_edited_transcript_is_rejected_naming_it(run: ToyRun, tmp_path: Path)
         return manifest
 
     report = _verify(run, retamper(run.bundle, tmp_path / "b.tar.gz", edit))
-    [finding] = _rejects(report, "file_modified")
+    [finding] = _rejects(report, "file-modified")
     assert finding.path is not None and finding.path.endswith("/transcript.jsonl")
     assert str(finding.episode_id).startswith("toy-a__oracle__")
 
@@ -203,7 +203,7 @@ def test_a_left_out_episode_is_rejected(run: ToyRun, tmp_path: Path) -> None:
         return rehashed(root, manifest.model_copy(update={"episodes": kept}))
 
     report = _verify(run, retamper(run.bundle, tmp_path / "b.tar.gz", leave_out))
-    [finding] = _rejects(report, "episode_missing")
+    [finding] = _rejects(report, "episode-missing")
     assert "task toy-b, agent null, seed 0" in finding.message
 
 
@@ -214,7 +214,7 @@ def test_an_extra_file_is_rejected(run: ToyRun, tmp_path: Path) -> None:
         return manifest
 
     report = _verify(run, retamper(run.bundle, tmp_path / "b.tar.gz", add))
-    [finding] = _rejects(report, "file_extra")
+    [finding] = _rejects(report, "file-extra")
     assert finding.path is not None and finding.path.endswith("/notes.txt")
 
 
@@ -241,7 +241,7 @@ def test_verify_command_prints_the_verdict_writes_the_report_and_exits_1_when_re
                                         "docker", *task_dirs])
     assert rejected.exit_code == 1
     assert rejected.output.startswith("rejected: toy-submission")
-    assert "1. [reject] file_modified: " in rejected.output
+    assert "1. [reject] file-modified: " in rejected.output
     assert VerifiedReport.model_validate_json(out.read_text()).verdict == "rejected"
 
 
