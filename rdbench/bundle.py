@@ -40,12 +40,10 @@ from rdbench.submission import (
     Manifest,
     TaskEntry,
 )
+from rdbench.transcript import RESULT, TRANSCRIPT, WORKSPACE
 
 log = structlog.get_logger()
 
-RESULT = "result.json"
-TRANSCRIPT = "transcript.jsonl"
-WORKSPACE = "workspace.tar.gz"
 EPISODE_FILES = (RESULT, TRANSCRIPT, WORKSPACE)
 """The files an episode folder of a bundle may hold (the workspace only when it left one)."""
 MAX_MEMBERS = 50_000

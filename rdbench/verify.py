@@ -39,6 +39,7 @@ from rdbench.submission import (
     verdict_of,
 )
 from rdbench.task import TaskSpec
+from rdbench.transcript import RESULT, TRANSCRIPT
 
 log = structlog.get_logger()
 
