@@ -22,8 +22,6 @@ from typing import Any
 import structlog
 
 from rdbench.bundle import (
-        RESULT,
-    TRANSCRIPT,
     Bundle,
     BundleEpisode,
     file_sha256,
