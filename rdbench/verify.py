@@ -7,8 +7,8 @@ Finding codes of this module (docs/leaderboard.md explains each; all reject a bu
 image-mismatch, a warning): file-missing, file-modified, file-extra, episode-missing,
 episode-extra, episode-unreadable, episode-id-mismatch, transcript-missing, task-unknown,
 task-version-mismatch, task-hash-mismatch, task-not-in-manifest, image-mismatch,
-check-failed. An episode with one of the episode-level findings (unreadable, no transcript)
-is not given to the episode checks.
+check-failed, manifest-path-unsafe. An episode with one of the episode-level findings
+(unreadable, no transcript) is not given to the episode checks.
 """
 
 from __future__ import annotations
@@ -70,13 +70,15 @@ def verify_bundle(
     with open_bundle(source) as bundle:
         manifest = bundle.manifest
         findings = hash_findings(bundle, manifest)
-        findings += task_findings(manifest, installed)
+        problems = task_problems(manifest, installed)
+        findings += [finding for found in problems.values() for finding in found]
         episodes, episode_problems = _readable_episodes(bundle, manifest)
         findings += episode_problems
         findings += coverage_findings(manifest, [episode.result for episode in episodes])
         findings += result_task_findings(manifest, episodes)
         findings += image_findings(manifest, episodes)
-        checkable = _checkable_tasks(manifest, installed)
+        checkable = {entry.id: installed[entry.id] for entry in manifest.tasks
+                     if entry.id in installed and not problems[entry.id]}
         for episode in episodes:
             task = checkable.get(episode.result.task_id)
             if task is None:
@@ -142,6 +144,12 @@ def hash_findings(bundle: Bundle, manifest: Manifest) -> list[Finding]:
     findings: list[Finding] = []
     listed = {entry.path for entry in manifest.files}
     for entry in manifest.files:
+        if not _inside(entry.path):
+            findings.append(Finding(
+                code="manifest-path-unsafe", severity="reject", path=entry.path,
+                message=f"the manifest names the file {entry.path!r}, a path outside the "
+                "bundle's layout"))
+            continue
         file = bundle.root / entry.path
         episode = _episode_of(entry.path)
         if not file.is_file():
@@ -161,7 +169,11 @@ def hash_findings(bundle: Bundle, manifest: Manifest) -> list[Finding]:
     episodes_dir = bundle.root / EPISODES
     present = {path.name for path in episodes_dir.iterdir()} if episodes_dir.is_dir() else set()
     for episode_id in sorted(set(manifest.episodes)):
-        if episode_id not in present:
+        if not _inside(f"{EPISODES}/{episode_id}") or "/" in episode_id:
+            findings.append(Finding(
+                code="manifest-path-unsafe", severity="reject", path=episode_id,
+                message=f"the manifest names the episode {episode_id!r}, not a folder name"))
+        elif episode_id not in present:
             findings.append(Finding(
                 code="episode-missing", severity="reject", episode_id=episode_id,
                 path=f"{EPISODES}/{episode_id}",
@@ -175,18 +187,29 @@ def hash_findings(bundle: Bundle, manifest: Manifest) -> list[Finding]:
     return findings
 
 
+def _inside(path: str) -> bool:
+    """True for a plain relative path in the bundle (no absolute path, `.` or `..` parts)."""
+    parts = path.split("/")
+    return (bool(path) and not path.startswith("/") and "\\" not in path and "\0" not in path
+            and all(part not in ("", ".", "..") for part in parts))
+
+
 def _episode_of(inside: str) -> str | None:
     """The episode id a bundle path belongs to, if it is under episodes/<id>/."""
     parts = inside.split("/")
     return parts[1] if len(parts) > 2 and parts[0] == EPISODES else None
 
 
-def task_findings(manifest: Manifest, installed: Mapping[str, TaskSpec]) -> list[Finding]:
-    """Each of the manifest's tasks installed here, at the same version and content hash."""
+def task_problems(
+    manifest: Manifest, installed: Mapping[str, TaskSpec]
+) -> dict[str, list[Finding]]:
+    """Per task of the manifest, the findings against the installed tasks (none: it is
+    installed here at the same version and content hash)."""
     from rdbench.identity import task_content_hash
 
-    findings: list[Finding] = []
+    problems: dict[str, list[Finding]] = {}
     for entry in manifest.tasks:
+        findings = problems.setdefault(entry.id, [])
         spec = installed.get(entry.id)
         if spec is None:
             findings.append(Finding(
@@ -206,18 +229,7 @@ def task_findings(manifest: Manifest, installed: Mapping[str, TaskSpec]) -> list
                 message=f"task {entry.id}: the manifest's content hash "
                 f"{entry.content_hash[:12]} differs from the installed task's "
                 f"{content[:12]}; the run used another version of the task's files"))
-    return findings
-
-
-def _checkable_tasks(manifest: Manifest, installed: Mapping[str, TaskSpec]) -> dict[str, TaskSpec]:
-    """The installed tasks the manifest names with their installed version and content hash."""
-    from rdbench.identity import task_content_hash
-
-    return {
-        entry.id: installed[entry.id] for entry in manifest.tasks
-        if entry.id in installed and installed[entry.id].version == entry.version
-        and task_content_hash(installed[entry.id].root) == entry.content_hash
-    }
+    return problems
 
 
 def _readable_episodes(bundle: Bundle, manifest: Manifest) -> tuple[list[BundleEpisode],
@@ -229,8 +241,10 @@ def _readable_episodes(bundle: Bundle, manifest: Manifest) -> tuple[list[BundleE
     episodes: list[BundleEpisode] = []
     findings: list[Finding] = []
     for episode_id in manifest.episodes:
-        if not (bundle.root / EPISODES / episode_id).is_dir():
-            continue  # episode-missing already says so
+        if "/" in episode_id or not _inside(f"{EPISODES}/{episode_id}") or not (
+            bundle.root / EPISODES / episode_id
+        ).is_dir():
+            continue  # manifest-path-unsafe or episode-missing already says so
         try:
             episode = bundle.episode(episode_id)
         except BundleError as error:

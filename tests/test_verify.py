@@ -218,6 +218,22 @@ def test_an_extra_file_is_rejected(run: ToyRun, tmp_path: Path) -> None:
     assert finding.path is not None and finding.path.endswith("/notes.txt")
 
 
+def test_a_manifest_naming_paths_outside_the_bundle_is_rejected(
+    run: ToyRun, tmp_path: Path
+) -> None:
+    from rdbench.submission import FileEntry
+
+    def point_outside(root: Path, manifest: Manifest) -> Manifest:
+        outside = FileEntry(path="../../etc/hostname", size=1, sha256="0" * 64)
+        return manifest.model_copy(update={"files": [*manifest.files, outside],
+                                           "episodes": [*manifest.episodes, "../.."]})
+
+    report = _verify(run, retamper(run.bundle, tmp_path / "b.tar.gz", point_outside))
+    found = _rejects(report, "manifest-path-unsafe")
+    assert sorted(str(finding.path) for finding in found) == ["../..", "../../etc/hostname"]
+    assert not [finding for finding in report.findings if finding.code == "file-missing"]
+
+
 def test_verify_command_prints_the_verdict_writes_the_report_and_exits_1_when_rejected(
     run: ToyRun, tmp_path: Path
 ) -> None:
