@@ -39,6 +39,7 @@ from rdbench.transcript import RESULT
 
 log = structlog.get_logger()
 
+WAIT_S = 0.5  # how long the driver waits for a Ray task at a time
 CANCEL_GRACE_S = 30.0  # how long a stopped Ray task has to remove its sandbox itself
 
 
@@ -198,7 +199,9 @@ class RayExecutor:
                     running[ref] = (index, spec)
                     _tell(observer.episode_started, spec.episode_id, spec.task.id, spec.agent,
                           spec.seed)
-                ready, _ = ray.wait(list(running), num_returns=1)
+                # short waits: back in Python often, so that Ctrl-C (a KeyboardInterrupt)
+                # is raised at once, not when an episode ends
+                ready, _ = ray.wait(list(running), num_returns=1, timeout=WAIT_S)
                 for ref in ready:
                     index, spec = running.pop(ref)
                     files = ray.get(ref)
