@@ -19,7 +19,7 @@ regrade-mismatch             reject    the workspace re-graded in a fresh sandbo
                                        [scoring] regrade_tolerance (1e-9 for a deterministic task),
                                        or valid where the claim is invalid or the other way round
 regrade-failed               reject    the verifier could not re-grade the workspace (its grading
-                                       machinery failed three times): the score is not verified;
+                                       machinery failed at each try): the score is not verified;
                                        run verify again
 workspace-missing            reject    the episode claims a score above 0 but holds no workspace
                                        archive to re-grade
@@ -100,7 +100,7 @@ from rdbench.gaming import (
 )
 from rdbench.grading import default_factory, grade_archive, normalize
 from rdbench.identity import resolved_budget
-from rdbench.infrastructure import InfrastructureFailure, retry_infrastructure
+from rdbench.infrastructure import ATTEMPTS, InfrastructureFailure, retry_infrastructure
 from rdbench.records import (
     ActionEvent,
     EpisodeResult,
@@ -130,8 +130,8 @@ FINDING_CODES: dict[str, tuple[Severity, str]] = {
         ' valid where the claim is invalid or the other way round'
     )),
     "regrade-failed": ("reject", (
-        'the verifier could not re-grade the workspace (its grading machinery failed three '
-        'times): the score is not verified; run verify again'
+        'the verifier could not re-grade the workspace (its grading machinery failed at each '
+        'try): the score is not verified; run verify again'
     )),
     "workspace-missing": ("reject", (
         'the episode claims a score above 0 but holds no workspace archive to re-grade'
@@ -260,11 +260,13 @@ class FolderEpisode:
 @dataclass
 class CheckContext:
     """What the checks share: the sandbox backend re-grading uses ("auto": docker where an
-    engine answers, else bwrap), labels for its sandboxes, and the re-graded scores the
-    re-grade check appends (one per episode, for verified.json)."""
+    engine answers, else bwrap), labels for its sandboxes, how many times a re-grading whose
+    machinery failed is tried, and the re-graded scores the re-grade check appends (one per
+    episode, for verified.json)."""
 
     backend: str = "auto"
     labels: dict[str, str] = field(default_factory=dict)
+    attempts: int = ATTEMPTS
     regraded: list[RegradedEpisode] = field(default_factory=list)
 
 
@@ -311,7 +313,7 @@ def check_regrade(
         grade = retry_infrastructure(
             lambda: grade_archive(task, archive, split="test",
                                   factory=default_factory(context.backend), labels=labels),
-            what="re-grading", wait=time.sleep,
+            what="re-grading", wait=time.sleep, attempts=context.attempts,
         ).value
     except InfrastructureFailure as failure:
         context.regraded.append(regraded)

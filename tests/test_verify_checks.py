@@ -23,7 +23,7 @@ from rdbench.cli import app
 from rdbench.resources import environments_dir
 from rdbench.submission import AgentEntry, Manifest, TaskEntry
 from rdbench.suite import RunConfig
-from rdbench.task import TaskSpec, load_task
+from rdbench.task import TaskSpec, TaskSpecError, load_task
 from rdbench.verify_checks import (
     DEFAULT_CHECKS,
     FINDING_CODES,
@@ -187,6 +187,23 @@ def test_a_positive_claim_without_a_workspace_is_rejected(run: Run, tmp_path: Pa
                                context)
     assert missing.code == "workspace-missing" and missing.severity == "reject"
     assert context.regraded[0].regraded_normalized is None
+
+
+@pytest.mark.docker
+def test_a_regrading_that_cannot_run_is_a_regrade_failure(run: Run) -> None:
+    context = CheckContext(backend="no-such-backend", attempts=1)
+    (failed,) = check_regrade(run.episodes["oracle"], run.task, run.manifest, context)
+    assert failed.code == "regrade-failed" and failed.severity == "reject"
+    assert "no-such-backend" in failed.message and "not verified" in failed.message
+    assert context.regraded[0].regraded_normalized is None
+
+
+def test_a_task_marking_a_missing_file_as_a_check_is_refused(tmp_path: Path) -> None:
+    task = toy_task_as(tmp_path, "toy-bad-checks")
+    toml = task / "task.toml"
+    toml.write_text(toml.read_text(encoding="utf-8") + 'checks = ["no_such.py"]\n', "utf-8")
+    with pytest.raises(TaskSpecError, match=r"\[scoring\] checks names 'no_such.py'"):
+        load_task(task)
 
 
 def test_regrade_tolerance_defaults_to_exact_and_timing_tasks_state_theirs() -> None:
