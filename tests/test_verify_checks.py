@@ -62,6 +62,40 @@ class ReadsTheGrader:
         return Usage()
 
 
+class NeverSubmits:
+    """Runs a harmless command at every step until the steps budget ends the episode."""
+
+    name = "never-submits"
+
+    def reset(self, info: TaskInfo, observation: str) -> None:
+        """Nothing to prepare."""
+
+    def act(self, observation: str) -> dict[str, Any]:
+        """Look around."""
+        return {"tool": "bash", "input": {"command": "ls -la"}}
+
+    def usage(self) -> Usage:
+        """No model."""
+        return Usage()
+
+
+class FailsAtTheSecondStep(NeverSubmits):
+    """Looks once, then its code fails (an agent error)."""
+
+    name = "fails"
+
+    def reset(self, info: TaskInfo, observation: str) -> None:
+        """Count the steps."""
+        self.steps = 0
+
+    def act(self, observation: str) -> dict[str, Any]:
+        """Look, then fail."""
+        self.steps += 1
+        if self.steps > 1:
+            raise RuntimeError("the agent's own bug")
+        return super().act(observation)
+
+
 def _task_with_a_check(folder: Path) -> Path:
     """A copy of the toy task whose workspace ships a check file the task marks as one."""
     task = toy_task_as(folder, "toy-checks")
@@ -288,6 +322,25 @@ def test_a_budget_beyond_the_default_is_a_warning_and_undeclared_a_mismatch(
     undeclared = declared.model_copy(update={"budgets": {}})
     (mismatch,) = check_consistency(episode, run.task, undeclared, context)
     assert mismatch.code == "budget-mismatch" and mismatch.severity == "reject"
+
+
+@pytest.mark.docker
+def test_episodes_ended_by_a_limit_or_an_agent_error_have_no_findings(
+    run: Run, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    episodes = _run(out, run.task.root, "--agent", "test_verify_checks:NeverSubmits",
+                    "--agent", "test_verify_checks:FailsAtTheSecondStep", "--max-steps", "3",
+                    "--parallel", "2")
+    limit, failed = episodes["NeverSubmits"], episodes["FailsAtTheSecondStep"]
+    assert (limit.result.outcome, limit.result.limit_hit, limit.result.steps) == (
+        "limit", "steps", 3)
+    assert (failed.result.outcome, failed.result.steps) == ("agent_error", 1)
+    manifest = _manifest(out, run.task)
+    context = CheckContext(backend="docker")
+    for episode in (limit, failed):
+        assert run_checks(episode, run.task, manifest, context) == [], episode.episode_id
+    assert [entry.regraded_normalized for entry in context.regraded] == [0.0, 0.0]
 
 
 # --- (3) signs of gaming: the transcript -----------------------------------------------------

@@ -1,5 +1,5 @@
 """Signs of gaming in an agent's actions and in a final workspace: what `rdbench verify`
-looks for (rdbench.verify_checks turns each hit into a finding).
+looks for (verify_checks.scan turns each hit into a finding).
 
 Patterns, not proofs: every pattern here names something an honest solution of a shipped task
 never needs (the tests run them over every task's workspace and solution). The workspace
