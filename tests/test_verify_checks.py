@@ -471,6 +471,22 @@ def test_shipped_workspaces_and_solutions_raise_no_finding(task_id: str, tmp_pat
         assert scan_workspace(episode, task, None, CheckContext()) == [], name  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("task_id", SHIPPED)
+def test_the_oracles_actions_on_shipped_tasks_raise_no_finding(task_id: str) -> None:
+    from rdbench.agents.scripted import OracleAgent
+    from rdbench.verify_checks.patterns import scan_text, strings_of
+
+    task = load_task(environments_dir() / task_id)
+    oracle = OracleAgent()
+    oracle.reset(TaskInfo(task, task.instructions, [], {}), "")
+    actions = [oracle.act("")]
+    while actions[-1]["tool"] != "submit":
+        actions.append(oracle.act(""))
+    assert len(actions) > 1  # the solution's writes, then the submit
+    for action in actions:
+        assert scan_text("\n".join(strings_of(action["input"]))) == [], action["tool"]
+
+
 # --- the finding codes -----------------------------------------------------------------------
 
 
