@@ -41,7 +41,7 @@ def check_regrade(
                             episode, WORKSPACE)]
         return []
     archive = episode.workspace_path
-    labels = {"rdbench.role": "verify", **context.labels}
+    labels = {"rdbench.episode": episode.episode_id, **context.labels}
     try:
         grade = retry_infrastructure(
             lambda: grade_archive(task, archive, split="test",
