@@ -72,6 +72,13 @@ class Scoring(_Strict):
         "normalizes to 0)"))
     reference: float = Field(description="raw test score of the reference solution")
     timeout_s: float = Field(900, gt=0, description="limit of one whole grading run")
+    regrade_tolerance: float = Field(0.0, ge=0, allow_inf_nan=False, description=(
+        "largest |claimed - re-graded| normalized score `rdbench verify` accepts: 0 for a "
+        "deterministic grader (compared to 1e-9), about 3x the measured spread of repeated "
+        "gradings for a timing task"))
+    checks: list[str] = Field(default_factory=list, description=(
+        "workspace files that check a solution the way the grader does (the grader keeps "
+        "its own copies): `rdbench verify` warns when a submission changed them"))
 
 
 class AgentView(_Strict):
@@ -218,6 +225,13 @@ def load_task(folder: str | Path) -> TaskSpec:
             f"{toml_path}: [scoring] start and reference are both {spec.scoring.start}; "
             "measure them by grading the starting and the reference solution"
         )
+    for name in spec.scoring.checks:
+        path = (spec.workspace_dir / name).resolve()
+        if not path.is_relative_to(spec.workspace_dir.resolve()) or not path.is_file():
+            raise TaskSpecError(
+                f"{toml_path}: [scoring] checks names {name!r}, which is no file of the "
+                "workspace; give paths relative to workspace/"
+            )
     _check_lab_tools(spec, toml_path)
     return spec
 
