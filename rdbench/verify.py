@@ -14,7 +14,6 @@ check-failed, manifest-path-unsafe. An episode with one of the episode-level fin
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,12 +31,12 @@ from rdbench.submission import (
     MANIFEST,
     Finding,
     Manifest,
-    RegradedEpisode,
     VerifiedReport,
     verdict_of,
 )
 from rdbench.task import TaskSpec
 from rdbench.transcript import RESULT, TRANSCRIPT
+from rdbench.verify_checks import DEFAULT_CHECKS, CheckContext
 
 log = structlog.get_logger()
 
@@ -102,23 +101,9 @@ def verify_bundle(
     return report
 
 
-@dataclass
-class _NoChecksContext:
-    """What the checks get when rdbench.verify_checks is not there."""
-
-    backend: str
-    regraded: list[RegradedEpisode] = field(default_factory=list)
-
-
-def _checks_and_context(backend: str) -> tuple[list[Check], Any]:
-    """rdbench.verify_checks' DEFAULT_CHECKS and a CheckContext for them."""
-    # MERGE(issue 12): remove this fallback once slice CHECKS (rdbench/verify_checks.py) is
-    # merged: import DEFAULT_CHECKS and CheckContext at the top of the function instead.
-    try:
-        from rdbench import verify_checks  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        return [], _NoChecksContext(backend=backend)
-    return list(verify_checks.DEFAULT_CHECKS), verify_checks.CheckContext(backend=backend)
+def _checks_and_context(backend: str) -> tuple[list[Check], CheckContext]:
+    """The default episode checks and a fresh CheckContext for them."""
+    return list(DEFAULT_CHECKS), CheckContext(backend=backend)
 
 
 def _run_check(check: Check, episode: BundleEpisode, task: TaskSpec, manifest: Manifest,

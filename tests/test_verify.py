@@ -7,7 +7,6 @@ the manifest need the episode checks (re-grading, consistency) of rdbench.verify
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -21,11 +20,6 @@ from rdbench.submission import Finding, Manifest, VerifiedReport
 from rdbench.verify import verify_bundle
 
 pytestmark = pytest.mark.docker
-NEEDS_CHECKS = pytest.mark.xfail(
-    importlib.util.find_spec("rdbench.verify_checks") is None,
-    reason="needs the episode checks (re-grade, consistency) of rdbench/verify_checks.py: "
-    "passes once slice CHECKS of issue 12 is merged", strict=False,
-)
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +65,6 @@ def test_an_edited_score_with_a_stale_hash_is_rejected_naming_the_file(
     assert finding.path in finding.message
 
 
-@NEEDS_CHECKS
 def test_an_edited_score_with_a_rehashed_manifest_is_rejected_by_the_regrade(
     run: ToyRun, tmp_path: Path
 ) -> None:
@@ -106,7 +99,6 @@ def test_a_swapped_workspace_archive_is_rejected_naming_both(
     assert finding.episode_id is not None and finding.episode_id.startswith("toy-a__null__")
 
 
-@NEEDS_CHECKS
 def test_a_swapped_workspace_with_a_rehashed_manifest_is_rejected_by_the_regrade(
     run: ToyRun, tmp_path: Path
 ) -> None:

@@ -497,3 +497,10 @@ def test_every_finding_code_is_in_the_docstring_table_with_its_severity() -> Non
             ("reject", "warning")}
     assert rows == {code: severity for code, (severity, _) in FINDING_CODES.items()}
     assert DEFAULT_CHECKS[-1] is check_regrade  # the slow one last
+
+
+def test_every_finding_code_is_explained_in_the_leaderboard_docs() -> None:
+    from rdbench.verify_checks import FINDING_CODES
+
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "leaderboard.md").read_text()
+    assert [code for code in FINDING_CODES if f"`{code}`" not in docs] == []
