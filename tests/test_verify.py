@@ -267,3 +267,49 @@ def test_verify_command_refuses_an_unsafe_bundle(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["verify", str(bundle), "--sandbox", "docker"])
     assert result.exit_code == 1
     assert "rejected:" in result.stderr and "'../evil' has a '..' component" in result.stderr
+
+
+def _with_workspace_file(archive: Path, name: str, content: str) -> None:
+    """Add (or replace) one file in a workspace.tar.gz, as an agent's workspace would hold it."""
+    import io
+    import tarfile
+
+    with tarfile.open(archive) as tar:
+        members = [(member, tar.extractfile(member).read() if member.isfile() else None)
+                   for member in tar.getmembers() if member.name.lstrip("./") != name]
+    with tarfile.open(archive, "w:gz") as tar:
+        for member, data in members:
+            tar.addfile(member, io.BytesIO(data) if data is not None else None)
+        added = tarfile.TarInfo(name)
+        added.size = len(content.encode())
+        tar.addfile(added, io.BytesIO(content.encode()))
+
+
+TIMER_PATCH = "import time\n_real = time.perf_counter\ntime.perf_counter = lambda: _real() / 10\n"
+READS_THE_GRADER = "print(open('/grader/score.py').read())\n"
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "codes"),
+    [
+        pytest.param("sitecustomize.py", TIMER_PATCH, {"interpreter-hook", "timer-patch"},
+                     id="patches-the-timer"),
+        pytest.param("peek.py", READS_THE_GRADER, {"protected-read"}, id="reads-the-grader"),
+    ],
+)
+def test_a_workspace_that_cheats_is_rejected_even_with_a_rehashed_manifest(
+    run: ToyRun, tmp_path: Path, name: str, content: str, codes: set[str]
+) -> None:
+    target = ""
+
+    def plant(root: Path, manifest: Manifest) -> Manifest:
+        nonlocal target
+        target = episode_of(manifest, "toy-a", "oracle")
+        _with_workspace_file(root / "episodes" / target / "workspace.tar.gz", name, content)
+        return rehashed(root, manifest)
+
+    report = _verify(run, retamper(run.bundle, tmp_path / "b.tar.gz", plant), checks=True)
+    for code in codes:
+        found = _rejects(report, code)
+        assert {finding.episode_id for finding in found} == {target}
+        assert any(name in (finding.path or "") + finding.message for finding in found)
