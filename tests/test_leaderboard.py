@@ -1,0 +1,278 @@
+"""The leaderboard (`rdbench leaderboard`) over real short runs: null and oracle on two toy
+tasks. Every number on the page and in the Markdown is checked against the runs' result.json
+files, computed here on its own (plain JSON, brute-force best-of-k)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import shutil
+import statistics
+from pathlib import Path
+
+import pytest
+from leaderboard_helpers import (
+    make_run,
+    read_tables,
+    results_of,
+    row_cells,
+    two_toy_tasks,
+    write_report,
+)
+from typer.testing import CliRunner
+
+from rdbench.cli import app
+from rdbench.leaderboard import aggregate, load_inputs
+from rdbench.leaderboard.aggregate import best_of
+from rdbench.report import bootstrap_interval, stratified_bootstrap_interval
+from rdbench.submission import Finding
+
+KS = (1, 2, 4)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory, sandbox_image: str) -> dict[str, Path]:
+    """Two real runs: `team` (null and oracle, 2 seeds, verified with a warning) and
+    `stranger` (oracle, 1 seed, not verified)."""
+    root = tmp_path_factory.mktemp("board")
+    tasks = two_toy_tasks(root / "tasks")
+    team = make_run(root / "team", tasks, ["null", "oracle"], runs=2)
+    stranger = make_run(root / "stranger", tasks, ["oracle"], runs=1)
+    warned = next(r for r in results_of(team) if r["agent"] == "oracle")["episode_id"]
+    write_report(team, [Finding(code="network-attempt", severity="warning",
+                                message="the transcript runs curl", episode_id=warned)])
+    return {"team": team, "stranger": stranger, "warned": Path(warned)}
+
+
+@pytest.fixture(scope="module")
+def site(runs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The site `rdbench leaderboard` writes for both runs."""
+    out = tmp_path_factory.mktemp("site")
+    result = CliRunner().invoke(app, ["leaderboard", str(runs["team"]), str(runs["stranger"]),
+                                      "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def _groups(run: Path) -> dict[tuple[str, str], list[dict]]:
+    """The run's results by (agent, task)."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for result in results_of(run):
+        groups.setdefault((result["agent"], result["task_id"]), []).append(result)
+    return groups
+
+
+def _all_groups(runs: dict[str, Path]) -> dict[tuple[str, str, str], list[dict]]:
+    return {(name, agent, task): results for name in ("team", "stranger")
+            for (agent, task), results in _groups(runs[name]).items()}
+
+
+def _table_of(name: str) -> str:
+    return "board" if name == "team" else "apart-table"
+
+
+def _row_id(run: str, agent: str) -> str:
+    return f"row-{run}--{agent}"
+
+
+@pytest.mark.docker
+def test_each_task_cell_shows_the_runs_mean_interval_and_n(
+    runs: dict[str, Path], site: Path
+) -> None:
+    tables = read_tables(site / "index.html")
+    for (name, agent, task), results in _all_groups(runs).items():
+        scores = [r["normalized_score"] for r in results]
+        cells = row_cells(tables[_table_of(name)], _row_id(name, agent))
+        shown = cells[task]
+        assert float(shown["sort"]) == pytest.approx(statistics.fmean(scores), abs=1e-12)
+        assert shown["text"].startswith(f"{statistics.fmean(scores):.3f}")
+        assert f"n={len(scores)}" in shown["text"]
+        interval = bootstrap_interval(scores)
+        if interval is None:
+            assert "[" not in shown["text"]
+        else:
+            assert f"[{interval[0]:.3f}, {interval[1]:.3f}]" in shown["text"]
+        cost = statistics.fmean(r["usage"]["cost_usd"] for r in results)
+        assert cost == 0.0  # null and oracle call no model
+
+
+@pytest.mark.docker
+def test_overall_is_the_mean_of_the_task_means_with_its_interval(
+    runs: dict[str, Path], site: Path
+) -> None:
+    tables = read_tables(site / "index.html")
+    for name in ("team", "stranger"):
+        by_agent: dict[str, dict[str, list[float]]] = {}
+        for (agent, task), results in _groups(runs[name]).items():
+            by_agent.setdefault(agent, {})[task] = [r["normalized_score"] for r in results]
+        for agent, tasks in by_agent.items():
+            overall = statistics.fmean(statistics.fmean(s) for s in tasks.values())
+            cells = row_cells(tables[_table_of(name)], _row_id(name, agent))
+            assert float(cells["overall [95% CI]"]["sort"]) == pytest.approx(overall, abs=1e-12)
+            working = statistics.fmean(r["working_s"] for (a, _), rs in
+                                       _groups(runs[name]).items() if a == agent for r in rs)
+            assert float(cells["mean working s"]["sort"]) == pytest.approx(working, abs=1e-9)
+
+
+@pytest.mark.docker
+def test_score_at_k_is_the_best_of_the_runs_that_fit_k_slowest_runs(
+    runs: dict[str, Path], site: Path
+) -> None:
+    groups = _all_groups(runs)
+    tasks = sorted({task for _, _, task in groups})
+    budget = {task: max(statistics.fmean(r["working_s"] for r in results)
+                        for (_, _, t), results in groups.items() if t == task)
+              for task in tasks}
+    tables = read_tables(site / "index.html")
+    for name, agent in {(name, agent) for name, agent, _ in groups}:
+        cells = row_cells(tables[_table_of(name)], _row_id(name, agent))
+        for k in KS:
+            per_task = []
+            for task in tasks:
+                results = groups[(name, agent, task)]
+                if len(results) < k:
+                    break
+                scores = [r["normalized_score"] for r in results]
+                per_run = statistics.fmean(r["working_s"] for r in results)
+                fits = math.floor(k * budget[task] / per_run + 1e-9) if per_run else len(scores)
+                m = min(len(scores), max(k, fits))
+                per_task.append(statistics.fmean(
+                    max(chosen) for chosen in itertools.combinations(scores, m)))
+            shown = cells[f"score@{k}"]["sort"]
+            if len(per_task) < len(tasks):
+                assert shown == "", (name, agent, k)
+            else:
+                assert float(shown) == pytest.approx(statistics.fmean(per_task), abs=1e-12)
+
+
+@pytest.mark.docker
+def test_unverified_runs_are_apart_and_the_reference_row_scores_one(
+    runs: dict[str, Path], site: Path
+) -> None:
+    tables = read_tables(site / "index.html")
+    board = {row["id"]: row for row in tables["board"]["rows"]}
+    apart = {row["id"]: row for row in tables["apart-table"]["rows"]}
+    assert set(board) == {"row-reference-solution", _row_id("team", "null"),
+                          _row_id("team", "oracle")}
+    assert set(apart) == {_row_id("stranger", "oracle")}
+    assert {row["status"] for row in apart.values()} == {"unverified"}
+    assert board[_row_id("team", "null")]["status"] == "verified with warnings"
+    reference = row_cells(tables["board"], "row-reference-solution")
+    assert all(float(reference[task]["sort"]) == 1.0 for task in ("toy-a", "toy-b"))
+    assert float(reference["overall [95% CI]"]["sort"]) == 1.0
+
+
+@pytest.mark.docker
+def test_the_markdown_table_shows_the_same_numbers(runs: dict[str, Path], site: Path) -> None:
+    lines = (site / "leaderboard.md").read_text().splitlines()
+    header = next(line for line in lines if line.startswith("| submission"))
+    names = [name.strip() for name in header.strip("|").split("|")]
+    rows = {}
+    for line in lines:
+        if line.startswith("| ") and not line.startswith("| submission"):
+            values = [value.strip() for value in line.strip("|").split("|")]
+            rows[(values[0], values[1])] = dict(zip(names, values, strict=True))
+    assert rows[("reference solution", "reference")]["overall [95% CI]"] == "1.000"
+    for (name, agent, task), results in _all_groups(runs).items():
+        scores = [r["normalized_score"] for r in results]
+        row = rows[(name, agent)]
+        assert row["status"] == ("verified with warnings" if name == "team" else "unverified")
+        assert row[task].startswith(f"{statistics.fmean(scores):.3f}")
+        assert row[task].endswith(f"(n={len(scores)})")
+    unverified = lines.index("## Unverified and rejected submissions (not ranked)")
+    assert all(not line.startswith("| stranger") for line in lines[:unverified])
+
+
+@pytest.mark.docker
+def test_every_episode_link_opens_its_transcript_page(
+    runs: dict[str, Path], site: Path
+) -> None:
+    tables = read_tables(site / "index.html")
+    linked = {link for table in ("board", "apart-table") for row in tables[table]["rows"]
+              for cell in row["cells"] for link in cell["links"]}
+    episodes = {(name, r["episode_id"]): r for name in ("team", "stranger")
+                for r in results_of(runs[name])}
+    assert len(linked) == len(episodes) == 10  # team: 2 agents x 2 tasks x 2; stranger: 2
+    instructions = (runs["team"].parent / "tasks" / "toy-a" / "instructions.md").read_text()
+    for link in linked:
+        page = (site / link).read_text()
+        episode_id = Path(link).stem
+        run = link.split("/")[1].split("--")[0]
+        result = episodes[(run, episode_id)]
+        assert episode_id in page
+        assert f"final grade {result['normalized_score']:.3f}" in page
+        assert 'id="timeline"' in page and 'id="events"' in page
+        if result["task_id"] == "toy-a":
+            assert instructions.strip().splitlines()[0] in page.replace("&#x27;", "'")
+        if run == "team" and episode_id == str(runs["warned"]):
+            assert "network-attempt" in page and "the transcript runs curl" in page
+        elif run == "stranger":
+            assert "This submission was not verified." in page
+
+
+@pytest.mark.docker
+def test_the_plots_are_png_files_and_shown_inline(site: Path) -> None:
+    index = (site / "index.html").read_text()
+    for name in ("task-bars.png", "score-vs-time.png"):
+        data = (site / "plots" / name).read_bytes()
+        assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 5000
+        assert f'href="plots/{name}"' in index
+    assert index.count('src="data:image/png;base64,') == 2
+    assert "http://" not in index.replace('xmlns="http://www.w3.org/2000/svg"', "")
+    assert "https://" not in index
+
+
+@pytest.mark.docker
+def test_the_verifiers_regraded_scores_are_the_ones_counted(
+    runs: dict[str, Path], tmp_path: Path
+) -> None:
+    oracle = [r for r in results_of(runs["team"])
+              if r["agent"] == "oracle" and r["task_id"] == "toy-a"]
+    report = write_report(runs["team"], [], regraded={oracle[0]["episode_id"]: 0.5},
+                          path=tmp_path / "given.verified.json")
+    board = aggregate(load_inputs([runs["team"], report]))
+    cell = next(row for row in board.rows if row.agent == "oracle").tasks["toy-a"]
+    assert sorted(cell.scores) == [0.5, 1.0]
+    assert cell.mean == 0.75
+    assert (cell.low, cell.high) == bootstrap_interval([0.5, 1.0])
+    assert next(row for row in board.rows if row.agent == "oracle").status == "verified"
+
+
+@pytest.mark.docker
+def test_episodes_of_the_human_agent_make_a_human_row(
+    runs: dict[str, Path], tmp_path: Path
+) -> None:
+    run = tmp_path / "people"
+    shutil.copytree(runs["stranger"], run)
+    for result_file in run.glob("*/result.json"):
+        data = json.loads(result_file.read_text())
+        result_file.write_text(json.dumps({**data, "agent": "human"}))
+    board = aggregate(load_inputs([run]))
+    assert [(row.agent, row.kind, row.status) for row in board.apart] == [
+        ("human", "human", "unverified")]
+
+
+def test_a_path_that_is_no_input_is_refused_with_what_to_give(tmp_path: Path) -> None:
+    odd = tmp_path / "notes.txt"
+    odd.write_text("hello")
+    result = CliRunner().invoke(app, ["leaderboard", str(odd), "-o", str(tmp_path / "site")])
+    assert result.exit_code == 1
+    assert "not a bundle (*.tar.gz), a run folder or a verified.json" in result.output
+
+
+def test_best_of_m_is_the_mean_best_over_every_m_runs() -> None:
+    scores = [0.1, 0.7, 0.3, 0.9, 0.2]
+    for m in range(1, 6):
+        brute = statistics.fmean(max(c) for c in itertools.combinations(scores, m))
+        assert best_of(scores, m) == pytest.approx(brute, abs=1e-12)
+    with pytest.raises(ValueError, match="1 <= m <= 5"):
+        best_of(scores, 6)
+
+
+def test_the_overall_interval_of_one_task_is_that_tasks_interval() -> None:
+    scores = [0.1, 0.7, 0.3, 0.9]
+    assert stratified_bootstrap_interval([scores]) == bootstrap_interval(scores)
+    low, high = stratified_bootstrap_interval([scores, [0.5, 0.5, 0.5]]) or (0.0, 0.0)
+    assert low < (statistics.fmean(scores) + 0.5) / 2 < high
+    assert stratified_bootstrap_interval([[0.4], [0.6]]) is None
