@@ -27,6 +27,16 @@ def make_run(out: Path, tasks: list[Path], agents: list[str], runs: int) -> Path
     return out
 
 
+SCORER = "agents_for_tests:Actions actions='" + json.dumps([
+    {"tool": "write_file", "input": {"path": "answer.py", "content": "print(3)"}},
+    {"tool": "score", "input": {}},
+    {"tool": "write_file", "input": {"path": "answer.py", "content": "print(4)"}},
+    {"tool": "score", "input": {}},
+], separators=(",", ":")) + "'"
+"""An agent that uses the score tool twice and submits (0.75 on the toy task's test split: it
+prints 4, the start prints 1, the reference 5)."""
+
+
 def two_toy_tasks(folder: Path) -> list[Path]:
     """Two copies of the toy task, toy-a and toy-b."""
     return [toy_task_as(folder, name) for name in ("toy-a", "toy-b")]

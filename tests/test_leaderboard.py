@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from leaderboard_helpers import (
+    SCORER,
     make_run,
     read_tables,
     results_of,
@@ -29,20 +30,25 @@ from rdbench.report import bootstrap_interval, stratified_bootstrap_interval
 from rdbench.submission import Finding
 
 KS = (1, 2, 4)
+RUNS = ("team", "stranger", "scorer")
+SCORER_LABEL = "agents_for_tests:Actions"
+TASKS = ("toy-a", "toy-b")
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory, sandbox_image: str) -> dict[str, Path]:
-    """Two real runs: `team` (null and oracle, 2 seeds, verified with a warning) and
-    `stranger` (oracle, 1 seed, not verified)."""
+    """Three real runs: `team` (null and oracle, 2 seeds, verified with a warning),
+    `stranger` (oracle, 1 seed, not verified) and `scorer` (an agent that uses the score tool,
+    on toy-a only, not verified)."""
     root = tmp_path_factory.mktemp("board")
     tasks = two_toy_tasks(root / "tasks")
     team = make_run(root / "team", tasks, ["null", "oracle"], runs=2)
     stranger = make_run(root / "stranger", tasks, ["oracle"], runs=1)
+    scorer = make_run(root / "scorer", tasks[:1], [SCORER], runs=1)
     warned = next(r for r in results_of(team) if r["agent"] == "oracle")["episode_id"]
     write_report(team, [Finding(code="network-attempt", severity="warning",
                                 message="the transcript runs curl", episode_id=warned)])
-    return {"team": team, "stranger": stranger, "warned": Path(warned)}
+    return {"team": team, "stranger": stranger, "scorer": scorer, "warned": Path(warned)}
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +56,7 @@ def site(runs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Pat
     """The site `rdbench leaderboard` writes for both runs."""
     out = tmp_path_factory.mktemp("site")
     result = CliRunner().invoke(app, ["leaderboard", str(runs["team"]), str(runs["stranger"]),
-                                      "-o", str(out)])
+                                      str(runs["scorer"]), "-o", str(out)])
     assert result.exit_code == 0, result.output
     return out
 
@@ -64,7 +70,7 @@ def _groups(run: Path) -> dict[tuple[str, str], list[dict]]:
 
 
 def _all_groups(runs: dict[str, Path]) -> dict[tuple[str, str, str], list[dict]]:
-    return {(name, agent, task): results for name in ("team", "stranger")
+    return {(name, agent, task): results for name in RUNS
             for (agent, task), results in _groups(runs[name]).items()}
 
 
@@ -73,7 +79,7 @@ def _table_of(name: str) -> str:
 
 
 def _row_id(run: str, agent: str) -> str:
-    return f"row-{run}--{agent}"
+    return f"row-{run}--{agent}".replace(":", "-")
 
 
 @pytest.mark.docker
@@ -102,14 +108,21 @@ def test_overall_is_the_mean_of_the_task_means_with_its_interval(
     runs: dict[str, Path], site: Path
 ) -> None:
     tables = read_tables(site / "index.html")
-    for name in ("team", "stranger"):
+    for name in RUNS:
         by_agent: dict[str, dict[str, list[float]]] = {}
         for (agent, task), results in _groups(runs[name]).items():
             by_agent.setdefault(agent, {})[task] = [r["normalized_score"] for r in results]
         for agent, tasks in by_agent.items():
-            overall = statistics.fmean(statistics.fmean(s) for s in tasks.values())
             cells = row_cells(tables[_table_of(name)], _row_id(name, agent))
+            if set(tasks) != set(TASKS):  # a row lacking a task has no overall score
+                assert cells["overall [95% CI]"]["sort"] == ""
+                continue
+            overall = statistics.fmean(statistics.fmean(s) for s in tasks.values())
             assert float(cells["overall [95% CI]"]["sort"]) == pytest.approx(overall, abs=1e-12)
+            interval = stratified_bootstrap_interval(list(tasks.values()))
+            if interval is not None:
+                assert f"[{interval[0]:.3f}, {interval[1]:.3f}]" in \
+                    cells["overall [95% CI]"]["text"]
             working = statistics.fmean(r["working_s"] for (a, _), rs in
                                        _groups(runs[name]).items() if a == agent for r in rs)
             assert float(cells["mean working s"]["sort"]) == pytest.approx(working, abs=1e-9)
@@ -130,7 +143,7 @@ def test_score_at_k_is_the_best_of_the_runs_that_fit_k_slowest_runs(
         for k in KS:
             per_task = []
             for task in tasks:
-                results = groups[(name, agent, task)]
+                results = groups.get((name, agent, task), [])
                 if len(results) < k:
                     break
                 scores = [r["normalized_score"] for r in results]
@@ -155,7 +168,7 @@ def test_unverified_runs_are_apart_and_the_reference_row_scores_one(
     apart = {row["id"]: row for row in tables["apart-table"]["rows"]}
     assert set(board) == {"row-reference-solution", _row_id("team", "null"),
                           _row_id("team", "oracle")}
-    assert set(apart) == {_row_id("stranger", "oracle")}
+    assert set(apart) == {_row_id("stranger", "oracle"), _row_id("scorer", SCORER_LABEL)}
     assert {row["status"] for row in apart.values()} == {"unverified"}
     assert board[_row_id("team", "null")]["status"] == "verified with warnings"
     reference = row_cells(tables["board"], "row-reference-solution")
@@ -178,10 +191,12 @@ def test_the_markdown_table_shows_the_same_numbers(runs: dict[str, Path], site: 
         scores = [r["normalized_score"] for r in results]
         row = rows[(name, agent)]
         assert row["status"] == ("verified with warnings" if name == "team" else "unverified")
+        if name == "scorer":
+            assert row["toy-b"] == "-"  # it never ran toy-b
         assert row[task].startswith(f"{statistics.fmean(scores):.3f}")
         assert row[task].endswith(f"(n={len(scores)})")
     unverified = lines.index("## Unverified and rejected submissions (not ranked)")
-    assert all(not line.startswith("| stranger") for line in lines[:unverified])
+    assert all(not line.startswith(("| stranger", "| scorer")) for line in lines[:unverified])
 
 
 @pytest.mark.docker
@@ -191,9 +206,8 @@ def test_every_episode_link_opens_its_transcript_page(
     tables = read_tables(site / "index.html")
     linked = {link for table in ("board", "apart-table") for row in tables[table]["rows"]
               for cell in row["cells"] for link in cell["links"]}
-    episodes = {(name, r["episode_id"]): r for name in ("team", "stranger")
-                for r in results_of(runs[name])}
-    assert len(linked) == len(episodes) == 10  # team: 2 agents x 2 tasks x 2; stranger: 2
+    episodes = {(name, r["episode_id"]): r for name in RUNS for r in results_of(runs[name])}
+    assert len(linked) == len(episodes) == 11  # team: 2 agents x 2 tasks x 2; 2; 1
     instructions = (runs["team"].parent / "tasks" / "toy-a" / "instructions.md").read_text()
     for link in linked:
         page = (site / link).read_text()
@@ -207,8 +221,18 @@ def test_every_episode_link_opens_its_transcript_page(
             assert instructions.strip().splitlines()[0] in page.replace("&#x27;", "'")
         if run == "team" and episode_id == str(runs["warned"]):
             assert "network-attempt" in page and "the transcript runs curl" in page
-        elif run == "stranger":
+        elif run in ("stranger", "scorer"):
             assert "This submission was not verified." in page
+        if run == "scorer":  # its two validation scores, on the time line and listed
+            lines = (runs["scorer"] / episode_id / "transcript.jsonl").read_text().splitlines()
+            scores = [e for e in map(json.loads, lines) if e["type"] == "score"]
+            assert len(scores) == 2
+            assert page.count('<circle class="validation"') == 2
+            for score in scores:
+                assert (f"<li>{score['elapsed_working_s']:.1f} s: "
+                        f"{score['normalized_score']:.3f}</li>") in page
+        else:
+            assert "no validation scores" in page
 
 
 @pytest.mark.docker

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from leaderboard_helpers import make_run, results_of, two_toy_tasks, write_report
+from leaderboard_helpers import SCORER, make_run, results_of, two_toy_tasks, write_report
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -26,16 +26,18 @@ def site(
     browser_binaries: tuple[str, str], tmp_path_factory: pytest.TempPathFactory, sandbox_image: str
 ) -> Path:
     """The site of a real run (null and oracle on two toy tasks), verified with a warning,
-    and of a second, unverified run."""
+    and of two unverified runs (null; an agent that uses the score tool)."""
     root = tmp_path_factory.mktemp("browser-board")
     tasks = two_toy_tasks(root / "tasks")
     team = make_run(root / "team", tasks, ["null", "oracle"], runs=1)
     other = make_run(root / "other", tasks, ["null"], runs=2)
+    scorer = make_run(root / "scorer", tasks[:1], [SCORER], runs=1)
     episode = results_of(team)[0]["episode_id"]
     write_report(team, [Finding(code="suspicious-pattern", severity="warning",
                                 message="looked at /proc", episode_id=episode)])
     out = root / "site"
-    result = CliRunner().invoke(app, ["leaderboard", str(team), str(other), "-o", str(out)])
+    result = CliRunner().invoke(app, ["leaderboard", str(team), str(other), str(scorer), "-o",
+                                      str(out)])
     assert result.exit_code == 0, result.output
     return out
 
@@ -131,3 +133,16 @@ def test_an_episodes_link_opens_its_transcript_page(driver: WebDriver, site: Pat
     assert _problems(driver) == []
     driver.find_element(By.LINK_TEXT, "\u2190 leaderboard").click()
     assert driver.title == "rdbench leaderboard"
+
+
+def test_an_episodes_page_shows_its_validation_scores_on_the_time_line(
+    driver: WebDriver, site: Path
+) -> None:
+    driver.get((site / "index.html").as_uri())
+    driver.find_element(By.CSS_SELECTOR, "#apart-table tr[id^='row-scorer'] .eps a").click()
+    dots = driver.find_elements(By.CSS_SELECTOR, "#timeline circle.validation")
+    assert len(dots) == 2
+    assert all(dot.is_displayed() for dot in dots)
+    xs = [float(dot.get_attribute("cx") or 0) for dot in dots]
+    assert xs[0] < xs[1]  # the second came later in working time
+    assert _problems(driver) == []
