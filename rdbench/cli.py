@@ -638,7 +638,8 @@ def leaderboard(
         raise _fail(str(error)) from error
     board = aggregate(submissions)
     index = write_site(board, out)
-    console.print(f"leaderboard: {len(board.rows) - 1 if board.tasks else 0} ranked row(s), "
-                  f"{len(board.apart)} apart, {len(board.tasks)} task(s)", highlight=False)
+    ranked = sum(row.kind != "reference" for row in board.rows)
+    console.print(f"leaderboard: {ranked} verified row(s), {len(board.apart)} unverified or "
+                  f"rejected, {len(board.tasks)} task(s)", highlight=False)
     console.print(f"site: {index}; plots: {out / 'plots'}; Markdown: "
                   f"{out / 'leaderboard.md'}", highlight=False, soft_wrap=True)

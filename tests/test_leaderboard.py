@@ -27,7 +27,7 @@ from rdbench.cli import app
 from rdbench.leaderboard import aggregate, load_inputs
 from rdbench.leaderboard.aggregate import best_of
 from rdbench.report import bootstrap_interval, stratified_bootstrap_interval
-from rdbench.submission import Finding
+from rdbench.submission import Finding, VerifiedReport
 
 KS = (1, 2, 4)
 RUNS = ("team", "stranger", "scorer")
@@ -300,3 +300,16 @@ def test_the_overall_interval_of_one_task_is_that_tasks_interval() -> None:
     low, high = stratified_bootstrap_interval([scores, [0.5, 0.5, 0.5]]) or (0.0, 0.0)
     assert low < (statistics.fmean(scores) + 0.5) / 2 < high
     assert stratified_bootstrap_interval([[0.4], [0.6]]) is None
+
+
+def test_a_report_without_its_bundle_is_refused_naming_the_bundle(tmp_path: Path) -> None:
+    report = VerifiedReport(bundle="team.tar.gz", bundle_sha256="0" * 64, name="team",
+                            verdict="verified", findings=[], episodes=[],
+                            verified_at="2026-01-01T00:00:00+00:00",
+                            verifier_rdbench_version="0.1.0", verifier_image_tag="t",
+                            verifier_image_hash="0" * 64)
+    path = tmp_path / "team.verified.json"
+    path.write_text(report.model_dump_json())
+    result = CliRunner().invoke(app, ["leaderboard", str(path), "-o", str(tmp_path / "site")])
+    assert result.exit_code == 1
+    assert "the report of team.tar.gz, which is neither given nor beside it" in result.output

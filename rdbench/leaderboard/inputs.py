@@ -58,11 +58,6 @@ class Submission:
         """verified, verified with warnings, rejected, or unverified."""
         return self.verified.verdict if self.verified is not None else "unverified"
 
-    @property
-    def listed(self) -> bool:
-        """True when it belongs in the main table: verified (with or without warnings)."""
-        return self.status in ("verified", "verified with warnings")
-
 
 def load_inputs(paths: list[Path]) -> list[Submission]:
     """The submissions the paths give: bundles and run folders, with their verified.json
@@ -82,9 +77,15 @@ def load_inputs(paths: list[Path]) -> list[Submission]:
                 "what `rdbench submit`, `rdbench run --out` or `rdbench verify -o` made"
             )
     for report_path, report in reports:  # a report given alone: its bundle lies beside it
+        if any(source.name == report.bundle for source in sources):
+            continue
         beside = report_path.parent / report.bundle
-        if beside.exists() and all(beside.resolve() != source.resolve() for source in sources):
-            sources.append(beside)
+        if not beside.exists():
+            raise LeaderboardInputError(
+                f"{report_path} is the report of {report.bundle}, which is neither given nor "
+                f"beside it; give the bundle too"
+            )
+        sources.append(beside)
     submissions = []
     for source in sources:
         submission = read_source(source)

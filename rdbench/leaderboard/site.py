@@ -72,6 +72,9 @@ def _index_body(board: Board, images: dict[str, bytes]) -> str:
         "Click a column's header to sort by it; the small numbers under a score link to its "
         "episodes' transcripts.</p>",
         "<h2>Verified submissions</h2>",
+        *(["<p>No verified submission yet: verify a bundle with <code>rdbench verify</code> "
+           "and give its verified.json.</p>"]
+          if all(row.kind == "reference" for row in board.rows) else []),
         _table("board", board, _ordered(board.rows)),
     ]
     if board.apart:
