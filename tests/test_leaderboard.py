@@ -25,7 +25,8 @@ from typer.testing import CliRunner
 
 from rdbench.cli import app
 from rdbench.leaderboard import aggregate, load_inputs
-from rdbench.leaderboard.aggregate import best_of
+from rdbench.leaderboard.aggregate import Board, BoardRow, TaskCell, best_of
+from rdbench.leaderboard.plots import score_vs_time, task_bars
 from rdbench.report import bootstrap_interval, stratified_bootstrap_interval
 from rdbench.submission import Finding, VerifiedReport
 
@@ -313,3 +314,14 @@ def test_a_report_without_its_bundle_is_refused_naming_the_bundle(tmp_path: Path
     result = CliRunner().invoke(app, ["leaderboard", str(path), "-o", str(tmp_path / "site")])
     assert result.exit_code == 1
     assert "the report of team.tar.gz, which is neither given nor beside it" in result.output
+
+
+def test_names_with_dollars_are_drawn_as_text_not_math() -> None:
+    cell = TaskCell(task_id="cost$", n=2, mean=0.5, low=0.2, high=0.8, mean_cost_usd=1.0,
+                    mean_working_s=3.0, scores=(0.2, 0.8), working_s=(2.0, 4.0),
+                    episodes=("a", "b"))
+    row = BoardRow(key="r", submission="$x^{$ team", agent="a$b$", kind="agent",
+                   status="unverified", tasks={"cost$": cell})
+    board = Board(tasks=["cost$"], rows=[], apart=[row], submissions=[], budgets={})
+    for draw in (task_bars, score_vs_time):
+        assert draw(board).startswith(b"\x89PNG")

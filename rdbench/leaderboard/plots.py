@@ -21,9 +21,16 @@ def _png(figure: Figure) -> bytes:
     return buffer.getvalue()
 
 
+def _plain(text: str) -> str:
+    """`text` shown as it is (a $ would start matplotlib's math mode)."""
+    return text.replace("$", r"\$")
+
+
 def _label(row: BoardRow) -> str:
     mark = "" if row.status in ("verified", "reference") else f" [{row.status}]"
-    return f"{row.submission}: {row.agent}{mark}" if row.kind != "reference" else "reference"
+    if row.kind == "reference":
+        return "reference"
+    return _plain(f"{row.submission}: {row.agent}{mark}")
 
 
 def task_bars(board: Board) -> bytes:
@@ -46,7 +53,7 @@ def task_bars(board: Board) -> bytes:
         axes.bar(xs, heights, width, yerr=[below, above], capsize=3, label=_label(row),
                  hatch="//" if row in board.apart else None,
                  alpha=0.5 if row.kind == "reference" else 1.0)
-    axes.set_xticks(range(len(board.tasks)), board.tasks, rotation=15)
+    axes.set_xticks(range(len(board.tasks)), [_plain(t) for t in board.tasks], rotation=15)
     axes.set_ylabel("normalized score (mean, 95% CI)")
     axes.axhline(1.0, color="grey", linewidth=0.8, linestyle="--")
     axes.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
