@@ -184,7 +184,10 @@ def read_bundle(path: Path) -> Submission:
             f"{path}: this rdbench cannot open bundles yet (no rdbench.bundle); give the run "
             "folder instead"
         ) from error
-    opened: Any = open_bundle(path)
+    try:  # BundleError and RecordError are ValueErrors that name what was wrong
+        opened: Any = open_bundle(path)
+    except ValueError as error:
+        raise LeaderboardInputError(f"{path}: {error}") from error
     entered = hasattr(opened, "__enter__")
     bundle = opened.__enter__() if entered else opened
     try:
@@ -194,6 +197,8 @@ def read_bundle(path: Path) -> Submission:
             for episode in bundle.episodes
         ]
         manifest: Manifest = bundle.manifest
+    except ValueError as error:
+        raise LeaderboardInputError(f"{path}: {error}") from error
     finally:
         if entered:
             opened.__exit__(None, None, None)
