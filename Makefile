@@ -11,7 +11,7 @@ $(BIN)/rdbench: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
-## setup: the virtual environment, the Docker engine, the sandbox image
+## setup: the virtual environment, the host's packages (Docker engine, bubblewrap, Chromium), the sandbox image
 setup: $(BIN)/rdbench
 	PYTHON=$(BIN)/python bash scripts/setup-host.sh
 	@if $(BIN)/python -c 'import docker; docker.from_env(timeout=5).ping()' 2>/dev/null; then \

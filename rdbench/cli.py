@@ -684,3 +684,30 @@ def verify(
     console.print(f"report: {target.resolve()}")
     if report.verdict == "rejected":
         raise typer.Exit(code=1)
+
+
+@app.command()
+def leaderboard(
+    inputs: Annotated[list[Path], typer.Argument(
+        help="Bundles (bundle.tar.gz, with bundle.verified.json beside it when verified), "
+        "verified.json files, or run folders (runs/NAME).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The site's folder.")] = Path("site"),
+) -> None:
+    """Make the leaderboard: a static site (index.html: a sortable table, per-task bars with
+    95% intervals, score against working time; a transcript page per episode), the plots as
+    PNG under plots/ and the Markdown table leaderboard.md. Unverified and rejected
+    submissions are shown apart."""
+    from rdbench.leaderboard import aggregate, load_inputs, write_site
+    from rdbench.leaderboard.inputs import LeaderboardInputError
+
+    try:
+        submissions = load_inputs(inputs)
+    except LeaderboardInputError as error:
+        raise _fail(str(error)) from error
+    board = aggregate(submissions)
+    index = write_site(board, out)
+    ranked = sum(row.kind != "reference" for row in board.rows)
+    console.print(f"leaderboard: {ranked} verified row(s), {len(board.apart)} unverified or "
+                  f"rejected, {len(board.tasks)} task(s)", highlight=False)
+    console.print(f"site: {index}; plots: {out / 'plots'}; Markdown: "
+                  f"{out / 'leaderboard.md'}", highlight=False, soft_wrap=True)

@@ -109,6 +109,26 @@ def bootstrap_interval(
     return _quantile(means, tail), _quantile(means, 1 - tail)
 
 
+def stratified_bootstrap_interval(
+    groups: Sequence[Sequence[float]], *, resamples: int = RESAMPLES,
+    seed: int = BOOTSTRAP_SEED, confidence: float = CONFIDENCE,
+) -> tuple[float, float] | None:
+    """The percentile bootstrap interval of the mean of the groups' means, each group
+    resampled on its own (the leaderboard's overall score: tasks are fixed, runs vary). None
+    when no group has two values; one group gives `bootstrap_interval`'s interval."""
+    groups = [list(group) for group in groups if group]
+    if not groups or all(len(group) < 2 for group in groups):
+        return None
+    rng = random.Random(seed)
+    means = sorted(
+        sum(sum(rng.choices(group, k=len(group))) / len(group) for group in groups)
+        / len(groups)
+        for _ in range(resamples)
+    )
+    tail = (1 - confidence) / 2
+    return _quantile(means, tail), _quantile(means, 1 - tail)
+
+
 def _quantile(ordered: Sequence[float], q: float) -> float:
     """The q-quantile of sorted values, interpolating linearly between neighbours."""
     position = q * (len(ordered) - 1)

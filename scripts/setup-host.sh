@@ -4,7 +4,8 @@
 #    no engine runs and there is no service manager to start it);
 #  - debootstrap, to bootstrap the sandbox image's base where no registry can be reached;
 #  - bubblewrap, the daemon-less sandbox backend;
-#  - e2fsprogs (mkfs.ext4), for each sandbox's size-limited disk (a loop-mounted ext4 image).
+#  - e2fsprogs (mkfs.ext4), for each sandbox's size-limited disk (a loop-mounted ext4 image);
+#  - chromium and chromium-driver, the headless browser the leaderboard site's tests drive.
 # Needs root to install; without root it only says what is missing.
 set -uo pipefail
 
@@ -20,6 +21,8 @@ command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
 command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
 command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
 command -v mkfs.ext4 >/dev/null 2>&1 || [ -x /sbin/mkfs.ext4 ] || missing+=(e2fsprogs)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 
 if [ "${#missing[@]}" -gt 0 ]; then
     if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then

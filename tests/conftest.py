@@ -1,8 +1,9 @@
 """Shared fixtures: what a test needs (a Docker engine, the sandbox image, bubblewrap and the
-image's exported files) and how it skips.
+image's exported files, a headless Chromium) and how it skips.
 
-A test marked `docker` (or `bwrap`) skips with the reason when no engine answers (or bwrap
-cannot run), except under CI=true, where that is a failure: CI must prove those tests ran.
+A test marked `docker` (or `bwrap`, or `browser`) skips with the reason when no engine
+answers (or bwrap cannot run, or no Chromium is installed), except under CI=true, where that
+is a failure: CI must prove those tests ran.
 """
 
 from __future__ import annotations
@@ -86,6 +87,21 @@ def bwrap_rootfs(bwrap_available: None) -> str:
     return str(ensure_rootfs())
 
 
+@pytest.fixture(scope="session")
+def browser_binaries() -> tuple[str, str]:
+    """The paths of Chromium and its chromedriver (Debian: chromium, chromium-driver)."""
+    import shutil
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    if browser is None or driver is None:
+        missing("no Chromium or chromedriver on PATH; install Debian's chromium and "
+                "chromium-driver (as root: apt-get install chromium chromium-driver), or run "
+                "`make test`")
+    assert browser is not None and driver is not None
+    return browser, driver
+
+
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
     """Each sandbox backend in turn (for docker, with the sandbox image built)."""
@@ -108,12 +124,14 @@ def _fresh_logging() -> Iterator[None]:
 
 @pytest.fixture(autouse=True)
 def _needs(request: pytest.FixtureRequest) -> None:
-    """Give every test marked `docker` (`bwrap`) the engine (bwrap) check, even if it takes
-    no fixture."""
+    """Give every test marked `docker` (`bwrap`, `browser`) the engine (bwrap, browser)
+    check, even if it takes no fixture."""
     if request.node.get_closest_marker("docker"):
         request.getfixturevalue("docker_client")
     if request.node.get_closest_marker("bwrap"):
         request.getfixturevalue("bwrap_rootfs")
+    if request.node.get_closest_marker("browser"):
+        request.getfixturevalue("browser_binaries")
 
 
 @pytest.fixture
