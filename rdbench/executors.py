@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import signal
 import tarfile
 import tempfile
 import threading
@@ -279,6 +280,9 @@ def remote_episode(spec: Any, task_archive: bytes) -> dict[str, bytes]:
     from rdbench.runner import RunControl
     from rdbench.task import load_task
 
+    if threading.current_thread() is threading.main_thread():
+        # a cancel arrives as SIGINT; a worker that inherited it ignored would never stop
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     with tempfile.TemporaryDirectory(prefix="rdbench-ray-") as scratch:
         base = Path(scratch)
         with tarfile.open(fileobj=io.BytesIO(task_archive), mode="r:gz") as tar:

@@ -228,12 +228,11 @@ def remove_run_sandboxes(run_id: str, previous_pid: int | None) -> list[str]:
 def _remove_containers(run_id: str) -> list[str]:
     import docker.errors
 
-    from rdbench.sandbox.docker import LABEL, connect
+    from rdbench.sandbox.docker import LABEL, connect, list_containers
 
     client = connect()
     removed = []
-    for container in client.containers.list(all=True,
-                                            filters={"label": f"{LABEL}.run={run_id}"}):
+    for container in list_containers(client, {"label": f"{LABEL}.run={run_id}"}):
         try:
             container.remove(force=True)
         except docker.errors.NotFound:

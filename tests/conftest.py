@@ -9,6 +9,7 @@ is a failure: CI must prove those tests ran.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -167,3 +168,12 @@ def busy_cores() -> Iterator[None]:
     for loop in loops:
         loop.kill()
         loop.wait()
+
+
+@pytest.fixture(autouse=True)
+def _python_handles_ctrl_c() -> None:
+    """Every test starts with Python's own SIGINT handler. Tests send Ctrl-C to this process
+    and to the processes it starts, which inherit an ignored SIGINT; one test's (or one
+    library's) leftover handler must not make another test's Ctrl-C vanish."""
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        signal.signal(signal.SIGINT, signal.default_int_handler)

@@ -97,7 +97,8 @@ def wait_for_sandboxes(backend: str, runner: subprocess.Popen[str], count: int) 
 
 
 def containers_of(client: Any, pid: int) -> list[Any]:
-    return client.containers.list(all=True, filters={"label": f"rdbench.pid={pid}"})
+    return client.containers.list(all=True, sparse=True,
+                                  filters={"label": f"rdbench.pid={pid}"})
 
 
 def wait_for_containers(client: Any, runner: subprocess.Popen[str], count: int) -> None:

@@ -69,7 +69,8 @@ def run_sandboxes(backend: str, run_id: str, pids: list[int]) -> list[str]:
 
         client = docker.from_env()
         try:
-            found = client.containers.list(all=True, filters={"label": f"rdbench.run={run_id}"})
+            found = client.containers.list(all=True, sparse=True,
+                                           filters={"label": f"rdbench.run={run_id}"})
             return [container.short_id for container in found]
         finally:
             client.close()

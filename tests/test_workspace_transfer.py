@@ -82,7 +82,8 @@ def assert_nothing_left(pid: int, request: pytest.FixtureRequest, backend: str) 
     assert not list(Path("/tmp").glob("rdbench-grade-*"))
     if backend == "docker":
         client: Any = request.getfixturevalue("docker_client")
-        assert not client.containers.list(all=True, filters={"label": f"rdbench.pid={pid}"})
+        assert not client.containers.list(all=True, sparse=True,
+                                          filters={"label": f"rdbench.pid={pid}"})
 
 
 @pytest.fixture(scope="module")

@@ -556,6 +556,19 @@ def _default_image(client: docker.DockerClient) -> str:
     return tag
 
 
+def list_containers(client: Any, filters: dict[str, Any], attempts: int = 3) -> list[Any]:
+    """Every container (running or not) matching `filters`. The SDK inspects each container
+    it lists, so one removed in between (by a reaper, or the run it belongs to) makes the
+    whole listing fail with NotFound: list again."""
+    for attempt in range(attempts):
+        try:
+            return list(client.containers.list(all=True, filters=filters))
+        except docker.errors.NotFound:
+            if attempt == attempts - 1:
+                raise
+    return []
+
+
 def remove_leftovers(*, everything: bool = False, state_dir: Path = hostdirs.STATE_DIR,
                      ) -> list[str]:  # fmt: skip
     """Remove rdbench containers whose owning process is gone (all of them with
@@ -563,7 +576,7 @@ def remove_leftovers(*, everything: bool = False, state_dir: Path = hostdirs.STA
     removed."""
     client = connect()
     removed = []
-    for container in client.containers.list(all=True, filters={"label": LABEL}):
+    for container in list_containers(client, {"label": LABEL}):
         owner = container.labels.get(f"{LABEL}.pid", "")
         if not everything and owner.isdigit() and hostdirs.process_alive(int(owner)):
             continue

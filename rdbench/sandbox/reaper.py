@@ -149,7 +149,9 @@ def _reap_containers(pid: int) -> list[str]:
         import docker
 
         client = docker.from_env()
-        containers = client.containers.list(all=True, filters={"label": f"rdbench.pid={pid}"})
+        from rdbench.sandbox.docker import list_containers
+
+        containers = list_containers(client, {"label": f"rdbench.pid={pid}"})
         for container in containers:
             with contextlib.suppress(docker.errors.NotFound):
                 container.remove(force=True)
