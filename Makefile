@@ -27,8 +27,8 @@ test: setup lint
 	$(BIN)/pytest
 
 lint: $(BIN)/rdbench
-	$(BIN)/ruff check rdbench tests bench
-	$(BIN)/mypy rdbench
+	$(BIN)/ruff check rdbench agents tests bench
+	$(BIN)/mypy rdbench agents
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -228,7 +228,7 @@ def _model_event_recorder(
     return record
 
 
-MODEL_EVENTS = frozenset({"model_request", "model_reply", "retry"})
+MODEL_EVENTS = frozenset({"model_request", "model_reply", "retry", "scaffold"})
 """The transcript events an agent records through TaskInfo.record."""
 
 

@@ -49,6 +49,15 @@ class UsageRecord(Record):
     extra: dict[str, Any] | None = None
 
 
+class TeamRecord(Record):
+    """A team episode: its workers' final validation scores, and which one was graded."""
+
+    workers: int
+    validation_scores: list[float | None]
+    chosen: int = Field(description="the worker whose workspace was graded (0-based)")
+    worker_steps: list[int] = []
+
+
 class EpisodeResult(Record):
     """What result.json holds: one finished episode."""
 
@@ -83,7 +92,13 @@ class EpisodeResult(Record):
     started_at: str
     finished_at: str
     rdbench_version: str
-    scaffold: str | None = None
+    scaffold: str | None = Field(None, description="the scaffold with every setting, "
+                                 "name(key=value, ...); None for an agent without one")
+    scaffold_settings: dict[str, Any] | None = None
+    tool_variants: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="tool -> its degraded behaviour's settings")
+    arm: str | None = Field(None, description="the sweep arm (or named agent) it ran for")
+    team: TeamRecord | None = None
     image: str | None = Field(None, description="the sandbox image's tag (bwrap: its files)")
     infrastructure_retries: int = Field(
         0, description="sandbox starts and final gradings retried after an infrastructure fault"
@@ -245,6 +260,18 @@ class ModelReplyEvent(EventBase):
     latency_s: float
 
 
+class ScaffoldEvent(EventBase):
+    """Something a scaffold did that the model's requests alone do not show: a notepad
+    write, a summary that replaced old turns, notes handed to or from another episode, a
+    post on a team's board."""
+
+    type: Literal["scaffold"] = "scaffold"
+    action: str
+    text: str = ""
+    worker: int | None = None
+    details: dict[str, Any] = {}
+
+
 class RetryEvent(EventBase):
     """A failed API call that will be retried after `wait_s` (not working time)."""
 
@@ -256,7 +283,8 @@ class RetryEvent(EventBase):
 
 Event = Annotated[
     ResetEvent | ActionEvent | ObservationEvent | ScoreEvent | UsageEvent | ErrorEvent
-    | SubmitEvent | GradeEvent | ModelRequestEvent | ModelReplyEvent | RetryEvent,
+    | SubmitEvent | GradeEvent | ModelRequestEvent | ModelReplyEvent | RetryEvent
+    | ScaffoldEvent,
     Field(discriminator="type"),
 ]
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)

@@ -25,6 +25,8 @@ class TaskInfo:
     `seed` is the episode's seed: an agent uses it for its own randomness and passes it to the
     model where the provider takes one. `record` is where the agent reports its model
     requests, replies and retries, so that the transcript shows why it did what it did.
+    `handoff` holds the notes the previous episode of a relay left (the successor
+    scaffold); `seat` is this worker's place in a team episode (None outside a team).
     """
 
     task: TaskSpec
@@ -33,6 +35,18 @@ class TaskInfo:
     budget: dict[str, Any]
     seed: int = 0
     record: ModelEventRecorder = field(default=_discard, compare=False, repr=False)
+    handoff: str | None = None
+    seat: TeamSeat | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class TeamSeat:
+    """One worker's place in a team episode: its index (0-based), the team's size, and the
+    message board the team shares (rdbench.team.Board: post, read)."""
+
+    index: int
+    size: int
+    board: Any = field(compare=False, repr=False)
 
 
 @dataclass
@@ -92,8 +106,10 @@ class Agent(Protocol):
     """Turns observations into actions (tool calls).
 
     The runner calls `reset` once, then `act` until the episode ends, reading `usage` after
-    each `act`. An agent may also define `close()` (no arguments), called once at the end
-    of the episode whatever happened, to free what it holds (a subprocess, a client).
+    each `act`. An agent may also define `end(reason) -> str | None`, called once when the
+    episode ended without an error (reason: "submitted", "limit", ...), returning notes for
+    the next episode of a relay (or None); and `close()` (no arguments), called once at the
+    end of the episode whatever happened, to free what it holds (a subprocess, a client).
     `act` raises AgentError when it cannot go on; the episode then ends and is graded.
     """
 
