@@ -265,7 +265,10 @@ def run(
     tools: Annotated[str | None, typer.Option(
         help="The tool set, comma-separated (submit is always there), e.g. bash,submit or "
         "bash,read_file,write_file,edit_file,score,notepad; `lab` adds the task's own tools "
-        "(offered by default).")] = None,
+        "(offered by default). A tool may carry a variant that degrades it, e.g. "
+        "'bash(max_output=500),read_file(max_lines=50),score(every=10),edit_file(feedback=off)'"
+        ", bash(stderr=off), or NAME(off) to take it away (see rdbench/tool_variants.py).")
+    ] = None,
     model: Annotated[str | None, typer.Option(help="Model (claude, openai).")] = None,
     max_tokens: Annotated[int | None, typer.Option(
         help="Output tokens per model reply (claude, openai).")] = None,
@@ -288,7 +291,9 @@ def run(
 
     SIGINT (Ctrl-C), SIGTERM and SIGHUP stop the run: every sandbox of the run is removed,
     unfinished episodes leave no result.json (a repeated run resumes them), exit 128+signal."""
+    from rdbench.calls import split_top_level
     from rdbench.suite import RunConfig, RunConfigError
+    from rdbench.tool_variants import parse_tool_set
     from rdbench.tools import LAB_TOOLS, TOOL_SPECS
 
     _check_at_least("--runs", runs, 1)
@@ -306,13 +311,15 @@ def run(
         raise _fail(f"--executor must be local or ray, got {executor!r}")
     if ray_address is not None and executor != "ray":
         raise _fail("--ray-address needs --executor ray")
-    tool_set = [name.strip() for name in tools.split(",") if name.strip()] if tools else None
+    try:
+        entries = split_top_level(tools) if tools else None
+        tool_set = ([choice.canonical for choice in
+                     parse_tool_set(entries, [*TOOL_SPECS, LAB_TOOLS], " in --tools")]
+                    if entries else None)
+    except ValueError as error:  # CallSpecError, ToolVariantError
+        raise _fail(str(error)) from error
     if tools is not None and not tool_set:
         raise _fail(f"--tools {tools!r} names no tool; available: "
-                    f"{', '.join([*TOOL_SPECS, LAB_TOOLS])}")
-    unknown = [name for name in tool_set or [] if name not in (*TOOL_SPECS, LAB_TOOLS)]
-    if unknown:
-        raise _fail(f"Unknown tools {unknown} in --tools; available: "
                     f"{', '.join([*TOOL_SPECS, LAB_TOOLS])}")
     options = _agent_options(
         {"model": model, "max_tokens": max_tokens, "thinking": thinking or thinking_budget,

@@ -328,6 +328,7 @@ def _result(
         spec, episode,
         outcome=_outcome(episode, final, grade),
         tools=list(reset_info["tool_names"]),
+        tool_variants=dict(reset_info.get("tool_variants", {})),
         budget=dict(reset_info["budget"]),
         sandbox=final["sandbox"],
         raw_score=grade.raw_score,
