@@ -27,7 +27,7 @@ from typer.testing import CliRunner
 from rdbench.cli import app
 from rdbench.env import RDEnv
 from rdbench.identity import resolved_tools
-from rdbench.records import ObservationEvent, ResetEvent
+from rdbench.records import ObservationEvent, ResetEvent, load_result
 from rdbench.runner import EpisodeSpec, run_episode
 from rdbench.sandbox.base import ExecResult
 from rdbench.task import get_task, load_task
@@ -308,3 +308,24 @@ def test_an_openai_episode_sees_and_records_the_variants(
                                   replies, server, tmp_path)
     assert len(bodies) == 5
     assert_degraded(bodies)
+
+
+@pytest.mark.bwrap
+def test_run_takes_variants_on_the_command_line(server: FakeServer, tmp_path: Path) -> None:
+    server.add(anthropic_message(tool_use("bash", {"command": LONG})),
+               anthropic_message(tool_use("submit")))
+    out = tmp_path / "run"
+    shown = CliRunner().invoke(app, [
+        "run", "--task", str(TOY_TASK), "--agent", "claude", "--base-url", server.url,
+        "--sandbox", "bwrap", "--out", str(out),
+        "--tools", "bash( max_output=500, stderr=off ),score(off),read_file"])
+    assert shown.exit_code == 0, shown.output
+    (path,) = out.glob("*/result.json")
+    result = load_result(path)
+    assert result.tools == ["bash(max_output=500,stderr=off)", "score(off)", "read_file",
+                            "submit"]
+    assert result.tool_variants == {"bash": {"max_output": 500, "stderr": "off"},
+                                    "score": {"off": True}}
+    offered = [tool["name"] for tool in server.requests[0].body["tools"]]
+    assert offered == ["bash", "read_file", "submit"]
+    assert CUT_NOTE in json.dumps(server.requests[1].body)
