@@ -88,7 +88,7 @@ class Experiment:
 
 def arm_of(result: EpisodeResult) -> str:
     """The arm an episode ran for: its label, else its agent and model."""
-    return result.arm or agent_label(result)
+    return agent_label(result)
 
 
 def points_of(results: Iterable[EpisodeResult]) -> list[Point]:
