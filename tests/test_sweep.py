@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,12 +17,14 @@ from fake_servers import FakeServer, Reply, anthropic_message, fake_server, tool
 from report_fixtures import make_result
 from typer.testing import CliRunner
 
+from rdbench.agents.scaffold import scaffold_names
+from rdbench.calls import parse_call
 from rdbench.cli import _agent_choices, app
 from rdbench.experiments.effects import analyze, paired_differences, points_of
 from rdbench.experiments.report import load_experiment
 from rdbench.records import EpisodeResult
 from rdbench.suite import AgentChoice, RunConfig, expand
-from rdbench.sweep import SweepError, parse_sweep
+from rdbench.sweep import SweepError, load_sweep, parse_sweep
 from rdbench.task import get_task
 
 TASK = "scaling-law"  # the fastest shipped task to grade: its grader only reads answer.json
@@ -134,6 +137,22 @@ def test_a_bad_sweep_is_an_error_naming_what_to_fix(change: dict[str, Any],
         data["baseline"] = change["arm"][0]["name"]
     with pytest.raises(SweepError, match=expected):
         parse_sweep(data, "sweep.toml")
+
+
+EXAMPLES = sorted((Path(__file__).parent.parent / "examples" / "sweeps").glob("*.toml"))
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[path.stem for path in EXAMPLES])
+def test_the_example_sweeps_are_valid(path: Path) -> None:
+    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    missing = [arm["scaffold"] for arm in data["arm"] if "scaffold" in arm
+               and parse_call(arm["scaffold"]).name not in scaffold_names()]
+    if missing:
+        pytest.skip(f"scaffolds {missing} are not in agents/ on this branch")
+    sweep = load_sweep(path)
+    assert sweep.baseline in sweep.arm_names and len(sweep.arm_names) >= 2
+    assert len(expand(sweep.run_config(), "run")) == (
+        len(sweep.tasks) * len(sweep.arm_names) * sweep.repetitions)
 
 
 def test_sweep_refuses_a_scaffold_for_oracle_before_running(tmp_path: Path) -> None:
