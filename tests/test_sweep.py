@@ -277,6 +277,14 @@ def test_a_sweep_shows_the_better_arm_and_a_rerun_runs_nothing(
     assert "6 episode(s): 0 run now, 6 skipped" in again.output
     assert len(server.requests) == asked  # no model call: nothing ran again
 
+    (out / "report.md").unlink()
+    only = CliRunner().invoke(app, ["sweep", str(file), "-o", str(out), "--report-only"])
+    assert only.exit_code == 0 and (out / "report.md").read_text() == report
+    assert "episode(s)" not in only.output  # nothing ran, nothing was skipped
+    file.write_text(file.read_text().replace("repetitions = 3", "repetitions = 4"))
+    changed = CliRunner().invoke(app, ["sweep", str(file), "-o", str(out)])
+    assert changed.exit_code == 1 and "holds a run of another grid: runs: 3" in changed.output
+
     site = CliRunner().invoke(app, ["leaderboard", str(out), "--experiment", str(out),
                                     "-o", str(tmp_path / "site")])
     assert site.exit_code == 0, site.output
