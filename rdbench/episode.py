@@ -369,6 +369,7 @@ def _record(spec: EpisodeSpec, episode: EpisodeState, **fields: Any) -> EpisodeR
         agent_options=spec.agent_options,
         seed=spec.seed,
         scaffold=spec.scaffold,
+        arm=spec.arm,
         image=spec.configuration["image"],
         terminated=episode.terminated,
         truncated=episode.truncated,
