@@ -162,28 +162,17 @@ class Sweep(_Strict):
 
 
 def check_tool_names(tools: list[str] | None) -> list[str] | None:
-    """`tools` if each names a tool (with or without a variant's settings, e.g.
-    bash(max_output=500)); ValueError naming the unknown ones and the tools there are. The
-    variants' own settings are checked where the tools are made (rdbench.env)."""
-    from rdbench.calls import CallSpecError, parse_call
+    """`tools` in canonical form, each a tool with or without a variant's settings (e.g.
+    bash(max_output=500)), checked as `--tools` is (rdbench.tool_variants); ValueError naming
+    what is wrong and what there is."""
+    from rdbench.tool_variants import parse_tool_set
     from rdbench.tools import LAB_TOOLS, TOOL_SPECS
 
     if tools is None:
         return None
     if not tools:
         raise ValueError("an empty tool list; name at least one tool, or leave tools out")
-    known = (*TOOL_SPECS, LAB_TOOLS)
-    unknown = []
-    for tool in tools:
-        try:
-            name = parse_call(tool, "a tool").name
-        except CallSpecError as error:
-            raise ValueError(str(error)) from error
-        if name not in known:
-            unknown.append(tool)
-    if unknown:
-        raise ValueError(f"unknown tools {unknown}; the tools are {', '.join(known)}")
-    return tools
+    return [choice.canonical for choice in parse_tool_set(tools, [*TOOL_SPECS, LAB_TOOLS])]
 
 
 def load_sweep(path: Path) -> Sweep:

@@ -126,7 +126,8 @@ def test_a_valid_sweep_becomes_one_run_of_every_arm() -> None:
      r"arms \['base'\] are named twice"),
     ({"arm": [{"name": "base", "agent": "claude", "scaffold": "no-such"}]},
      r'arm\[1\] \(name "base"\)\.scaffold: .*no-such'),
-    ({"tools": ["bash", "shell(x=1)"]}, r"tools: unknown tools \['shell\(x=1\)'\]"),
+    ({"tools": ["bash", "shell(x=1)"]}, r"tools: Unknown tools \['shell'\]"),
+    ({"tools": ["bash(max_out=1)"]}, r"tools: bash has no option 'max_out'.*max_output"),
     ({"arm": [{"name": "a/b", "agent": "oracle"}]}, r"arm name 'a/b': use letters"),
     ({"repetitions": 0}, r"repetitions: Input should be greater than or equal to 1"),
 ])
