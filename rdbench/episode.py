@@ -369,7 +369,7 @@ def _record(spec: EpisodeSpec, episode: EpisodeState, **fields: Any) -> EpisodeR
         agent=spec.agent,
         agent_options=spec.agent_options,
         seed=spec.seed,
-        scaffold=spec.scaffold,
+        scaffold=load_scaffold(spec.scaffold).spec if spec.scaffold else None,
         scaffold_settings=load_scaffold(spec.scaffold).settings if spec.scaffold else None,
         image=spec.configuration["image"],
         terminated=episode.terminated,

@@ -164,9 +164,12 @@ class ChatAgent:
         episode of a relay. Calls the model made that were never run are answered as such
         first, so that the history is a valid conversation."""
         context = self._started()
-        pending = [*([self._current] if self._current else []), *self._queue]
-        answers = [*self._answered, *(ToolAnswer(call, f"(not run: the episode ended, "
-                                                  f"{reason})") for call in pending)]
+        answers = list(self._answered)
+        if self._current is not None:
+            answers.append(ToolAnswer(self._current, f"(the episode ended, {reason}, before "
+                                                     "this result was read)"))
+        answers += [ToolAnswer(call, f"(not run: the episode ended, {reason})")
+                    for call in self._queue]
         if answers:
             context.history.append(Turn.user("", answers))
         self._answered, self._current = [], None
@@ -176,9 +179,10 @@ class ChatAgent:
     def ask(self, instruction: str, turns: list[Turn]) -> str:
         """`ScaffoldContext.ask`: `turns` (open calls answered as not run), then
         `instruction` as a user turn; the reply's text. Sent with the episode's tools, so
-        that the cached prompt is reused, but no call of the reply is run."""
+        that the cached prompt is reused, but no call of the reply is run. ContextOverflow
+        when it does not fit."""
         asked = [*answer_open_calls(turns), Turn.user(instruction)]
-        reply = self.send(lambda: asked, self.tools)
+        reply = self.send(lambda: asked, self.tools, shrink=False)
         return reply.turn.text.strip()
 
     def usage(self) -> Usage:
@@ -218,9 +222,13 @@ class ChatAgent:
                  tool_calls=len(reply.turn.calls), output_tokens=reply.tokens.output_tokens)
         return list(reply.turn.calls)
 
-    def send(self, turns: Callable[[], list[Turn]], tools: list[dict[str, Any]]) -> ModelReply:
-        """One request of `turns()` (called again after the scaffold shrank the history on
-        an overflow) with `tools`: retried, recorded and charged."""
+    def send(
+        self, turns: Callable[[], list[Turn]], tools: list[dict[str, Any]], *,
+        shrink: bool = True,
+    ) -> ModelReply:
+        """One request of `turns()` with `tools`: retried, recorded and charged. When the
+        prompt is too long the scaffold shrinks the history and `turns()` is asked again;
+        without `shrink` (an `ask`), ContextOverflow is raised to the caller."""
         context = self._started()
         for _ in range(MAX_OVERFLOWS + 1):
             request = ModelRequest(self.system_prompt, tools, list(turns()), self.seed)
@@ -234,6 +242,8 @@ class ChatAgent:
                 )
             except ContextOverflow as error:
                 log.warning("chat.context_overflow", error=str(error)[:200])
+                if not shrink:
+                    raise
                 if not self.scaffold.overflowed(context):
                     raise AgentError(
                         f"The conversation does not fit the context window even trimmed: "
