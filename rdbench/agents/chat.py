@@ -60,7 +60,6 @@ NUDGE = (
     "call submit when you are done."
 )
 MAX_OVERFLOWS = 3  # times the scaffold may shrink the history for one request
-CHARS_PER_TOKEN = 3.5  # a first guess, replaced by what the server reports
 
 
 class ChatAgent:

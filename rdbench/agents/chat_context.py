@@ -9,6 +9,7 @@ import structlog
 
 from rdbench.agents.base import TaskInfo
 from rdbench.agents.conversation import ToolAnswer, Turn
+from rdbench.agents.scaffold import CHARS_PER_TOKEN
 
 if TYPE_CHECKING:
     from rdbench.agents.chat import ChatAgent
@@ -33,7 +34,7 @@ class ChatContext:
         self.context_limit = agent.context_limit
         self.trim_at = agent.trim_at
         self.last_prompt_tokens = 0
-        self.chars_per_token = 3.5
+        self.chars_per_token = CHARS_PER_TOKEN
         self.scaffold_tools = {tool["name"] for tool in agent.scaffold.tools()}
 
     def ask(self, instruction: str, turns: list[Turn] | None = None) -> str:

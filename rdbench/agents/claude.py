@@ -21,8 +21,6 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import structlog
-
 from rdbench.agents.base import AgentConfigError, AgentError, agent
 from rdbench.agents.chat import ChatAgent, is_context_overflow
 from rdbench.agents.conversation import (
@@ -34,8 +32,6 @@ from rdbench.agents.conversation import (
     Turn,
 )
 from rdbench.agents.retry import RETRY_STATUSES, RetryPolicy, parse_retry_after
-
-log = structlog.get_logger()
 
 DEFAULT_MODEL = "claude-sonnet-5-5"
 CACHE = {"type": "ephemeral"}

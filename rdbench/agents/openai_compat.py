@@ -26,7 +26,6 @@ import os
 from typing import Any
 
 import httpx
-import structlog
 
 from rdbench.agents.base import AgentConfigError, AgentError, agent
 from rdbench.agents.chat import ChatAgent, is_context_overflow
@@ -39,8 +38,6 @@ from rdbench.agents.conversation import (
     Turn,
 )
 from rdbench.agents.retry import RETRY_STATUSES, RetryPolicy, parse_retry_after
-
-log = structlog.get_logger()
 
 OPENAI_URL = "https://api.openai.com/v1"
 
