@@ -27,7 +27,7 @@ from fake_servers import (
 )
 from helpers import TOY_TASK
 
-from rdbench.agents import AgentConfigError, TaskInfo, make_agent
+from rdbench.agents import AgentConfigError, AgentError, TaskInfo, make_agent
 from rdbench.agents.base import TeamSeat
 from rdbench.agents.chat import ChatAgent
 from rdbench.agents.scaffold import load_scaffold
@@ -251,6 +251,15 @@ def test_a_scaffold_tool_with_bad_input_is_answered_with_an_error(server: FakeSe
     (answer,) = [m for m in server.requests[1].body["messages"] if m["role"] == "tool"]
     assert answer["content"].startswith("Error: the input of notepad must be a JSON object")
     assert record.of(ScaffoldEvent) == []
+
+
+def test_a_model_that_only_calls_scaffold_tools_is_stopped(server: FakeServer) -> None:
+    server.add(*[chat_completion(function_call("notepad", {"content": "again"}))] * 30)
+    agent = chat_agent("openai", server, scaffold="notepad")
+    agent.reset(task_info(Recorder()), "brief")
+    with pytest.raises(AgentError, match="25 requests in a row without calling an env tool"):
+        agent.act("brief")
+    assert len(server.requests) == 25
 
 
 END_SCAFFOLD = '''

@@ -60,6 +60,7 @@ NUDGE = (
     "call submit when you are done."
 )
 MAX_OVERFLOWS = 3  # times the scaffold may shrink the history for one request
+MAX_REQUESTS_PER_ACT = 25  # replies in a row that call only the scaffold's own tools
 
 
 class ChatAgent:
@@ -140,8 +141,14 @@ class ChatAgent:
             self._answered.append(ToolAnswer(self._current, str(observation),
                                              observed.is_error(observation)))
             self._current = None
+        requests = 0
         while True:
             while not self._queue:
+                requests += 1
+                if requests > MAX_REQUESTS_PER_ACT:
+                    raise AgentError(
+                        f"The model made {MAX_REQUESTS_PER_ACT} requests in a row without "
+                        "calling an env tool (only the scaffold's own); stopping it")
                 calls = self._next_calls()
                 if calls:
                     self._idle = 0
