@@ -23,6 +23,7 @@ import structlog
 
 from rdbench import __version__, infrastructure
 from rdbench.agents import Agent, TaskInfo, Usage, make_agent
+from rdbench.agents.scaffold import load_scaffold
 from rdbench.env import RDEnv
 from rdbench.grading import default_factory, grade_archive
 from rdbench.infrastructure import (
@@ -85,7 +86,8 @@ def play(
 ) -> EpisodeResult:
     """Play `spec` in `folder` (transcript.jsonl, workspace.tar.gz, result.json) and return
     its result. Interrupted (writing no result.json) if `control` stops the run."""
-    agent = make_agent(spec.agent, **spec.agent_options)
+    agent = make_agent(spec.agent, **spec.agent_options,
+                       **({"scaffold": spec.scaffold} if spec.scaffold is not None else {}))
     transcript = Transcript(folder)
     labels = {"rdbench.run": spec.run_id, "rdbench.episode": spec.episode_id}
     env = RDEnv(spec.task, sandbox=spec.backend, tools=spec.tools, budget=spec.budget,
@@ -368,7 +370,8 @@ def _record(spec: EpisodeSpec, episode: EpisodeState, **fields: Any) -> EpisodeR
         agent=spec.agent,
         agent_options=spec.agent_options,
         seed=spec.seed,
-        scaffold=spec.scaffold,
+        scaffold=load_scaffold(spec.scaffold).spec if spec.scaffold else None,
+        scaffold_settings=load_scaffold(spec.scaffold).settings if spec.scaffold else None,
         arm=spec.arm,
         image=spec.configuration["image"],
         terminated=episode.terminated,
