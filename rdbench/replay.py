@@ -32,6 +32,7 @@ from rdbench.records import (
     RecordError,
     ResetEvent,
     RetryEvent,
+    ScaffoldEvent,
     ScoreEvent,
     SubmitEvent,
     UsageEvent,
@@ -254,6 +255,17 @@ class Replay:
     def _retry(self, event: RetryEvent) -> RenderableType:
         return self.header(event, f"retry {event.attempt} after {event.wait_s:.1f}s: ",
                            "yellow", event.error)
+
+    def _scaffold(self, event: ScaffoldEvent) -> RenderableType:
+        worker = f" (worker {event.worker})" if event.worker is not None else ""
+        parts: list[RenderableType] = [
+            self.header(event, f"scaffold: {event.action}{worker}", "bold magenta")]
+        if event.text:
+            parts.append(_indent(fold(event.text, full=self.full)))
+        if event.details:
+            parts.append(_indent(fold(_compact(event.details), full=self.full, head=4,
+                                      tail=1)))
+        return Group(*parts)
 
     def _model_request(self, event: ModelRequestEvent) -> RenderableType:
         parts: list[RenderableType] = [

@@ -20,6 +20,7 @@ from rdbench.records import (
     ObservationEvent,
     ResetEvent,
     RetryEvent,
+    ScaffoldEvent,
     ScoreEvent,
     SubmitEvent,
     UsageEvent,
@@ -44,6 +45,9 @@ EVENTS = [
                     tool_calls=[{"id": "c1", "name": "bash", "input": {"command": "ls data"}}],
                     stop_reason="tool_use", usage={"input_tokens": 120, "output_tokens": 30},
                     latency_s=1.25),
+    ScaffoldEvent(t=t(5), step=0, action="notepad", text="plan: try gradient boosting",
+                  details={"input": {"content": "plan: try gradient boosting"}}),
+    ScaffoldEvent(t=t(5), step=0, action="board_post", text="AUC 0.81 with depth 6", worker=2),
     UsageEvent(t=t(5), step=0, input_tokens=120, output_tokens=30, total_tokens=150,
                cost_usd=0.0012, requests=1, retries=1, retry_wait_s=2.5),
     ActionEvent(t=t(6), step=1, tool="bash", input={"command": "cat data/big.log"}),
@@ -98,6 +102,8 @@ def test_replay_shows_instructions_actions_and_the_model(episode: Path) -> None:
     assert "▶ bash" in out and "command: cat data/big.log" in out
     assert "▶ score" in out and "▶ submit" in out
     assert "action (malformed)" in out and "{not json" in out
+    assert "scaffold: notepad" in out and "plan: try gradient boosting" in out
+    assert "scaffold: board_post (worker 2)" in out and "AUC 0.81 with depth 6" in out
     assert "retry 1 after 2.5s: rate limited (429)" in out
 
 
