@@ -325,3 +325,20 @@ def test_shipped_scaffolds_load_by_name_with_their_settings() -> None:
     assert load_scaffold("summary").settings == {"at": 0.7, "keep": 1}
     assert load_scaffold("summary(keep=2, at=0.6)").spec == "summary(at=0.6,keep=2)"
     assert [t["name"] for t in load_scaffold("notepad").tools()] == ["notepad"]
+
+
+def test_the_scaffold_written_in_the_docs_runs_from_its_file(
+    server: FakeServer, tmp_path: Path
+) -> None:
+    docs = (Path(__file__).parents[1] / "docs" / "experiments.md").read_text()
+    code = docs.split("```python\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "scratch.py").write_text(code)
+    server.add(*(reply("claude", ("bash", {"command": f"echo {i}"})) for i in range(3)))
+    agent = chat_agent("claude", server, scaffold=f"{tmp_path}/mine/scratch.py(every=2)")
+    assert agent.scaffold.spec == "scratch(every=2)"
+    agent.reset(task_info(Recorder()), "brief")
+    for output in ("brief", "0", "1"):
+        assert agent.act(output)["tool"] == "bash"
+    reminders = ["Reminder: check your validation score." in sent(server, i) for i in range(3)]
+    assert reminders == [False, True, False]
