@@ -52,6 +52,7 @@ class EpisodeSpec:
     run_id: str = "local"
     tools: list[str] | None = None  # the env's tool set; None for the task's default
     scaffold: str | None = None  # what decides what the model sees (issue 13)
+    predecessor: str | None = None  # a relay's previous episode (rdbench.relay sets it)
 
     @property
     def agent_label(self) -> str:
