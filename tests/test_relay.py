@@ -16,7 +16,7 @@ import pytest
 from helpers import TOY_TASK
 
 from rdbench.agents import AGENTS, TaskInfo, Usage
-from rdbench.executors import LocalExecutor
+from rdbench.executors import LocalExecutor, pack_task, remote_episode
 from rdbench.records import ScaffoldEvent
 from rdbench.relay import HANDOFF, link, predecessors
 from rdbench.runner import EpisodeSpec
@@ -143,3 +143,13 @@ def test_episodes_without_a_relay_scaffold_start_without_notes(
     assert all(started.handoff is None for started in log.started)
     # an agent's notes are kept whatever its scaffold (a later relay could read them)
     assert (tmp_path / specs[0].episode_id / HANDOFF).is_file()
+
+
+@pytest.mark.bwrap
+def test_a_ray_task_gets_its_predecessors_notes_with_the_spec(log: Log, tmp_path: Path) -> None:
+    first, second = link(relay_specs([0, 1]))
+    files = remote_episode(second, pack_task(TOY_TASK), "notes sent along")
+    assert [(started.seed, started.handoff) for started in log.started] == [
+        (1, "notes sent along")]
+    assert files[HANDOFF] == b"notes of seed 1: submitted"
+    assert first.episode_id not in "".join(files)  # only the episode's own files come back
