@@ -7,6 +7,8 @@ seed; the first seed has none. `link` sets `EpisodeSpec.predecessor`; the execut
 episode only once its predecessor finished; the episode reads the predecessor's notes from
 `<out>/<predecessor-id>/handoff.md` (`read_handoff`) and leaves its own there
 (`write_handoff`). A resumed run keeps the chain: a finished predecessor's notes are on disk.
+The notes are asked for after the episode ended (its workspace graded): their tokens count in
+the episode's usage, not against its budget.
 
 A relay of k episodes, each with 1/k of a budget, against one episode with the whole budget
 is RE-Bench's best-of-k comparison with memory carried over.
