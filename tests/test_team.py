@@ -19,8 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
 from rdbench.agents import AGENTS, TaskInfo, Usage
+from rdbench.cli import app
 from rdbench.records import GradeEvent, ResetEvent, ScaffoldEvent
 from rdbench.runner import EpisodeSpec, Interrupted, RunControl, run_episode
 from rdbench.suite import request_for
@@ -195,6 +197,9 @@ def test_a_team_of_three_grades_the_best_validation_workspace(
         assert own_post.worker == index
     assert json.loads((folder / "result.json").read_text())["team"]["chosen"] == 1
     assert own_sandboxes() - before == set()
+    shown = CliRunner().invoke(app, ["transcript", str(folder)])
+    assert shown.exit_code == 0, shown.output
+    assert "board_post (worker 1)" in shown.output and "final grade" in shown.output
 
 
 @pytest.mark.bwrap
