@@ -133,7 +133,7 @@ def make_bundle(
         notes=notes,
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         rdbench_version=__version__,
-        agents=[_agent_entry(choice.name, choice.options, results) for choice in config.agents],
+        agents=[_agent_entry(choice, results) for choice in config.agents],
         tasks=tasks,
         tools=config.tools,
         budgets=dict(config.budget),
@@ -178,13 +178,15 @@ def _task_entries(names: list[str], results: list[EpisodeResult]) -> list[TaskEn
     return entries
 
 
-def _agent_entry(agent: str, options: dict[str, Any], results: list[EpisodeResult]) -> AgentEntry:
-    """An agent of the run with its options, model ids and scaffold (from its episodes)."""
+def _agent_entry(choice: Any, results: list[EpisodeResult]) -> AgentEntry:
+    """An agent (an arm) of the run with its options, model ids and scaffold (from its
+    episodes: those of its agent and arm)."""
+    options = dict(choice.options)
     models = [str(options["model"])] if options.get("model") else []
     scaffolds = {result.scaffold for result in results
-                 if result.agent == agent and result.scaffold}
-    return AgentEntry(name=agent, options=dict(options), models=models,
-                      scaffold=_one_of(scaffolds, f"scaffold of agent {agent}"))
+                 if result.agent == choice.name and result.arm == choice.label}
+    return AgentEntry(name=choice.name, arm=choice.label, options=options, models=models,
+                      scaffold=_one_of(scaffolds, f"scaffold of agent {choice}"))
 
 
 def _one_of(values: Iterable[str | None], what: str) -> str | None:

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:/-]*$")
+_NAME = re.compile(r"^[A-Za-z_./~][A-Za-z0-9_.:/~-]*$")
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 

@@ -209,19 +209,17 @@ def _agent_options(given: dict[str, Any], extra: list[str]) -> dict[str, Any]:
     return options
 
 
-def _check_agent(name: str, options: dict[str, Any]) -> None:
-    """Make the agent once, so a bad name, option or missing key fails before any sandbox.
-
-    The agent made here is never started, so it is not closed either (the protocol calls
-    close() once, when an episode ends); it is simply dropped."""
-    from rdbench.agents import AgentConfigError, make_agent
+def _check_agent(choice: Any) -> None:
+    """Make the agent of an AgentChoice once (with its scaffold), so a bad name, option,
+    scaffold or missing key fails before any sandbox (rdbench.suite.check_choice)."""
+    from rdbench.suite import check_choice
 
     try:
-        make_agent(name, **options)
-    except (AgentConfigError, ValueError) as error:
+        check_choice(choice)
+    except ValueError as error:  # AgentConfigError among them
         raise _fail(str(error)) from error
     except Exception as error:  # the agent's own code failed while being made
-        raise _fail(f"The agent {name!r} could not be made: {type(error).__name__}: "
+        raise _fail(f"The agent {choice.name!r} could not be made: {type(error).__name__}: "
                     f"{error}") from error
 
 
@@ -265,7 +263,14 @@ def run(
     tools: Annotated[str | None, typer.Option(
         help="The tool set, comma-separated (submit is always there), e.g. bash,submit or "
         "bash,read_file,write_file,edit_file,score,notepad; `lab` adds the task's own tools "
-        "(offered by default).")] = None,
+        "(offered by default). A tool may carry a variant that degrades it, e.g. "
+        "'bash(max_output=500),read_file(max_lines=50),score(every=10),edit_file(feedback=off)'"
+        ", bash(stderr=off), or NAME(off) to take it away (see rdbench/tool_variants.py).")
+    ] = None,
+    scaffold: Annotated[str | None, typer.Option(
+        help="The scaffold of every --agent (claude, openai): plain, notepad, summary(at=0.7), "
+        "successor, team(workers=3), or a file mine.py[:Class]; an agent's own "
+        "`scaffold=...` in its --agent overrides it.")] = None,
     model: Annotated[str | None, typer.Option(help="Model (claude, openai).")] = None,
     max_tokens: Annotated[int | None, typer.Option(
         help="Output tokens per model reply (claude, openai).")] = None,
@@ -288,7 +293,9 @@ def run(
 
     SIGINT (Ctrl-C), SIGTERM and SIGHUP stop the run: every sandbox of the run is removed,
     unfinished episodes leave no result.json (a repeated run resumes them), exit 128+signal."""
+    from rdbench.calls import split_top_level
     from rdbench.suite import RunConfig, RunConfigError
+    from rdbench.tool_variants import parse_tool_set
     from rdbench.tools import LAB_TOOLS, TOOL_SPECS
 
     _check_at_least("--runs", runs, 1)
@@ -306,13 +313,15 @@ def run(
         raise _fail(f"--executor must be local or ray, got {executor!r}")
     if ray_address is not None and executor != "ray":
         raise _fail("--ray-address needs --executor ray")
-    tool_set = [name.strip() for name in tools.split(",") if name.strip()] if tools else None
+    try:
+        entries = split_top_level(tools) if tools else None
+        tool_set = ([choice.canonical for choice in
+                     parse_tool_set(entries, [*TOOL_SPECS, LAB_TOOLS], " in --tools")]
+                    if entries else None)
+    except ValueError as error:  # CallSpecError, ToolVariantError
+        raise _fail(str(error)) from error
     if tools is not None and not tool_set:
         raise _fail(f"--tools {tools!r} names no tool; available: "
-                    f"{', '.join([*TOOL_SPECS, LAB_TOOLS])}")
-    unknown = [name for name in tool_set or [] if name not in (*TOOL_SPECS, LAB_TOOLS)]
-    if unknown:
-        raise _fail(f"Unknown tools {unknown} in --tools; available: "
                     f"{', '.join([*TOOL_SPECS, LAB_TOOLS])}")
     options = _agent_options(
         {"model": model, "max_tokens": max_tokens, "thinking": thinking or thinking_budget,
@@ -329,7 +338,8 @@ def run(
     given: RunConfig | None = None
     if task or suite is not None:
         given = RunConfig(
-            tasks=_suite_tasks(task or [], suite), agents=_agent_choices(agent, options),
+            tasks=_suite_tasks(task or [], suite),
+            agents=_agent_choices(agent, options, scaffold),
             runs=runs or episodes or 1, first_seed=seed, sandbox=sandbox, budget=budget,
             tools=tool_set, **execution,
         )
@@ -375,12 +385,16 @@ def _suite_tasks(names: list[str], suite: str | None) -> list[str]:
     return chosen
 
 
-def _agent_choices(given: list[str] | None, shared: dict[str, Any]) -> list[Any]:
+def _agent_choices(
+    given: list[str] | None, shared: dict[str, Any], scaffold: str | None = None,
+) -> list[Any]:
     """Each --agent 'NAME KEY=VALUE ...' as an AgentChoice: the shared options (the option
-    flags), then its own; each agent is made once here so a bad one fails before any run."""
+    flags), then its own; a `scaffold` option (else --scaffold) becomes the choice's
+    scaffold, made canonical. Each agent is made once here so a bad one fails before any
+    run."""
     import shlex
 
-    from rdbench.suite import AgentChoice
+    from rdbench.suite import AgentChoice, canonical_scaffold
 
     choices = []
     for text in given or ["oracle"]:
@@ -390,8 +404,14 @@ def _agent_choices(given: list[str] | None, shared: dict[str, Any]) -> list[Any]
             raise _fail(f"--agent {text!r}: {error}") from error
         own = _parse_agent_options(pairs)
         options = {**shared, **own}
-        _check_agent(name, options)
-        choices.append(AgentChoice(name=name, options=options))
+        spec = options.pop("scaffold", None) or scaffold
+        try:
+            canonical = None if spec is None else canonical_scaffold(str(spec))
+        except ValueError as error:
+            raise _fail(f"--agent {name}: scaffold {spec!r}: {error}") from error
+        choice = AgentChoice(name=name, options=options, scaffold=canonical)
+        _check_agent(choice)
+        choices.append(choice)
     if len({str(choice) for choice in choices}) < len(choices):
         raise _fail("The same --agent (with the same options) is given twice; give it once")
     return choices
@@ -451,6 +471,79 @@ def _run_suite(config: Any, out: Path) -> None:
     console.print(f"{len(report.results)} episode(s): {ran} run now, {len(report.skipped)} "
                   "skipped (finished in an earlier attempt)")
     console.print(f"records: {out.resolve()}")
+
+
+@app.command()
+def sweep(
+    file: Annotated[Path, typer.Argument(help="The sweep's TOML file (see docs/experiments.md).")],
+    out: Annotated[Path | None, typer.Option(
+        "--out", "-o", help="The run's folder (default runs/<the file's name>).")] = None,
+    parallel: Annotated[int | None, typer.Option(
+        help="Episodes at once at most, over the file's `parallel`.")] = None,
+    report_only: Annotated[bool, typer.Option(
+        help="Run nothing: write the report of what the folder holds.")] = False,
+) -> None:
+    """Run a sweep: arms (agent and model, scaffold, tools, budgets) x tasks x repetitions,
+    as one run (parallel, resumable: the same command again runs only what did not finish),
+    then write its report: report.md, plots/*.png and report.html, with each arm's paired
+    effect against the baseline arm and its 95% interval."""
+    from rdbench.experiments.report import write_report
+    from rdbench.records import RecordError
+    from rdbench.suite import RUN_FILE, RunConfig, RunConfigError
+    from rdbench.sweep import SweepError, load_sweep
+
+    _check_at_least("--parallel", parallel, 1)
+    try:
+        declared = load_sweep(file)
+    except SweepError as error:
+        raise _fail(str(error)) from error
+    out = out or Path("runs") / file.stem
+    if not report_only:
+        config = declared.run_config()
+        if parallel is not None:
+            config = config.model_copy(update={"parallel": parallel})
+        for arm, choice in zip(declared.arm_names, config.agents, strict=True):
+            try:
+                _check_agent(choice)
+            except typer.Exit:
+                errors.print(f"(in the arm {escape(arm)!r} of {escape(str(file))})",
+                             highlight=False)
+                raise
+        if (out / RUN_FILE).exists():
+            try:
+                differences = RunConfig.load(out).differences(config)
+            except RunConfigError as error:
+                raise _fail(str(error)) from error
+            if differences:
+                raise _fail(f"{out} holds a run of another grid: " + "; ".join(differences)
+                            + f". Give another --out for the changed {file}")
+        _check_out(out)
+        declared.save(out)
+        _run_suite(config, out)
+    try:
+        files = write_report(out)
+    except RecordError as error:
+        raise _fail(str(error)) from error
+    _print_effects(out)
+    console.print(f"report: {files.markdown.resolve()}; {files.html.resolve()}; plots: "
+                  f"{files.plots[0].parent.resolve()}", highlight=False, soft_wrap=True)
+
+
+def _print_effects(folder: Path) -> None:
+    from rdbench.experiments.report import load_experiment
+
+    experiment = load_experiment(folder)
+    table = Table(title=f"effects against {experiment.baseline} (paired, 95% CI)",
+                  box=box.SIMPLE_HEAD)
+    for column in ("arm", "task", "pairs", "effect", "95% CI"):
+        table.add_column(column)
+    for effect in experiment.effects:
+        interval = ("-" if effect.low is None or effect.high is None
+                    else f"[{effect.low:+.3f}, {effect.high:+.3f}]")
+        table.add_row(escape(effect.arm), escape(effect.task_id or "all tasks"),
+                      str(effect.pairs),
+                      "-" if effect.mean is None else f"{effect.mean:+.3f}", interval)
+    console.print(table)
 
 
 def _run_stoppable(
@@ -692,20 +785,29 @@ def leaderboard(
         help="Bundles (bundle.tar.gz, with bundle.verified.json beside it when verified), "
         "verified.json files, or run folders (runs/NAME).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="The site's folder.")] = Path("site"),
+    experiment: Annotated[list[Path] | None, typer.Option(
+        help="A sweep's run folder (rdbench sweep -o FOLDER) to show under Experiments: its "
+        "arms' effects against the baseline (repeatable).")] = None,
 ) -> None:
     """Make the leaderboard: a static site (index.html: a sortable table, per-task bars with
     95% intervals, score against working time; a transcript page per episode), the plots as
     PNG under plots/ and the Markdown table leaderboard.md. Unverified and rejected
     submissions are shown apart."""
+    from rdbench.experiments.report import section_of
     from rdbench.leaderboard import aggregate, load_inputs, write_site
     from rdbench.leaderboard.inputs import LeaderboardInputError
+    from rdbench.records import RecordError
 
     try:
         submissions = load_inputs(inputs)
     except LeaderboardInputError as error:
         raise _fail(str(error)) from error
     board = aggregate(submissions)
-    index = write_site(board, out)
+    try:
+        sections = [section_of(folder, "h3") for folder in experiment or []]
+    except RecordError as error:
+        raise _fail(f"--experiment: {error}") from error
+    index = write_site(board, out, sections)
     ranked = sum(row.kind != "reference" for row in board.rows)
     console.print(f"leaderboard: {ranked} verified row(s), {len(board.apart)} unverified or "
                   f"rejected, {len(board.tasks)} task(s)", highlight=False)

@@ -41,6 +41,7 @@ from rdbench.sandbox.base import (
 )
 from rdbench.spaces import AnyText
 from rdbench.task import Budget, TaskSpec, get_task
+from rdbench.tool_variants import ToolChoice, describe, parse_tool_set
 from rdbench.tools import (
     DEFAULT_TOOLS,
     LAB_TOOLS,
@@ -81,6 +82,11 @@ class RDEnv(gym.Env[str, Any]):
 
     The time budget counts working time: wall-clock time since reset, less the agent's waits
     before API retries (`report_usage`) and less the time `score` calls spend grading.
+
+    `tools` entries may carry a tool variant (rdbench/tool_variants.py), e.g.
+    `bash(max_output=500)` or `score(off)`: `tools` holds the names of the tools offered,
+    `tool_set` every entry in its canonical text (what identity and records hold), and
+    `tool_variants` each changed tool's settings.
     """
 
     metadata: dict[str, Any] = {"render_modes": ["ansi"]}  # noqa: RUF012 (Gymnasium's API)
@@ -110,7 +116,12 @@ class RDEnv(gym.Env[str, Any]):
         )
         self._tool_specs = {**TOOL_SPECS, **self.task.lab_tool_specs}
         self._lab_tools = {tool.name: tool for tool in self.task.tools}
-        self.tools = self._choose_tools(tools)
+        choices = self._choose_tools(tools)
+        self.tool_set = [choice.canonical for choice in choices]
+        self.tool_variants = {choice.name: dict(choice.settings) for choice in choices
+                              if choice.settings}
+        self.tools = [choice.name for choice in choices if not choice.off]
+        self._tool_specs = self._told_variants(self._tool_specs)
         self.budget = Budget.model_validate({**self.task.budget.model_dump(), **(budget or {})})
         self.transcript = transcript
         self.labels = dict(labels or {})
@@ -133,6 +144,7 @@ class RDEnv(gym.Env[str, Any]):
         self.tokens_used = 0
         self.cost_usd = 0.0
         self.seed: int | None = None
+        self._scored_at = 0  # the step of the last validation grading (0: none yet)
         self._waited_s = 0.0
         self._graded_s = 0.0  # validation gradings that ended: not working time
         self._grading_since = 0.0  # when the validation grading in progress began (0: none)
@@ -141,23 +153,34 @@ class RDEnv(gym.Env[str, Any]):
         self._done = True
         self._last_observation = ""
 
-    def _choose_tools(self, tools: list[str] | None) -> list[str]:
-        """The tool set: `tools` (the name LAB_TOOLS stands for every lab tool of the task),
-        by default the built-in defaults and every lab tool; submit always."""
-        chosen = list(tools or [*DEFAULT_TOOLS, LAB_TOOLS])
-        if LAB_TOOLS in chosen:
-            at = chosen.index(LAB_TOOLS)
-            chosen[at : at + 1] = [name for name in self._lab_tools if name not in chosen]
+    def _choose_tools(self, tools: list[str] | None) -> list[ToolChoice]:
+        """The tool set: `tools`, each entry a tool with an optional variant (the name
+        LAB_TOOLS stands for every lab tool of the task), by default the built-in defaults and
+        every lab tool; submit always. ToolVariantError (a ValueError) names the valid tools
+        and variants for an unknown one."""
+        entries = list(tools or [*DEFAULT_TOOLS, LAB_TOOLS])
         if not self.task.agent.score_tool and tools is None:
-            chosen.remove("score")
-        unknown = [name for name in chosen if name not in self._tool_specs]
-        if unknown:
-            available = ", ".join([*self._tool_specs, LAB_TOOLS])
-            raise ValueError(f"Unknown tools {unknown} for task {self.task.id}; available: "
-                             f"{available}")
-        if "submit" not in chosen:
-            chosen.append("submit")
+            entries.remove("score")
+        chosen = parse_tool_set(entries, [*self._tool_specs, LAB_TOOLS],
+                                f" for task {self.task.id}")
+        named = {choice.name for choice in chosen}
+        at = next((i for i, choice in enumerate(chosen) if choice.name == LAB_TOOLS), None)
+        if at is not None:
+            chosen[at : at + 1] = [ToolChoice(name) for name in self._lab_tools
+                                   if name not in named]
+        if "submit" not in named:
+            chosen.append(ToolChoice("submit"))
         return chosen
+
+    def _told_variants(self, specs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """`specs` with each changed tool's description saying how its variant behaves."""
+        told = dict(specs)
+        for name, settings in self.tool_variants.items():
+            said = describe(name, settings)
+            if said and name in told:
+                told[name] = {**told[name],
+                              "description": f"{told[name]['description']} {said}"}
+        return told
 
     @property
     def elapsed_s(self) -> float:
@@ -214,7 +237,7 @@ class RDEnv(gym.Env[str, Any]):
         self.sandbox.put_dir(str(self.task.workspace_dir), AGENT_HOME)
         if self._lab_tools:  # its sandbox starts on the first call
             self._lab = LabSession(self.task, self._grading_factory, self.labels)
-        self.steps = 0
+        self.steps = self._scored_at = 0
         self.notepad = ""
         self.tokens_used, self.cost_usd, self._waited_s = 0, 0.0, 0.0
         self._graded_s, self._grading_since = 0.0, 0.0
@@ -226,13 +249,15 @@ class RDEnv(gym.Env[str, Any]):
         observation = self._observe(self._briefing())
         definitions = tool_definitions(self.tools, self._tool_specs)
         budget = self.budget.model_dump()
-        self._record("reset", task_id=self.task.id, seed=seed, tools=self.tools,
+        self._record("reset", task_id=self.task.id, seed=seed, tools=self.tool_set,
                      instructions=self.task.instructions, tool_definitions=definitions,
                      budget=budget, observation=observation, sandbox=self.sandbox_used)
         info = {
             "task_id": self.task.id,
             "tools": definitions,
-            "tool_names": list(self.tools),
+            "tool_names": list(self.tool_set),  # with variants, as in the reset event
+            "tool_variants": {name: dict(settings)
+                              for name, settings in self.tool_variants.items()},
             "budget": budget,
             "instructions": self.task.instructions,
             "seed": seed,
@@ -296,19 +321,32 @@ class RDEnv(gym.Env[str, Any]):
     def _run(self, call: ToolCall, info: dict[str, Any]) -> ToolResult:
         assert self.sandbox is not None
         if call.tool == "score":
-            return self._score(info)
+            return self._refused_score() or self._score(info)
         if call.tool == "notepad":
             self.notepad = call.input["content"]
             return ToolResult(f"Notepad saved ({len(self.notepad)} characters).")
         if call.tool in self._lab_tools:
             assert self._lab is not None
             return ToolResult(self._lab.run(self._lab_tools[call.tool], call.input))
-        return execute_tool(self.sandbox, call, default_timeout=self.task.sandbox.exec_timeout_s)
+        return execute_tool(self.sandbox, call, default_timeout=self.task.sandbox.exec_timeout_s,
+                            variant=self.tool_variants.get(call.tool, {}))
+
+    def _refused_score(self) -> ToolResult | None:
+        """The refusal of a `score` call that comes sooner than its variant `score(every=N)`
+        allows (None: it may grade now)."""
+        every = self.tool_variants.get("score", {}).get("every")
+        if every is None or not self._scored_at or self.steps >= self._scored_at + every:
+            return None
+        return ToolResult(
+            f"Error: score can be used once every {every} steps; it was last used at step "
+            f"{self._scored_at}, so it can be used again at step {self._scored_at + every} "
+            f"(this is step {self.steps}).", is_error=True)
 
     def _score(self, info: dict[str, Any]) -> ToolResult:
         """The `score` tool: grade the workspace on the validation split, with working time
         paused for as long as the grading takes."""
         started = self._grading_since = time.monotonic()
+        self._scored_at = self.steps
         try:
             grade = self._grade("validation")
         except GradingError as error:
@@ -341,7 +379,8 @@ class RDEnv(gym.Env[str, Any]):
             timed_out=result.timed_out, truncated=result.truncated or observation != result.text,
         ).facts()
         info["observation"] = facts
-        self._record("observation", text=result.text, shown=observation, **facts)
+        text = result.text if result.withheld is None else result.withheld
+        self._record("observation", text=text, shown=observation, **facts)
         limit = self._limit_reached()
         if limit:
             self.limit_hit = limit

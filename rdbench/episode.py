@@ -130,7 +130,8 @@ def play_agent(
     """One agent on `spec`'s task in `folder` (its transcript and workspace), to its final
     grade: the whole of a single episode, or one worker of a team (`seat`, whose sandboxes
     carry `labels_extra` too). Interrupted if `control` stops the run."""
-    agent = make_agent(spec.agent, **spec.agent_options)
+    agent = make_agent(spec.agent, **spec.agent_options,
+                       **({"scaffold": spec.scaffold} if spec.scaffold is not None else {}))
     transcript = Transcript(folder)
     labels = {"rdbench.run": spec.run_id, "rdbench.episode": spec.episode_id}
     labels.update(labels_extra or {})
@@ -412,6 +413,7 @@ def _result(
         spec, episode,
         outcome=_outcome(episode, final, grade),
         tools=list(reset_info["tool_names"]),
+        tool_variants=dict(reset_info.get("tool_variants", {})),
         budget=dict(reset_info["budget"]),
         sandbox=final["sandbox"],
         raw_score=grade.raw_score,
@@ -451,7 +453,9 @@ def _record(spec: EpisodeSpec, episode: EpisodeState, **fields: Any) -> EpisodeR
         agent=spec.agent,
         agent_options=spec.agent_options,
         seed=spec.seed,
-        scaffold=spec.scaffold,
+        scaffold=load_scaffold(spec.scaffold).spec if spec.scaffold else None,
+        scaffold_settings=load_scaffold(spec.scaffold).settings if spec.scaffold else None,
+        arm=spec.arm,
         image=spec.configuration["image"],
         terminated=episode.terminated,
         truncated=episode.truncated,

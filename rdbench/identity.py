@@ -63,10 +63,11 @@ def sandbox_image() -> str:
 
 def resolved_tools(task: TaskSpec, tools: list[str] | None) -> list[str]:
     """The tool set an env of `task` gives the agent for the requested `tools` (the task's
-    default for None); ValueError for an unknown tool."""
+    default for None), each entry in its canonical text with its tool variant
+    (`bash(max_output=500)`, `score(off)`); ValueError for an unknown tool or variant."""
     from rdbench.env import RDEnv
 
-    return list(RDEnv(task, tools=tools).tools)  # construction starts nothing
+    return list(RDEnv(task, tools=tools).tool_set)  # construction starts nothing
 
 
 def resolved_budget(task: TaskSpec, overrides: dict[str, Any]) -> dict[str, Any]:

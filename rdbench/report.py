@@ -64,7 +64,10 @@ class RunRecords:
 
 
 def agent_label(result: EpisodeResult) -> str:
-    """The agent as a summary names it: its name, and its model when it has one."""
+    """The agent as a summary names it: its arm's label when it ran for one (a sweep's
+    arm), else its name, and its model when it has one."""
+    if result.arm:
+        return result.arm
     model = result.agent_options.get("model")
     return f"{result.agent}-{model}" if model else result.agent
 

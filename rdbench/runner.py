@@ -52,13 +52,15 @@ class EpisodeSpec:
     run_id: str = "local"
     tools: list[str] | None = None  # the env's tool set; None for the task's default
     scaffold: str | None = None  # what decides what the model sees (issue 13)
+    arm: str | None = None  # the sweep arm's label; names the episode in place of agent-model
     predecessor: str | None = None  # a relay's previous episode (rdbench.relay sets it)
 
     @property
     def agent_label(self) -> str:
-        """The agent's name and model (when it has one), safe in a folder name."""
+        """The arm's label, else the agent's name and model (when it has one), safe in a
+        folder name."""
         model = self.agent_options.get("model")
-        label = f"{self.agent}-{model}" if model else self.agent
+        label = self.arm or (f"{self.agent}-{model}" if model else self.agent)
         return re.sub(r"[^A-Za-z0-9._-]+", "-", label)
 
     @cached_property

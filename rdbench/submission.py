@@ -45,6 +45,7 @@ class AgentEntry(Strict):
     """An agent of the run and its configuration."""
 
     name: str
+    arm: str | None = Field(None, description="the arm's name, in a sweep")
     options: dict[str, Any]
     models: list[str] = Field(description="model ids the agent used (from its options)")
     scaffold: str | None = None

@@ -20,7 +20,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import structlog
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from rdbench.scheduling import Resources, request_of
 
@@ -37,16 +45,80 @@ class RunConfigError(ValueError):
     """A run folder's configuration is missing, unreadable, or not the one given."""
 
 
+ARM_FIELDS = ("label", "scaffold", "tools", "budget")
+"""An AgentChoice's arm fields (issue 13); left out of run.json while unset, so a run without
+arms keeps its configuration (and its default folder's hash) as before."""
+
+
 class AgentChoice(BaseModel):
-    """One agent of a run: its name (or module:Class) and its options."""
+    """One agent of a run, or one arm of a sweep: its name (or module:Class) and options,
+    and what the arm changes for its episodes: its scaffold, tool set and budgets (which
+    override the run's), and its label (the name its episodes and reports go by)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     name: str = Field(min_length=1)
     options: dict[str, Any] = Field(default_factory=dict)
+    label: str | None = Field(None, min_length=1, description="the arm's name")
+    scaffold: str | None = Field(None, description="canonical: load_scaffold(spec).spec")
+    tools: list[str] | None = Field(None, description="the arm's tool set (None: the run's)")
+    budget: dict[str, Any] = Field(default_factory=dict, description="over the run's budget")
+
+    @field_validator("scaffold")
+    @classmethod
+    def _canonical_scaffold(cls, spec: str | None) -> str | None:
+        return None if spec is None else canonical_scaffold(spec)
+
+    @model_serializer(mode="wrap")
+    def _without_unset_arm(self, handler: Any) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        for name in ARM_FIELDS:
+            if data.get(name) in (None, {}):
+                data.pop(name, None)
+        return data
 
     def __str__(self) -> str:
         given = " ".join(f"{key}={json.dumps(value)}" for key, value in self.options.items())
-        return f"{self.name} {given}".strip()
+        arm = " ".join(f"{name}={json.dumps(getattr(self, name))}" for name in ARM_FIELDS
+                       if getattr(self, name) not in (None, {}))
+        return " ".join(part for part in (self.name, given, arm) if part)
+
+
+def canonical_scaffold(spec: str) -> str:
+    """The scaffold `spec` as records and identities hold it (every setting, sorted);
+    AgentConfigError (a ValueError) saying what is wrong with a bad one."""
+    from rdbench.agents.scaffold import load_scaffold
+
+    return load_scaffold(spec).spec
+
+
+def takes_scaffold(agent: str) -> bool:
+    """Whether the agent `agent` (a name or module:Class) takes a `scaffold` option."""
+    import inspect
+
+    from rdbench.agents.loading import agent_factory
+
+    try:
+        parameters = inspect.signature(agent_factory(agent)).parameters.values()
+    except (TypeError, ValueError):
+        return True  # a builtin or C callable: making it will say
+    return any(p.name == "scaffold" or p.kind is p.VAR_KEYWORD for p in parameters)
+
+
+def check_choice(choice: AgentChoice) -> None:
+    """Make the agent once, with its scaffold, so that a bad name, option, scaffold or a
+    missing key fails before any sandbox starts (AgentConfigError or ValueError saying
+    what). The agent made is never started, so it is not closed either."""
+    from rdbench.agents import AgentConfigError, make_agent
+
+    options = dict(choice.options)
+    if choice.scaffold is not None:
+        if not takes_scaffold(choice.name):
+            raise AgentConfigError(
+                f"Agent {choice.name!r} takes no scaffold (given {choice.scaffold!r}); a "
+                "scaffold shapes a model's conversation: give it to claude or openai"
+            )
+        options["scaffold"] = choice.scaffold
+    make_agent(choice.name, **options)
 
 
 class RunConfig(BaseModel):
@@ -64,6 +136,14 @@ class RunConfig(BaseModel):
     parallel: int = Field(1, ge=1)
     executor: Literal["local", "ray"] = "local"
     ray_address: str | None = None
+
+    @model_validator(mode="after")
+    def _labels_unique(self) -> RunConfig:
+        labels = [agent.label for agent in self.agents if agent.label is not None]
+        repeated = sorted({label for label in labels if labels.count(label) > 1})
+        if repeated:
+            raise ValueError(f"arm labels {repeated} are given twice; name each arm once")
+        return self
 
     @property
     def seeds(self) -> range:
@@ -138,15 +218,19 @@ def run_id_for(folder: Path) -> str:
 
 def expand(config: RunConfig, run_id: str) -> list[Any]:
     """The run's episodes as the runner's EpisodeSpecs, seed by seed (so an early stop still
-    covers every task and agent), then task, then agent."""
+    covers every task and agent), then task, then agent. An agent's arm fields go into its
+    episodes: its label, its scaffold, its tool set (else the run's) and its budgets (over
+    the run's)."""
     from rdbench.runner import EpisodeSpec
     from rdbench.task import get_task
 
     tasks = [get_task(name) for name in config.tasks]
     return [
         EpisodeSpec(task=task, agent=agent.name, seed=seed, sandbox=config.sandbox,
-                    agent_options=dict(agent.options), budget=dict(config.budget),
-                    run_id=run_id, tools=config.tools)
+                    agent_options=dict(agent.options),
+                    budget={**config.budget, **agent.budget}, run_id=run_id,
+                    tools=config.tools if agent.tools is None else list(agent.tools),
+                    scaffold=agent.scaffold, arm=agent.label)
         for seed in config.seeds
         for task in tasks
         for agent in config.agents

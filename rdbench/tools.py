@@ -3,7 +3,8 @@
 `score`, `submit` and `notepad` are declared here but carried out by the env, which owns
 grading and the notepad. `notepad` is a scaffolding option, off unless a run asks for it.
 Every sandbox tool runs as the unprivileged agent user, so a tool can do no more than the
-agent's own shell could.
+agent's own shell could. A tool variant (rdbench/tool_variants.py declares them) reaches a
+sandbox tool as its `variant` settings, which change what the reply shows.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rdbench.sandbox.base import AGENT_HOME, ExecResult, Sandbox, SandboxInputError
+from rdbench.tool_variants import FEEDBACK_OFF_REPLY
 
 CONTROL_TOOLS = ("score", "submit", "notepad")
 
@@ -31,6 +33,7 @@ class ToolResult:
     exit_code: int | None = None  # of the command (bash, python); None where none ran
     timed_out: bool = False  # the command ran out of time and was killed
     truncated: bool = False  # the output was cut at the sandbox's cap
+    withheld: str | None = None  # the real reply, where a tool variant showed another text
 
 
 @dataclass(frozen=True)
@@ -258,24 +261,40 @@ def _check_input(tool: str, tool_input: dict[str, Any], schema: dict[str, Any]) 
             )
 
 
-def format_exec(result: ExecResult) -> str:
-    """A command's result as the text the agent reads."""
+Variant = Mapping[str, Any]  # a tool variant's settings (rdbench/tool_variants.py)
+NO_VARIANT: Variant = {}
+
+
+def format_exec(result: ExecResult, variant: Variant = NO_VARIANT) -> str:
+    """A command's result as the text the agent reads, as the tool's `variant` shows it
+    (`stderr="off"`: no stderr; `max_output=N`: stdout, then stderr, cut after N characters
+    in all, with a note)."""
+    stdout = result.stdout
+    stderr = "" if variant.get("stderr") == "off" else result.stderr
+    limit = variant.get("max_output")
+    cut = 0
+    if limit is not None:
+        cut = max(len(stdout) + len(stderr) - limit, 0)
+        stderr = stderr[: max(limit - len(stdout), 0)]
+        stdout = stdout[:limit]
     parts = [f"exit code: {result.returncode}"]
     if result.timed_out:
         parts.append("[the command timed out and was killed]")
     if result.truncated:
         parts.append("[output was truncated at the sandbox's cap]")
-    if result.stdout:
-        parts.append(f"stdout:\n{result.stdout}")
-    if result.stderr:
-        parts.append(f"stderr:\n{result.stderr}")
+    if stdout:
+        parts.append(f"stdout:\n{stdout}")
+    if stderr:
+        parts.append(f"stderr:\n{stderr}")
+    if cut:
+        parts.append(f"[output cut at {limit} characters: {cut} more were not shown]")
     return "\n".join(parts)
 
 
-def exec_result(result: ExecResult) -> ToolResult:
+def exec_result(result: ExecResult, variant: Variant = NO_VARIANT) -> ToolResult:
     """A command's result as a tool result: its text (format_exec) and its facts."""
     return ToolResult(
-        format_exec(result),
+        format_exec(result, variant),
         is_error=result.returncode != 0 or result.timed_out,
         exit_code=result.returncode,
         timed_out=result.timed_out,
@@ -290,20 +309,24 @@ def _timeout(tool_input: dict[str, Any], default: float) -> float:
     return min(requested, default)
 
 
-def _bash(sandbox: Sandbox, tool_input: dict[str, Any], default_timeout: float) -> ToolResult:
+def _bash(
+    sandbox: Sandbox, tool_input: dict[str, Any], default_timeout: float, variant: Variant
+) -> ToolResult:
     result = sandbox.exec(
         ["bash", "-c", tool_input["command"]], timeout=_timeout(tool_input, default_timeout)
     )
-    return exec_result(result)
+    return exec_result(result, variant)
 
 
-def _python(sandbox: Sandbox, tool_input: dict[str, Any], default_timeout: float) -> ToolResult:
+def _python(
+    sandbox: Sandbox, tool_input: dict[str, Any], default_timeout: float, variant: Variant
+) -> ToolResult:
     result = sandbox.exec(
         ["python3", "-"],
         input=tool_input["code"].encode("utf-8"),
         timeout=_timeout(tool_input, default_timeout),
     )
-    return exec_result(result)
+    return exec_result(result, variant)
 
 
 def _read_text(sandbox: Sandbox, path: str) -> str:
@@ -320,17 +343,41 @@ def _write_text(sandbox: Sandbox, path: str, content: str) -> None:
         raise ActionError(f"Cannot write {path}: {result.stderr.strip()}")
 
 
-def _read_file(sandbox: Sandbox, tool_input: dict[str, Any], _: float) -> ToolResult:
-    return ToolResult(_read_text(sandbox, tool_input["path"]))
+def _read_file(
+    sandbox: Sandbox, tool_input: dict[str, Any], _: float, variant: Variant
+) -> ToolResult:
+    text = _read_text(sandbox, tool_input["path"])
+    limit = variant.get("max_lines")
+    lines = text.splitlines(keepends=True)
+    if limit is None or len(lines) <= limit:
+        return ToolResult(text)
+    shown = "".join(lines[:limit])
+    note = f"[only the first {limit} lines are shown: {len(lines) - limit} more were left out]"
+    return ToolResult(f"{shown}{'' if shown.endswith(chr(10)) else chr(10)}{note}",
+                      truncated=True)
 
 
-def _write_file(sandbox: Sandbox, tool_input: dict[str, Any], _: float) -> ToolResult:
+def _write_file(
+    sandbox: Sandbox, tool_input: dict[str, Any], _: float, variant: Variant
+) -> ToolResult:
     content = tool_input["content"]
     _write_text(sandbox, tool_input["path"], content)
     return ToolResult(f"Wrote {len(content.encode('utf-8'))} bytes to {tool_input['path']}")
 
 
-def _edit_file(sandbox: Sandbox, tool_input: dict[str, Any], _: float) -> ToolResult:
+def _edit_file(
+    sandbox: Sandbox, tool_input: dict[str, Any], _: float, variant: Variant
+) -> ToolResult:
+    if variant.get("feedback") != "off":
+        return _apply_edit(sandbox, tool_input)
+    try:
+        real = _apply_edit(sandbox, tool_input).text
+    except ActionError as error:
+        real = f"Error: {error}"
+    return ToolResult(FEEDBACK_OFF_REPLY, withheld=real)
+
+
+def _apply_edit(sandbox: Sandbox, tool_input: dict[str, Any]) -> ToolResult:
     path, old, new = tool_input["path"], tool_input["old_string"], tool_input["new_string"]
     if not old:
         raise ActionError("old_string must not be empty; use write_file to create a file")
@@ -347,7 +394,7 @@ def _edit_file(sandbox: Sandbox, tool_input: dict[str, Any], _: float) -> ToolRe
     return ToolResult(f"Edited {path}: replaced 1 occurrence")
 
 
-SANDBOX_TOOLS: dict[str, Callable[[Sandbox, dict[str, Any], float], ToolResult]] = {
+SANDBOX_TOOLS: dict[str, Callable[[Sandbox, dict[str, Any], float, Variant], ToolResult]] = {
     "bash": _bash,
     "python": _python,
     "read_file": _read_file,
@@ -356,8 +403,11 @@ SANDBOX_TOOLS: dict[str, Callable[[Sandbox, dict[str, Any], float], ToolResult]]
 }
 
 
-def execute_tool(sandbox: Sandbox, call: ToolCall, *, default_timeout: float) -> ToolResult:
-    """Carry out a sandbox tool call: the observation text and its facts (exit code,
+def execute_tool(
+    sandbox: Sandbox, call: ToolCall, *, default_timeout: float, variant: Variant = NO_VARIANT
+) -> ToolResult:
+    """Carry out a sandbox tool call, as the tool's `variant` (its settings, see
+    rdbench/tool_variants.py) shows it: the observation text and its facts (exit code,
     timeout, truncation).
 
     Raises ActionError (shown to the agent) for a tool that cannot do what was asked.
@@ -365,7 +415,7 @@ def execute_tool(sandbox: Sandbox, call: ToolCall, *, default_timeout: float) ->
     if call.tool not in SANDBOX_TOOLS:
         raise ActionError(f"{call.tool} is not a sandbox tool")
     try:
-        return SANDBOX_TOOLS[call.tool](sandbox, call.input, default_timeout)
+        return SANDBOX_TOOLS[call.tool](sandbox, call.input, default_timeout, variant)
     except SandboxInputError as error:
         raise ActionError(str(error)) from error
 

@@ -177,19 +177,18 @@ def test_near_the_context_limit_old_turns_are_dropped_and_notepad_reshown(
         anthropic_message(tool_use("bash", {"command": "ls"}), input_tokens=2900),
         anthropic_message(tool_use("submit"), input_tokens=900),
     )
-    agent = make_claude(server, context_limit=3000, trim_at=0.8)
-    agent.reset(task_info(["bash", "notepad", "submit"]), "brief")
-    agent.act("brief")
-    agent.act("Notepad saved (13 characters).")
+    agent = make_claude(server, context_limit=3000, trim_at=0.8, scaffold="notepad")
+    agent.reset(task_info(["bash", "submit"]), "brief")
+    assert agent.act("brief")["input"] == {"command": "cat big"}  # the notepad needs no step
     agent.act(big)
     assert agent.act(big)["tool"] == "submit"
     sent = server.requests[3].body["messages"]
-    assert sent[0]["content"][0]["text"] == "brief"
-    notice = sent[0]["content"][1]["text"]
-    assert "earlier messages were removed" in notice and "plan: print 5" in notice
+    first = sent[0]["content"][0]["text"]
+    assert first.startswith("brief") and "earlier messages were removed" in first
     assert len(sent) < len(server.requests[2].body["messages"]) + 2
     assert sent[-1]["role"] == "user" and sent[1]["role"] == "assistant"
-    assert agent.usage().extra["trims"] == 1
+    assert sent[-1]["content"][-1]["text"] == "Your notepad:\nplan: print 5"
+    assert agent.usage().extra["scaffold"] == {"notepad": 1, "trim": 1}
 
 
 def test_prompt_too_long_error_trims_and_tries_again(server: FakeServer) -> None:

@@ -200,8 +200,9 @@ def test_after_a_trim_the_request_records_the_rebuilt_first_message_only(
     overflowed, trimmed = requests[2], requests[3]
     assert [m["role"] for m in overflowed.messages] == ["assistant", "user"]
     (rebuilt,) = trimmed.messages  # the kept turns were recorded before
-    assert rebuilt["role"] == "user" and rebuilt["content"][0]["text"] == "brief"
-    assert "earlier messages were removed" in rebuilt["content"][1]["text"]
+    (block,) = rebuilt["content"]  # the briefing, and a note of what went
+    assert rebuilt["role"] == "user" and block["text"].startswith("brief\n\n")
+    assert "earlier messages were removed" in block["text"]
 
 
 def test_claude_marks_errors_from_the_observation_facts(server: FakeServer) -> None:

@@ -136,7 +136,7 @@ def test_malformed_arguments_reach_the_env_as_an_error(server: FakeServer) -> No
 
 def test_context_overflow_trims_and_tries_again(server: FakeServer) -> None:
     server.add(
-        chat_completion(function_call("notepad", {"content": "keep this"})),
+        chat_completion(function_call("bash", {"command": "a"})),
         chat_completion(function_call("bash", {"command": "b"})),
         openai_error(400, "This model's maximum context length is 8192 tokens"),
         chat_completion(function_call("submit")),
@@ -144,11 +144,12 @@ def test_context_overflow_trims_and_tries_again(server: FakeServer) -> None:
     agent = make_openai(server, context_limit=8192)
     agent.reset(task_info(), "brief")
     agent.act("brief")
-    agent.act("Notepad saved")
+    agent.act("y" * 3000)
     assert agent.act("z" * 3000)["tool"] == "submit"
     sent = server.requests[3].body["messages"]
     assert [m["role"] for m in sent] == ["system", "user", "assistant", "tool"]
-    assert "keep this" in sent[1]["content"] and "removed" in sent[1]["content"]
+    assert sent[1]["content"].startswith("brief") and "removed" in sent[1]["content"]
+    assert sent[3]["content"] == "z" * 3000
 
 
 @pytest.mark.docker

@@ -1,45 +1,111 @@
 """claude: Claude through the `anthropic` SDK's Messages API, with tool use.
 
-The env's tools become tool definitions; every tool call of a reply is run and all of them
-are answered together in the next request. Prompt caching puts breakpoints on the tools, the
-system prompt and the growing conversation; usage counts cache reads and writes, and cost
-comes from the price table (pricing.py). Failed requests (429, 529, 5xx, connection errors)
-are retried in one layer (retry.py; the SDK's own retries are off). A conversation near the
-context window has its oldest turns dropped, and the notepad is shown again.
+`ClaudeProvider` turns the neutral conversation (rdbench.agents.conversation) into a
+Messages API request and its reply back: turns become content blocks (tool_use,
+tool_result, text; an assistant turn's own blocks, signed thinking included, are sent back
+as they were), prompt caching puts breakpoints on the tools, the system prompt and the
+growing conversation, and a "prompt is too long" refusal is a ContextOverflow. The `claude`
+agent is the shared chat loop (chat.py) with this provider and a scaffold (agents/*.py):
+retries (retry.py; the SDK's own are off), usage and cost (pricing.py), trimming or other
+memory (the scaffold), and the events recorded for each request and reply.
 
-Each request, reply (text, thinking, tool calls, usage, latency) and retry is reported to the
-episode's recorder (chat.py). Extended thinking is off unless `thinking` asks for it (a
-budget in tokens, `adaptive`); its text is then recorded with the reply. The Messages API
-takes no seed, so the episode's seed reaches only the agent's own randomness (retry jitter).
+Extended thinking is off unless `thinking` asks for it (a budget in tokens, `adaptive`);
+its text is then recorded with the reply. The Messages API takes no seed, so the episode's
+seed reaches only the agent's own randomness (retry jitter).
 
 The API key comes from ANTHROPIC_API_KEY; without it the agent cannot be made.
 """
 
 from __future__ import annotations
 
-import functools
 import os
 from typing import Any
 
-import structlog
-
-from rdbench.agents import observed
-from rdbench.agents.base import AgentConfigError, AgentError, TaskInfo, agent
-from rdbench.agents.chat import (
-    NUDGE,
-    TRIM_AFTER_OVERFLOW,
-    TRIM_TARGET,
-    ChatAgent,
+from rdbench.agents.base import AgentConfigError, AgentError, agent
+from rdbench.agents.chat import ChatAgent, is_context_overflow
+from rdbench.agents.conversation import (
+    ContextOverflow,
+    ModelReply,
+    ModelRequest,
+    TokenCount,
     ToolRequest,
-    is_context_overflow,
+    Turn,
 )
-from rdbench.agents.retry import RETRY_STATUSES, RetryPolicy, parse_retry_after, with_retries
-
-log = structlog.get_logger()
+from rdbench.agents.retry import RETRY_STATUSES, RetryPolicy, parse_retry_after
 
 DEFAULT_MODEL = "claude-sonnet-5-5"
 CACHE = {"type": "ephemeral"}
-MAX_OVERFLOW_TRIMS = 3
+
+
+class ClaudeProvider:
+    """The Anthropic Messages API as a Provider: one attempt per `complete`."""
+
+    what = "Anthropic Messages API"
+
+    def __init__(
+        self, *, key: str, model: str, max_tokens: int, thinking: dict[str, Any] | None,
+        base_url: str | None, request_timeout: float,
+    ):
+        import anthropic  # here, so that listing agents does not import the SDK
+
+        self._anthropic = anthropic
+        self.client = anthropic.Anthropic(
+            api_key=key, base_url=base_url, max_retries=0, timeout=request_timeout
+        )
+        self.model = model
+        self.max_tokens = max_tokens
+        self.thinking = thinking
+
+    def complete(self, request: ModelRequest) -> ModelReply:
+        """One Messages API call; ContextOverflow or AgentError for a refusal no retry
+        mends, the SDK's own error for one worth retrying."""
+        try:
+            reply = self.client.messages.create(**self.params(request))
+        except self._anthropic.BadRequestError as error:
+            if is_context_overflow(str(error)):
+                raise ContextOverflow(f"Anthropic: {error}") from error
+            raise AgentError(f"Anthropic rejected the request: {error}") from error
+        except self._anthropic.APIStatusError as error:
+            if self.retryable(error):
+                raise
+            raise AgentError(f"Anthropic API error {error.status_code}: {error}") from error
+        return _reply(reply)
+
+    def params(self, request: ModelRequest) -> dict[str, Any]:
+        """The Messages API request for `request`."""
+        params: dict[str, Any] = {
+            "model": self.model,
+            "max_tokens": self.max_tokens,
+            "system": [{"type": "text", "text": request.system, "cache_control": CACHE}],
+            "messages": _with_cache_breakpoints(_merged(self.messages(request.turns))),
+        }
+        tools = [{"name": t["name"], "description": t["description"],
+                  "input_schema": t["input_schema"]} for t in request.tools]
+        if tools:
+            params["tools"] = [*tools[:-1], {**tools[-1], "cache_control": CACHE}]
+        if self.thinking is not None:
+            params["thinking"] = self.thinking
+        return params
+
+    def messages(self, turns: list[Turn]) -> list[dict[str, Any]]:
+        """`turns` as Messages API messages, one each (as a request records them)."""
+        return [_message(turn) for turn in turns]
+
+    def retryable(self, error: Exception) -> bool:
+        """A dropped connection, 408, 409, 429, 5xx, 529."""
+        errors = self._anthropic
+        if isinstance(error, errors.APIConnectionError):
+            return True
+        return isinstance(error, errors.APIStatusError) and error.status_code in RETRY_STATUSES
+
+    def retry_after(self, error: Exception) -> float | None:
+        """The server's retry-after, if it sent one."""
+        response = getattr(error, "response", None)
+        return parse_retry_after(getattr(response, "headers", None))
+
+    def close(self) -> None:
+        """Close the HTTP client."""
+        self.client.close()
 
 
 @agent("claude")
@@ -49,6 +115,7 @@ class ClaudeAgent(ChatAgent):
     `thinking` turns on extended thinking: a budget in tokens (at least 1024, below
     `max_tokens`), "adaptive", or "disabled"; the thinking is recorded with each reply. The
     API has no seed parameter: the episode's seed only seeds the agent's retry jitter.
+    `scaffold` chooses what the model sees and remembers (agents/*.py; default plain).
     """
 
     name = "claude"
@@ -69,6 +136,7 @@ class ClaudeAgent(ChatAgent):
         request_timeout: float = 600.0,
         max_idle_replies: int = 3,
         price_file: str | None = None,
+        scaffold: str | None = None,
     ):
         key = os.environ.get("ANTHROPIC_API_KEY", "").strip()
         if not key:
@@ -78,154 +146,68 @@ class ClaudeAgent(ChatAgent):
             )
         if max_tokens < 1:
             raise AgentConfigError(f"Expected --max-tokens >= 1, got {max_tokens}")
-        self.thinking = _thinking_param(thinking, max_tokens)
+        provider = ClaudeProvider(
+            key=key, model=model, max_tokens=max_tokens,
+            thinking=_thinking_param(thinking, max_tokens), base_url=base_url,
+            request_timeout=request_timeout,
+        )
         super().__init__(
-            model=model, context_limit=context_limit, trim_at=trim_at,
+            provider, scaffold, context_limit=context_limit, trim_at=trim_at,
             max_idle_replies=max_idle_replies, system_prompt=system_prompt,
             price_file=price_file,
+            retry=RetryPolicy(max_retries, retry_base_delay, retry_max_delay),
         )
-        import anthropic  # here, so that listing agents does not import the SDK
-
-        self._anthropic = anthropic
-        self.client = anthropic.Anthropic(
-            api_key=key, base_url=base_url, max_retries=0, timeout=request_timeout
-        )
+        self.thinking = provider.thinking
         self.max_tokens = max_tokens
-        self.retry = RetryPolicy(max_retries, retry_base_delay, retry_max_delay)
-        self.tools: list[dict[str, Any]] = []
-        self.briefing = ""
-        self.messages: list[dict[str, Any]] = []
-        self._pending_trim = False
 
-    def _start(self, info: TaskInfo, observation: str) -> None:
-        self.tools = [
-            {"name": t["name"], "description": t["description"],
-             "input_schema": t["input_schema"]}
-            for t in info.tools
-        ]
-        self.briefing = observation
-        self.messages = [self._first_message(0)]
-        self._pending_trim = False
 
-    def _first_message(self, dropped: int) -> dict[str, Any]:
-        content = [{"type": "text", "text": self.briefing}]
-        if dropped:
-            content.append({"type": "text", "text": self.trim_notice(dropped)})
-        return {"role": "user", "content": content}
+def _message(turn: Turn) -> dict[str, Any]:
+    """One turn as a Messages API message."""
+    if turn.role == "assistant":
+        if isinstance(turn.native, list) and turn.native:
+            return {"role": "assistant", "content": turn.native}
+        blocks: list[dict[str, Any]] = [{"type": "text", "text": turn.text}] if turn.text else []
+        blocks += [{"type": "tool_use", "id": c.id, "name": c.tool, "input": c.input}
+                   for c in turn.calls]
+        return {"role": "assistant",
+                "content": blocks or [{"type": "text", "text": "(empty reply)"}]}
+    content: list[dict[str, Any]] = [
+        {"type": "tool_result", "tool_use_id": answer.call.id,
+         "content": answer.text or "(no output)",
+         **({"is_error": True} if answer.is_error else {})}
+        for answer in turn.answers
+    ]
+    if turn.text or not content:
+        content.append({"type": "text", "text": turn.text or "(nothing)"})
+    return {"role": "user", "content": content}
 
-    def _turn(self, answered: list[tuple[ToolRequest, str]], *, nudge: bool) -> list[ToolRequest]:
-        blocks: list[dict[str, Any]] = [
-            {
-                "type": "tool_result",
-                "tool_use_id": call.id,
-                "content": str(text) or "(no output)",
-                **({"is_error": True} if observed.is_error(text) else {}),
-            }
-            for call, text in answered
-        ]
-        if nudge or (not blocks and self.messages[-1]["role"] == "assistant"):
-            blocks.append({"type": "text", "text": NUDGE})
-        if blocks:
-            self.messages.append({"role": "user", "content": blocks})
-        reply, usage = self._request()
-        params = [_block_param(block) for block in reply.content]
-        given = [block for block in params if block is not None]
-        content = given or [{"type": "text", "text": "(empty reply)"}]
-        self.messages.append({"role": "assistant", "content": content})
-        calls = [
-            ToolRequest(block["id"], block["name"], block["input"])
-            for block in content if block["type"] == "tool_use"
-        ]
-        self._report_reply(
-            text="\n\n".join(b["text"] for b in given if b["type"] == "text"),
-            thinking=_thinking_text(content), calls=calls, stop_reason=reply.stop_reason,
-            usage=usage,
-        )
-        log.info("claude.reply", stop_reason=reply.stop_reason, tool_calls=len(calls),
-                 output_tokens=reply.usage.output_tokens)
-        return calls
 
-    def _request(self) -> tuple[Any, dict[str, Any]]:
-        """The model's reply to the conversation so far, and that call's usage."""
-        for _ in range(MAX_OVERFLOW_TRIMS + 1):
-            if self._pending_trim:
-                self._pending_trim = False
-                self._trim(TRIM_TARGET)
-            params = self._params()
-            self._report_request(self.messages)
-            try:
-                reply = with_retries(
-                    self._timed(functools.partial(self.client.messages.create, **params)),
-                    policy=self.retry, retryable=self._retryable,
-                    retry_after=_retry_after, usage=self._usage, what="Anthropic Messages API",
-                    record=self._record, rng=self.rng,
-                )
-            except self._anthropic.BadRequestError as error:
-                if not is_context_overflow(str(error)):
-                    raise AgentError(f"Anthropic rejected the request: {error}") from error
-                log.warning("claude.context_overflow", error=str(error)[:200])
-                if not self._trim(TRIM_AFTER_OVERFLOW, overflowed=True):
-                    raise AgentError(
-                        f"The conversation does not fit the context window even trimmed: {error}"
-                    ) from error
-                continue
-            except self._anthropic.APIStatusError as error:
-                raise AgentError(f"Anthropic API error {error.status_code}: {error}") from error
-            return reply, self._account(reply)
-        raise AgentError("The conversation kept overflowing the context window after trimming")
+def _merged(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`messages` with consecutive messages of one role joined (a scaffold's note after
+    the answers becomes a text block at the end of the same user message)."""
+    merged: list[dict[str, Any]] = []
+    for message in messages:
+        if merged and merged[-1]["role"] == message["role"]:
+            merged[-1] = {**merged[-1], "content": [*merged[-1]["content"],
+                                                    *message["content"]]}
+        else:
+            merged.append(message)
+    return merged
 
-    def _account(self, reply: Any) -> dict[str, Any]:
-        usage = reply.usage
-        cache_read = usage.cache_read_input_tokens or 0
-        cache_write = usage.cache_creation_input_tokens or 0
-        charged = self._charge(input_tokens=usage.input_tokens,
-                               output_tokens=usage.output_tokens,
-                               cache_read=cache_read, cache_write=cache_write)
-        prompt_tokens = usage.input_tokens + cache_read + cache_write
-        self._learn_ratio(prompt_tokens, [self.system_prompt, self.tools, self.messages])
-        if self._needs_trim(prompt_tokens + usage.output_tokens):
-            self._pending_trim = True
-        return charged
 
-    def _params(self) -> dict[str, Any]:
-        params: dict[str, Any] = {
-            "model": self.model,
-            "max_tokens": self.max_tokens,
-            "system": [{"type": "text", "text": self.system_prompt, "cache_control": CACHE}],
-            "messages": _with_cache_breakpoints(self.messages),
-        }
-        if self.tools:
-            params["tools"] = [*self.tools[:-1], {**self.tools[-1], "cache_control": CACHE}]
-        if self.thinking is not None:
-            params["thinking"] = self.thinking
-        return params
-
-    def _trim(self, share: float, *, overflowed: bool = False) -> bool:
-        """Drop the oldest (assistant, user) pairs so the prompt fits `share` of the window
-        (after an overflow, at least half of them); False when nothing can be dropped."""
-        units = [self.messages[i : i + 2] for i in range(1, len(self.messages), 2)]
-        fixed = [self.system_prompt, self.tools, self.briefing]
-        drop = self._units_to_drop(units, fixed, share, overflowed=overflowed)
-        if drop == 0:
-            return False
-        self.trims += 1
-        dropped_before = self._usage.extra.get("messages_dropped", 0)
-        dropped = dropped_before + 2 * drop
-        self._usage.extra.update(trims=self.trims, messages_dropped=dropped)
-        kept = [message for unit in units[drop:] for message in unit]
-        self.messages = [self._first_message(dropped), *kept]
-        log.info("claude.trim", dropped_messages=2 * drop, kept_messages=len(kept))
-        return True
-
-    def _retryable(self, error: Exception) -> bool:
-        errors = self._anthropic
-        if isinstance(error, errors.APIConnectionError):
-            return True
-        return isinstance(error, errors.APIStatusError) and error.status_code in RETRY_STATUSES
-
-    def close(self) -> None:
-        """Close the HTTP client."""
-        self.client.close()
+def _reply(reply: Any) -> ModelReply:
+    """The SDK's Message as a neutral reply."""
+    given = [block for block in map(_block_param, reply.content) if block is not None]
+    content = given or [{"type": "text", "text": "(empty reply)"}]
+    calls = [ToolRequest(block["id"], block["name"], block["input"])
+             for block in content if block["type"] == "tool_use"]
+    turn = Turn("assistant", text="\n\n".join(b["text"] for b in given if b["type"] == "text"),
+                calls=calls, thinking=_thinking_text(content), native=content)
+    usage = reply.usage
+    tokens = TokenCount(input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
+                        cache_read_tokens=usage.cache_read_input_tokens or 0,
+                        cache_write_tokens=usage.cache_creation_input_tokens or 0)
+    return ModelReply(turn, reply.stop_reason, tokens)
 
 
 def _thinking_param(thinking: str | int | None, max_tokens: int) -> dict[str, Any] | None:
@@ -255,11 +237,6 @@ def _thinking_text(content: list[dict[str, Any]]) -> str | None:
         for block in content if block["type"] in ("thinking", "redacted_thinking")
     ]
     return "\n\n".join(parts) if parts else None
-
-
-def _retry_after(error: Exception) -> float | None:
-    response = getattr(error, "response", None)
-    return parse_retry_after(getattr(response, "headers", None))
 
 
 def _block_param(block: Any) -> dict[str, Any] | None:

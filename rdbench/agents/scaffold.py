@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
+import itertools
 import sys
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
@@ -27,6 +28,12 @@ from rdbench.calls import CallSpec, CallSpecError, parse_call
 from rdbench.resources import resource_path
 
 DEFAULT_SCAFFOLD = "plain"
+TRIM_AT = 0.8  # share of the window at which trimming starts, unless the agent says
+TRIM_TARGET = 0.5  # after a trim, the prompt should fill about this share of the window
+TRIM_AFTER_OVERFLOW = 0.4  # the same, after the server said the prompt was too long
+CHARS_PER_TOKEN = 3.5  # a first guess, until the context says what the last request had
+TRIM_NOTICE = ("[Some earlier messages were removed to fit the context window. The task's "
+               "instructions are above; the most recent messages follow.]")
 
 
 class ScaffoldContext(Protocol):
@@ -112,6 +119,59 @@ class Scaffold:
         """The episode ended (`reason`: submitted, a budget ran out, ...): notes for the
         next episode of a relay, or None."""
         return None
+
+    # --- helpers for subclasses ---------------------------------------------------------
+
+    def near_limit(self, context: ScaffoldContext, share: float | None = None) -> bool:
+        """True when the last prompt filled `share` of the context window (default: the
+        agent's `trim_at`, 0.8)."""
+        if share is None:
+            share = getattr(context, "trim_at", TRIM_AT)
+        return context.last_prompt_tokens >= share * context.context_limit
+
+    def drop_oldest(
+        self, context: ScaffoldContext, share: float = TRIM_TARGET, *,
+        overflowed: bool = False, notice: str = TRIM_NOTICE,
+    ) -> int:
+        """Drop the oldest exchanges (an assistant turn and the user turns after it) so
+        that the history fills about `share` of the window; the first turn becomes the
+        briefing and `notice`. After an overflow (the estimate was wrong) at least half
+        go. The newest exchange always stays, so every kept call keeps its answer.
+        Recorded as a `trim` event; returns how many turns went (0: none could)."""
+        groups = exchanges(context.history)
+        budget = share * context.context_limit * getattr(context, "chars_per_token",
+                                                         CHARS_PER_TOKEN)
+        sizes = [sum(map(turn_size, group)) for group in groups]
+        total = len(context.briefing) + sum(sizes)
+        drop = min(len(groups) // 2, len(groups) - 1) if overflowed and groups else 0
+        total -= sum(sizes[:drop])
+        while drop < len(groups) - 1 and total > budget:
+            total -= sizes[drop]
+            drop += 1
+        if drop == 0:
+            return 0
+        dropped = sum(map(len, groups[:drop]))
+        kept = [turn for group in groups[drop:] for turn in group]
+        context.history = [Turn.user(f"{context.briefing}\n\n{notice}"), *kept]
+        context.note("trim", notice, turns_dropped=dropped, turns_kept=len(kept),
+                     overflowed=overflowed)
+        return dropped
+
+
+def exchanges(history: list[Turn]) -> list[list[Turn]]:
+    """The history after its opening user turn(s), cut into exchanges: each an assistant
+    turn and the user turns (answers to its calls, nudges) that follow it."""
+    starts = [index for index, turn in enumerate(history) if turn.role == "assistant"]
+    bounds = [*starts, len(history)]
+    return [history[start:end] for start, end in itertools.pairwise(bounds)]
+
+
+def turn_size(turn: Turn) -> int:
+    """A turn's size in characters (text, thinking, calls and answers): what trimming
+    weighs against the context window."""
+    size = len(turn.text) + len(turn.thinking or "")
+    size += sum(len(call.tool) + len(str(call.input)) for call in turn.calls)
+    return size + sum(len(answer.text) for answer in turn.answers)
 
 
 def _same_kind(value: Any, default: Any) -> bool:

@@ -14,14 +14,16 @@ TASK_BARS = "task-bars.png"
 SCORE_TIME = "score-vs-time.png"
 
 
-def _png(figure: Figure) -> bytes:
+def png(figure: Figure) -> bytes:
+    """The figure as PNG bytes (no timestamp in its metadata, so the same data give the
+    same file)."""
     FigureCanvasAgg(figure)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100, metadata={"Software": None})
     return buffer.getvalue()
 
 
-def _plain(text: str) -> str:
+def plain(text: str) -> str:
     """`text` shown as it is (a $ would start matplotlib's math mode)."""
     return text.replace("$", r"\$")
 
@@ -30,7 +32,7 @@ def _label(row: BoardRow) -> str:
     mark = "" if row.status in ("verified", "reference") else f" [{row.status}]"
     if row.kind == "reference":
         return "reference"
-    return _plain(f"{row.submission}: {row.agent}{mark}")
+    return plain(f"{row.submission}: {row.agent}{mark}")
 
 
 def task_bars(board: Board) -> bytes:
@@ -53,12 +55,12 @@ def task_bars(board: Board) -> bytes:
         axes.bar(xs, heights, width, yerr=[below, above], capsize=3, label=_label(row),
                  hatch="//" if row in board.apart else None,
                  alpha=0.5 if row.kind == "reference" else 1.0)
-    axes.set_xticks(range(len(board.tasks)), [_plain(t) for t in board.tasks], rotation=15)
+    axes.set_xticks(range(len(board.tasks)), [plain(t) for t in board.tasks], rotation=15)
     axes.set_ylabel("normalized score (mean, 95% CI)")
     axes.axhline(1.0, color="grey", linewidth=0.8, linestyle="--")
     axes.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
     figure.tight_layout()
-    return _png(figure)
+    return png(figure)
 
 
 def score_vs_time(board: Board) -> bytes:
@@ -82,7 +84,7 @@ def score_vs_time(board: Board) -> bytes:
     axes.set_ylabel("normalized score")
     axes.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
     figure.tight_layout()
-    return _png(figure)
+    return png(figure)
 
 
 PLOTS = {TASK_BARS: task_bars, SCORE_TIME: score_vs_time}

@@ -6,6 +6,7 @@ the per-task details, the submissions and their findings), one page per episode 
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 from html import escape
 from pathlib import Path
 
@@ -29,8 +30,10 @@ def episode_href(row: BoardRow, episode_id: str) -> str:
     return f"{EPISODES_DIR}/{row.key}/{slug(episode_id)}.html"
 
 
-def write_site(board: Board, out: Path) -> Path:
-    """Write the whole site of `board` into the folder `out`; return index.html's path."""
+def write_site(board: Board, out: Path, experiments: Sequence[str] = ()) -> Path:
+    """Write the whole site of `board` into the folder `out`; return index.html's path.
+    `experiments` are HTML sections of sweeps (rdbench.experiments.report.section_of),
+    shown under "Experiments"."""
     out.mkdir(parents=True, exist_ok=True)
     (out / PLOTS_DIR).mkdir(exist_ok=True)
     images = {}
@@ -40,7 +43,8 @@ def write_site(board: Board, out: Path) -> Path:
     _write_episodes(board, out)
     (out / MARKDOWN).write_text(markdown_table(board), encoding="utf-8")
     index = out / INDEX
-    index.write_text(frame("rdbench leaderboard", _index_body(board, images)), encoding="utf-8")
+    body = _index_body(board, images, experiments)
+    index.write_text(frame("rdbench leaderboard", body), encoding="utf-8")
     log.info("leaderboard.site_written", out=str(out), rows=len(board.all_rows))
     return index
 
@@ -64,7 +68,7 @@ def _ordered(rows: list[BoardRow]) -> list[BoardRow]:
     return sorted(rows, key=lambda row: (row.overall is None, -(row.overall or 0.0)))
 
 
-def _index_body(board: Board, images: dict[str, bytes]) -> str:
+def _index_body(board: Board, images: dict[str, bytes], experiments: Sequence[str] = ()) -> str:
     parts = [
         "<h1>rdbench leaderboard</h1>",
         f"<p>{len(board.submissions)} submission(s) on {len(board.tasks)} task(s). Scores are "
@@ -94,6 +98,7 @@ def _index_body(board: Board, images: dict[str, bytes]) -> str:
         _details(board),
         "<h2>Submissions</h2>",
         _submissions(board),
+        *(['<h2 id="experiments">Experiments</h2>', *experiments] if experiments else []),
         "<h2>How these numbers are made</h2>",
         _method(),
     ]
