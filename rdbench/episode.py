@@ -23,6 +23,7 @@ import structlog
 
 from rdbench import __version__, infrastructure
 from rdbench.agents import Agent, TaskInfo, Usage, make_agent
+from rdbench.agents.base import TeamSeat
 from rdbench.agents.scaffold import load_scaffold
 from rdbench.env import RDEnv
 from rdbench.grading import default_factory, grade_archive
@@ -35,6 +36,7 @@ from rdbench.infrastructure import (
 )
 from rdbench.observation import Observation
 from rdbench.records import EpisodeResult, Outcome, RecordError, UsageRecord, parse_event
+from rdbench.relay import HANDOFF, read_handoff, write_handoff
 from rdbench.run_observer import EpisodeProgress, RunObserver
 from rdbench.sandbox.base import Sandbox, SandboxConfig, TrackedSandbox
 from rdbench.transcript import (
@@ -85,15 +87,58 @@ def play(
     spec: EpisodeSpec, folder: Path, control: RunControl, observer: RunObserver
 ) -> EpisodeResult:
     """Play `spec` in `folder` (transcript.jsonl, workspace.tar.gz, result.json) and return
-    its result. Interrupted (writing no result.json) if `control` stops the run."""
+    its result. Interrupted (writing no result.json) if `control` stops the run. A scaffold
+    with several workers plays a team episode (rdbench.team); a relay episode starts with
+    its predecessor's notes (rdbench.relay)."""
+    if load_scaffold(spec.scaffold).workers > 1:
+        from rdbench.team import play_team
+
+        return play_team(spec, folder, control, observer)
+    tell(observer.episode_started, spec.episode_id, spec.task.id, spec.agent, spec.seed)
+    handoff = read_handoff(folder.parent, spec.predecessor)
+    played = play_agent(spec, folder, control, observer, handoff=handoff)
+    if played.grade is None:
+        return _write(folder, _start_failed(spec, played.episode, played.start_error or ""))
+    result = _result(spec, played.episode, played.reset_info, played.final, played.grade)
+    log.info("episode.done", outcome=result.outcome, score=result.normalized_score,
+             steps=result.steps)
+    return _write(folder, result)
+
+
+@dataclass
+class Played:
+    """One agent's work on a task (an episode, or one worker of a team), graded, before its
+    result is made: or why its sandbox never started (`grade` None, `start_error`)."""
+
+    episode: EpisodeState
+    reset_info: dict[str, Any] = field(default_factory=dict)
+    final: dict[str, Any] = field(default_factory=dict)
+    grade: FinalGrade | None = None
+    start_error: str | None = None
+
+
+def play_agent(
+    spec: EpisodeSpec,
+    folder: Path,
+    control: RunControl,
+    observer: RunObserver,
+    *,
+    handoff: str | None = None,
+    seat: TeamSeat | None = None,
+    labels_extra: dict[str, str] | None = None,
+) -> Played:
+    """One agent on `spec`'s task in `folder` (its transcript and workspace), to its final
+    grade: the whole of a single episode, or one worker of a team (`seat`, whose sandboxes
+    carry `labels_extra` too). Interrupted if `control` stops the run."""
     agent = make_agent(spec.agent, **spec.agent_options,
                        **({"scaffold": spec.scaffold} if spec.scaffold is not None else {}))
     transcript = Transcript(folder)
     labels = {"rdbench.run": spec.run_id, "rdbench.episode": spec.episode_id}
+    labels.update(labels_extra or {})
     env = RDEnv(spec.task, sandbox=spec.backend, tools=spec.tools, budget=spec.budget,
                 transcript=transcript, labels=labels)
     episode = EpisodeState()
-    tell(observer.episode_started, spec.episode_id, spec.task.id, spec.agent, spec.seed)
+    (folder / HANDOFF).unlink(missing_ok=True)  # an unfinished attempt's notes
     try:
         try:
             control.track(env)
@@ -108,13 +153,14 @@ def play(
                 control.check()  # a sandbox removed by a stop is no fault
                 _record_fault(transcript, 0, str(failure))
                 episode.retries = failure.retries
-                return _write(folder, _start_failed(spec, episode, str(failure)))
+                return Played(episode, start_error=str(failure))
             episode.retries = started.retries
             episode.acting_since = time.monotonic()
             observation, reset_info = started.value
             log.info("episode.start", agent=spec.agent, sandbox=reset_info["sandbox"])
             info = _act(agent, env, spec, Observation.from_info(observation, reset_info),
-                        reset_info, transcript, episode, control, observer)
+                        reset_info, transcript, episode, control, observer,
+                        handoff=handoff, seat=seat)
             control.check()  # an interrupted episode may have failed on its removed sandbox
             final = info
             archive = final["workspace_archive"]
@@ -128,10 +174,7 @@ def play(
         transcript.write("usage", episode.step, **episode.usage.to_dict())
     finally:
         transcript.close()
-    result = _result(spec, episode, reset_info, final, grade)
-    log.info("episode.done", outcome=result.outcome, score=result.normalized_score,
-             steps=result.steps)
-    return _write(folder, result)
+    return Played(episode, reset_info, final, grade)
 
 
 def _act(
@@ -144,15 +187,21 @@ def _act(
     episode: EpisodeState,
     control: RunControl,
     observer: RunObserver,
+    *,
+    handoff: str | None = None,
+    seat: TeamSeat | None = None,
 ) -> dict[str, Any]:
     """The agent acts until the episode ends; the final step's info. An agent that fails
-    (raises) or stops acting (returns None) ends the episode early, graded as it is."""
+    (raises) or stops acting (returns None) ends the episode early, graded as it is. An
+    agent that did not fail is then asked for notes for its successor (`end`)."""
     info: dict[str, Any] = {}
     try:
         agent.reset(
             TaskInfo(spec.task, reset_info["instructions"], reset_info["tools"],
                      reset_info["budget"], seed=spec.seed,
-                     record=_model_event_recorder(transcript, episode)),
+                     record=_model_event_recorder(
+                         transcript, episode, None if seat is None else seat.index),
+                     handoff=handoff, seat=seat),
             observation,
         )
         while not (episode.terminated or episode.truncated):
@@ -177,7 +226,38 @@ def _act(
         episode.usage = _track_usage(agent, env, transcript, episode.usage, episode.step)
         _, _, episode.terminated, episode.truncated, info = env.end_early(
             f"agent error: {episode.agent_error}")
+    if episode.agent_error is None:
+        _hand_off(agent, env, transcript, episode, _end_reason(episode, info))
     return info
+
+
+def _end_reason(episode: EpisodeState, info: dict[str, Any]) -> str:
+    """How the episode ended, as the agent's `end` hears it."""
+    if episode.terminated:
+        return "submitted"
+    return "limit" if info.get("limit_hit") else "no_action"
+
+
+def _hand_off(
+    agent: Agent, env: RDEnv, transcript: Transcript, episode: EpisodeState, reason: str
+) -> None:
+    """Ask the agent (its optional `end`) for notes for a relay successor; write them to
+    handoff.md and record them (a `scaffold` event, "handoff_out"). A failing `end` is
+    recorded and logged; the episode keeps its grade."""
+    end = getattr(agent, "end", None)
+    if not callable(end):
+        return
+    try:
+        notes = end(reason)
+    except Exception as error:  # the notes are extra: their failure costs the episode nothing
+        log.warning("episode.end_failed", error=describe(error))
+        transcript.write("error", episode.step,
+                         message=f"the agent's end() failed: {describe(error)}"[:2000], agent=True)
+        notes = None
+    episode.usage = _track_usage(agent, env, transcript, episode.usage, episode.step)
+    if notes:
+        write_handoff(transcript.folder, notes)
+        transcript.write("scaffold", episode.step, action="handoff_out", text=notes)
 
 
 def _note_validation(episode: EpisodeState, info: dict[str, Any]) -> None:
@@ -204,13 +284,16 @@ def _progress(spec: EpisodeSpec, episode: EpisodeState, info: dict[str, Any]) ->
 
 
 def _model_event_recorder(
-    transcript: Transcript, episode: EpisodeState
+    transcript: Transcript, episode: EpisodeState, worker: int | None = None
 ) -> Callable[[str, dict[str, Any]], None]:
     """TaskInfo.record for this episode: the agent's model events, checked against their
-    record models and written to the transcript at the current step. An invalid event is
-    logged and recorded as an `error` event; it never ends the episode."""
+    record models and written to the transcript at the current step (a team worker's
+    scaffold events with its index). An invalid event is logged and recorded as an `error`
+    event; it never ends the episode."""
 
     def record(event_type: str, fields: dict[str, Any]) -> None:
+        if event_type == "scaffold" and worker is not None and fields.get("worker") is None:
+            fields = {**fields, "worker": worker}
         try:
             reserved = {"t", "step", "type", "v"}.intersection(fields)
             if event_type not in MODEL_EVENTS or reserved:

@@ -10,7 +10,8 @@
   only here, only when used.
 
 Both skip episodes whose result.json is already there (telling the observer `skipped`), and
-both stop every running episode, removing its sandbox, on Ctrl-C.
+both stop every running episode, removing its sandbox, on Ctrl-C. Both start a relay episode
+(rdbench.relay) only once its predecessor finished; Ray sends the predecessor's notes along.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from typing import Any, Protocol
 import structlog
 
 from rdbench.records import EpisodeResult
+from rdbench.relay import link, read_handoff, write_handoff
 from rdbench.run_observer import NullObserver, RunObserver
 from rdbench.runner import signals_held
 from rdbench.scheduling import Resources, Scheduler, check_requests, machine_resources
@@ -111,6 +113,7 @@ class LocalExecutor:
         from rdbench.runner import RunControl
 
         observer = observer or NullObserver()
+        specs = link(specs)
         check_machine(specs, self.machine)
         _tell(observer.run_started, len(specs))
         done: dict[int, EpisodeResult] = {}
@@ -119,18 +122,21 @@ class LocalExecutor:
             scheduler = Scheduler(self.machine, self.parallel)
             control = RunControl()
             pool = ThreadPoolExecutor(max_workers=self.parallel, thread_name_prefix="episode")
-            running: dict[Future[EpisodeResult], tuple[int, Resources]] = {}
+            running: dict[Future[EpisodeResult], tuple[int, Resources, str]] = {}
             try:
                 while todo or running:
+                    unfinished = _unfinished(todo, [item[2] for item in running.values()])
                     for item in list(todo):
+                        if item[1].predecessor in unfinished:  # a relay waits its turn
+                            continue
                         request = request_for(item[1])
                         if scheduler.try_acquire(request):
                             todo.remove(item)
                             future = pool.submit(run_one, item[1], out, control, observer)
-                            running[future] = (item[0], request)
+                            running[future] = (item[0], request, item[1].episode_id)
                     finished, _ = wait(running, return_when=FIRST_COMPLETED)
                     for future in finished:
-                        index, request = running.pop(future)
+                        index, request, _ = running.pop(future)
                         scheduler.release(request)
                         done[index] = future.result()
             except BaseException:
@@ -144,6 +150,12 @@ class LocalExecutor:
         finally:
             _tell(observer.run_finished)
         return RunReport([done[index] for index in sorted(done)], skipped)
+
+
+def _unfinished(todo: list[tuple[int, Any]], running: Sequence[str]) -> set[str]:
+    """The ids of the episodes still to run or running: a relay episode whose predecessor
+    is among them must wait (rdbench.relay)."""
+    return {spec.episode_id for _, spec in todo} | set(running)
 
 
 def run_one(spec: Any, out: Path, control: Any, observer: RunObserver) -> EpisodeResult:
@@ -169,6 +181,7 @@ class RayExecutor:
         ray = import_ray()
         if not ray.is_initialized():
             ray.init(address=self.address, log_to_driver=False)
+        specs = link(specs)
         check_machine(specs, _largest_node(ray))
         observer = observer or NullObserver()
         _tell(observer.run_started, len(specs))
@@ -188,15 +201,24 @@ class RayExecutor:
         pending = list(todo)
         try:
             while pending or running:
-                while pending and len(running) < self.parallel:
-                    index, spec = pending.pop(0)
+                while len(running) < self.parallel:
+                    unfinished = _unfinished(pending, [spec.episode_id
+                                                       for _, spec in running.values()])
+                    ready_to_start = [item for item in pending
+                                      if item[1].predecessor not in unfinished]
+                    if not ready_to_start:  # the rest wait for their relay predecessors
+                        break
+                    pending.remove(ready_to_start[0])
+                    index, spec = ready_to_start[0]
                     if spec.task.root not in task_refs:
                         task_refs[spec.task.root] = ray.put(pack_task(spec.task.root))
+                    request = request_for(spec)
                     ref = remote.options(
-                        num_cpus=spec.task.sandbox.cpus,
-                        memory=spec.task.sandbox.memory_mb * 2**20,
+                        num_cpus=request.cpus,
+                        memory=request.memory_mb * 2**20,
                         name=f"episode {spec.episode_id}",
-                    ).remote(spec, task_refs[spec.task.root])
+                    ).remote(spec, task_refs[spec.task.root],
+                             read_handoff(out, spec.predecessor))
                     running[ref] = (index, spec)
                     _tell(observer.episode_started, spec.episode_id, spec.task.id, spec.agent,
                           spec.seed)
@@ -271,9 +293,11 @@ def pack_task(root: Path) -> bytes:
     return buffer.getvalue()
 
 
-def remote_episode(spec: Any, task_archive: bytes) -> dict[str, bytes]:
+def remote_episode(spec: Any, task_archive: bytes, handoff: str | None = None
+                   ) -> dict[str, bytes]:  # fmt: skip
     """Inside a Ray task: unpack the task, run the episode into a temporary folder on this
-    node, and return its files (name -> bytes).
+    node, and return its files (name -> bytes). `handoff` is a relay predecessor's notes,
+    laid where the episode reads them.
 
     The episode runs in a thread, so that a cancelled Ray task (a KeyboardInterrupt here)
     stops it the runner's way: its sandbox is removed at once, then the task ends."""
@@ -289,6 +313,9 @@ def remote_episode(spec: Any, task_archive: bytes) -> dict[str, bytes]:
             tar.extractall(base / "task", filter="data")
         task = load_task(base / "task" / spec.task.root.name)
         local = replace(spec, task=task)
+        if handoff is not None and spec.predecessor is not None:
+            (base / "out" / spec.predecessor).mkdir(parents=True)
+            write_handoff(base / "out" / spec.predecessor, handoff)
         control = RunControl()
         outcome: list[BaseException] = []
 

@@ -53,6 +53,7 @@ class EpisodeSpec:
     tools: list[str] | None = None  # the env's tool set; None for the task's default
     scaffold: str | None = None  # what decides what the model sees (issue 13)
     arm: str | None = None  # the sweep arm's label; names the episode in place of agent-model
+    predecessor: str | None = None  # a relay's previous episode (rdbench.relay sets it)
 
     @property
     def agent_label(self) -> str:

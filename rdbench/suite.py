@@ -238,8 +238,12 @@ def expand(config: RunConfig, run_id: str) -> list[Any]:
 
 
 def request_for(spec: Any) -> Resources:
-    """What an episode asks of the machine: its task's sandbox CPUs and memory."""
-    return request_of(spec.task.sandbox.cpus, spec.task.sandbox.memory_mb)
+    """What an episode asks of the machine: its task's sandbox CPUs and memory, times its
+    workers for a team episode (one sandbox each, at once)."""
+    from rdbench.agents.scaffold import load_scaffold
+
+    workers = load_scaffold(getattr(spec, "scaffold", None)).workers
+    return request_of(spec.task.sandbox.cpus * workers, spec.task.sandbox.memory_mb * workers)
 
 
 def open_run(config: RunConfig, folder: Path) -> RunConfig:

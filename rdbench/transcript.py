@@ -15,7 +15,7 @@ from rdbench.records import Event, RecordError, parse_event
 
 EventType = Literal[
     "reset", "action", "observation", "score", "usage", "error", "submit", "grade",
-    "model_request", "model_reply", "retry",
+    "model_request", "model_reply", "retry", "scaffold",
 ]
 TRANSCRIPT = "transcript.jsonl"
 RESULT = "result.json"

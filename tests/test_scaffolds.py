@@ -308,7 +308,7 @@ def test_end_asks_the_scaffold_with_every_open_call_answered(
     ("summary(bogus=1)", r"no setting bogus; its settings: at, keep"),
     ("summary(at=high)", r"at must be float"),
     ("summary(at=2.0)", r"at must be between 0.1 and 1"),
-    ("nonesuch", r"Unknown scaffold 'nonesuch'; shipped: .*notepad, plain, summary"),
+    ("nonesuch", r"Unknown scaffold 'nonesuch'; shipped: .*notepad, plain, successor, summary"),
     ("summary(at=0.7", r"not closed"),
     ("notepad(max_chars=10", r"not closed"),
 ])
