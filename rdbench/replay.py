@@ -249,15 +249,6 @@ class Replay:
         return Group(self.header(event, f"✗ {kind}", "bold red"),
                      _indent(fold(event.message, full=self.full)))
 
-    def _scaffold(self, event: ScaffoldEvent) -> RenderableType:
-        who = f" (worker {event.worker})" if event.worker is not None else ""
-        parts: list[RenderableType] = [self.header(event, f"◆ {event.action}{who}", "bold blue")]
-        if event.text:
-            parts.append(_indent(fold(event.text, full=self.full)))
-        if event.details:
-            parts.append(_indent(Text(_compact(event.details), style="dim")))
-        return Group(*parts)
-
     def _submit(self, event: SubmitEvent) -> RenderableType:
         return self.header(event, "submitted", "bold yellow")
 
