@@ -98,11 +98,12 @@ def play(
     handoff = read_handoff(folder.parent, spec.predecessor)
     played = play_agent(spec, folder, control, observer, handoff=handoff)
     if played.grade is None:
-        return _write(folder, _start_failed(spec, played.episode, played.start_error or ""))
-    result = _result(spec, played.episode, played.reset_info, played.final, played.grade)
+        failed = start_failed_result(spec, played.episode, played.start_error or "")
+        return write_result(folder, failed)
+    result = result_of(spec, played.episode, played.reset_info, played.final, played.grade)
     log.info("episode.done", outcome=result.outcome, score=result.normalized_score,
              steps=result.steps)
-    return _write(folder, result)
+    return write_result(folder, result)
 
 
 @dataclass
@@ -351,7 +352,7 @@ def _final_grade(
         episode.retries += 1
         try:
             grade = grade_archive(
-                spec.task, archive, split="test", factory=_tracked_factory(spec.backend, control),
+                spec.task, archive, split="test", factory=tracked_factory(spec.backend, control),
                 labels={"rdbench.run": spec.run_id, "rdbench.episode": spec.episode_id},
             )
         except Exception as failure:
@@ -371,7 +372,7 @@ def _final_grade(
     return replace(graded, infrastructure_error=error)
 
 
-def _tracked_factory(backend: str, control: RunControl) -> Callable[[SandboxConfig], Sandbox]:
+def tracked_factory(backend: str, control: RunControl) -> Callable[[SandboxConfig], Sandbox]:
     """A factory of `backend` sandboxes that the run's stop removes too (a regrading runs
     after the episode's env is closed)."""
     start = default_factory(backend)
@@ -400,7 +401,7 @@ def _outcome(episode: EpisodeState, final: dict[str, Any], grade: FinalGrade) ->
     return "limit" if final.get("limit_hit") else "no_action"
 
 
-def _result(
+def result_of(
     spec: EpisodeSpec,
     episode: EpisodeState,
     reset_info: dict[str, Any],
@@ -428,7 +429,7 @@ def _result(
     )
 
 
-def _start_failed(spec: EpisodeSpec, episode: EpisodeState, error: str) -> EpisodeResult:
+def start_failed_result(spec: EpisodeSpec, episode: EpisodeState, error: str) -> EpisodeResult:
     """The EpisodeResult of an episode whose sandbox never started: no score."""
     return _record(
         spec, episode, outcome="infrastructure_error",
@@ -470,7 +471,8 @@ def _record(spec: EpisodeSpec, episode: EpisodeState, **fields: Any) -> EpisodeR
     )
 
 
-def _write(folder: Path, result: EpisodeResult) -> EpisodeResult:
+def write_result(folder: Path, result: EpisodeResult) -> EpisodeResult:
+    """Write `result` as the episode's result.json (atomically); return it."""
     write_json_atomic(folder / RESULT, result.model_dump(mode="json"))
     return result
 

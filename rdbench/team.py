@@ -39,12 +39,12 @@ from rdbench.agents.scaffold import load_scaffold
 from rdbench.episode import (
     EpisodeState,
     Played,
-    _result,
-    _start_failed,
-    _tracked_factory,
-    _write,
     play_agent,
+    result_of,
+    start_failed_result,
     tell,
+    tracked_factory,
+    write_result,
 )
 from rdbench.grading import Grade, grade_archive
 from rdbench.identity import resolved_budget
@@ -172,7 +172,7 @@ def play_team(
         transcript.close()
     log.info("episode.done", outcome=result.outcome, score=result.normalized_score,
              steps=result.steps, chosen=result.team.chosen if result.team else None)
-    return _write(folder, result)
+    return write_result(folder, result)
 
 
 def _run_workers(
@@ -226,7 +226,7 @@ def _validate(
     try:
         graded = retry_infrastructure(
             lambda: grade_archive(spec.task, archive, split="validation",
-                                  factory=_tracked_factory(spec.backend, control), labels=labels),
+                                  factory=tracked_factory(spec.backend, control), labels=labels),
             what="validation grading", wait=control.wait)
     except InfrastructureFailure as failure:
         control.check()
@@ -254,7 +254,7 @@ def _team_result(
     if failed:  # a team short of a worker, or unable to choose, is no fair team: run it again
         message = "; ".join(failed)
         transcript.write("error", 0, message=message[:2000], infrastructure=True)
-        return _start_failed(spec, team, message)
+        return start_failed_result(spec, team, message)
     scores = [worker.validation_score for worker in workers]
     for index, worker in enumerate(workers):
         grade = worker.validation
@@ -285,7 +285,7 @@ def _team_result(
              "grading_s": round(sum(w.played.final["grading_s"] for w in workers)
                                 + validation_s, 3)}
     reset_info = {**best.reset_info, "budget": resolved_budget(spec.task, spec.budget)}
-    result = _result(spec, team, reset_info, final, best.grade)
+    result = result_of(spec, team, reset_info, final, best.grade)
     record = TeamRecord(workers=len(workers), validation_scores=scores, chosen=chosen,
                         worker_steps=[int(w.played.final["steps"]) for w in workers])
     return result.model_copy(update={"team": record})
