@@ -40,7 +40,8 @@ class Team(Scaffold):
     """One worker of a team: the plain loop plus the team's message board."""
 
     name = "team"
-    defaults: ClassVar[dict[str, Any]] = {**Plain.defaults, "workers": 3, "split_budget": True}
+    defaults: ClassVar[dict[str, Any]] = {
+        **Plain.defaults, "workers": 3, "split_budget": True, "max_post_chars": 4000}
 
     def __init__(self, **settings: Any):
         super().__init__(**settings)
@@ -92,6 +93,10 @@ class Team(Scaffold):
             message = call.input.get("message") if isinstance(call.input, dict) else None
             if not isinstance(message, str) or not message.strip():
                 return "Error: board_post needs a non-empty `message` (text)."
+            limit = self.settings["max_post_chars"]
+            if len(message) > limit:
+                return (f"Error: a post holds at most {limit} characters, this one has "
+                        f"{len(message)}; post a shorter message.")
             seat.board.post(seat.index, message)
             context.note("board_post", message)
             return "Posted; the other workers see it when they read the board."

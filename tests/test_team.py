@@ -229,3 +229,28 @@ def test_a_stopped_team_leaves_no_sandbox(seen: Seen, tmp_path: Path, how: str) 
     assert time.monotonic() - started < WAIT_S
     assert own_sandboxes() - before == set()
     assert not (tmp_path / spec.episode_id / "result.json").exists()
+
+
+def test_a_post_longer_than_the_limit_is_refused_and_not_posted() -> None:
+    from rdbench.agents.base import TeamSeat
+    from rdbench.agents.conversation import ToolRequest
+    from rdbench.agents.scaffold import load_scaffold
+
+    board = Board(2)
+    seat = TeamSeat(0, 2, board)
+    team = load_scaffold("team(workers=2,max_post_chars=10)")
+    notes: list[str] = []
+
+    class Context:
+        info = TaskInfo(load_task(TASK), "", [], {}, seat=seat)
+
+        def note(self, action: str, text: str = "", **details: Any) -> None:
+            notes.append(text)
+
+    context: Any = Context()
+    long_post = ToolRequest("1", "board_post", {"message": "x" * 11})
+    assert "at most 10 characters" in team.answer(long_post, context)
+    assert board.read(1) == [] and notes == []
+    short_post = ToolRequest("2", "board_post", {"message": "x" * 10})
+    assert team.answer(short_post, context).startswith("Posted")
+    assert [post.text for post in board.read(1)] == ["x" * 10] and notes == ["x" * 10]
