@@ -30,7 +30,7 @@ Settings equal to a default (`stderr=on`, `feedback=on`) are dropped, so an entr
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from rdbench.calls import CallSpec, CallSpecError, parse_call
@@ -95,22 +95,14 @@ VARIANTS: dict[str, dict[str, Option]] = {
 
 
 @dataclass(frozen=True)
-class ToolChoice:
-    """One entry of a tool set: a tool and its variant's settings (empty: the tool as is)."""
-
-    name: str
-    settings: dict[str, Any] = field(default_factory=dict)
+class ToolChoice(CallSpec):
+    """One entry of a tool set: a tool and its variant's settings (empty: the tool as is);
+    `canonical` is the text identity and records hold (`bash(max_output=500,stderr=off)`)."""
 
     @property
     def off(self) -> bool:
         """The tool is taken away (`NAME(off)`)."""
         return self.settings.get(OFF) is True
-
-    @property
-    def canonical(self) -> str:
-        """The entry as one text (`bash(max_output=500,stderr=off)`), as identity and records
-        hold it."""
-        return CallSpec(self.name, self.settings).canonical
 
 
 def options_of(tool: str) -> list[str]:

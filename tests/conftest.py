@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 import structlog
+from fake_servers import FakeServer, fake_server
 from helpers import BACKENDS
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
@@ -177,3 +178,14 @@ def _python_handles_ctrl_c() -> None:
     library's) leftover handler must not make another test's Ctrl-C vanish."""
     if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+@pytest.fixture
+def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeServer]:
+    """A fake model API on loopback (fake_servers.py), with the environment the claude and
+    openai agents read set for it: a test Anthropic key, and no OpenAI key or base URL."""
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key")
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    with fake_server() as fake:
+        yield fake

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,6 @@ from fake_servers import (
     FakeServer,
     anthropic_error,
     anthropic_message,
-    fake_server,
     text,
     tool_use,
 )
@@ -26,13 +24,6 @@ from rdbench.agents.pricing import PRICES
 from rdbench.cli import app
 from rdbench.task import load_task
 from rdbench.tools import tool_definitions
-
-
-@pytest.fixture
-def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeServer]:
-    monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key")
-    with fake_server() as fake:
-        yield fake
 
 
 def make_claude(server: FakeServer, **options: Any) -> ClaudeAgent:

@@ -5,12 +5,11 @@ The claude episodes run the real `anthropic` SDK against the fake Messages API o
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fake_servers import FakeServer, anthropic_error, anthropic_message, fake_server, tool_use
+from fake_servers import FakeServer, anthropic_error, anthropic_message, tool_use
 from helpers import TOY_TASK
 
 from rdbench.agents.claude import DEFAULT_MODEL
@@ -23,13 +22,6 @@ from rdbench.transcript import read_transcript
 pytestmark = pytest.mark.docker
 
 WRITE_3 = {"path": "answer.py", "content": "print(3)\n"}
-
-
-@pytest.fixture
-def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeServer]:
-    monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key")
-    with fake_server() as fake:
-        yield fake
 
 
 def claude_episode(

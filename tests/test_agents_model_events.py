@@ -9,7 +9,6 @@ import json
 import random
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,6 @@ from fake_servers import (
     anthropic_error,
     anthropic_message,
     chat_completion,
-    fake_server,
     function_call,
     text,
     thinking_reply,
@@ -67,15 +65,6 @@ def task_info(record: Recorder, *, seed: int = 0, tools: list[str] | None = None
     task = load_task(TOY_TASK)
     return TaskInfo(task, task.instructions, tool_definitions(tools), {"steps": 20}, seed=seed,
                     record=record)
-
-
-@pytest.fixture
-def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeServer]:
-    monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key")
-    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
-    with fake_server() as fake:
-        yield fake
 
 
 def make_claude(server: FakeServer, **options: Any) -> ClaudeAgent:

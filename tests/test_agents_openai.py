@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +9,6 @@ import pytest
 from fake_servers import (
     FakeServer,
     chat_completion,
-    fake_server,
     function_call,
     openai_error,
 )
@@ -23,14 +21,6 @@ from rdbench.records import load_result
 from rdbench.runner import EpisodeSpec, run_episode
 from rdbench.task import load_task
 from rdbench.tools import tool_definitions
-
-
-@pytest.fixture
-def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeServer]:
-    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
-    with fake_server() as fake:
-        yield fake
 
 
 def make_openai(server: FakeServer, **options: Any) -> OpenAICompatAgent:

@@ -10,7 +10,6 @@ ask the model once more (a successor's notes); bad specs name what is valid.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,6 @@ from fake_servers import (
     Reply,
     anthropic_message,
     chat_completion,
-    fake_server,
     function_call,
     text,
     tool_use,
@@ -41,15 +39,6 @@ from rdbench.transcript import read_events
 PROVIDERS = ["claude", "openai"]
 TASK = environments_dir() / "scaling-law"  # grading reads answer.json only: fast
 SUMMARY = "SUMMARY: answer.json holds width 256; echo first and second ran fine."
-
-
-@pytest.fixture
-def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeServer]:
-    monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key")
-    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
-    with fake_server() as fake:
-        yield fake
 
 
 def options(provider: str, server: FakeServer, **more: Any) -> dict[str, Any]:

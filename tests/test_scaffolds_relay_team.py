@@ -12,12 +12,11 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fake_servers import FakeServer, Reply, anthropic_message, fake_server, text, tool_use
+from fake_servers import FakeServer, Reply, anthropic_message, text, tool_use
 from helpers import TOY_TASK
 
 from rdbench.executors import LocalExecutor
@@ -35,13 +34,6 @@ SCALING_LAW = REPO / "environments" / "scaling-law"
 REFERENCE_ANSWER = (SCALING_LAW / "solution" / "answer.json").read_text(encoding="utf-8")
 ROOMY = Resources(cpus=64.0, memory_mb=2**20)
 WORKER = re.compile(r"You are worker (\d) of a team of 3")
-
-
-@pytest.fixture
-def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeServer]:
-    monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key")
-    with fake_server() as fake:
-        yield fake
 
 
 def said(body: dict[str, Any]) -> str:

@@ -8,12 +8,11 @@ from __future__ import annotations
 import json
 import re
 import tomllib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fake_servers import FakeServer, Reply, anthropic_message, fake_server, tool_use
+from fake_servers import FakeServer, Reply, anthropic_message, tool_use
 from report_fixtures import make_result
 from typer.testing import CliRunner
 
@@ -231,11 +230,10 @@ def _scripted(request: dict[str, Any]) -> Reply:
 
 
 @pytest.fixture
-def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeServer]:
-    monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key")
-    with fake_server() as fake:
-        fake.add(*[_scripted] * 200)
-        yield fake
+def server(server: FakeServer) -> FakeServer:
+    """The fake model API, scripted for the sweep's two models."""
+    server.add(*[_scripted] * 200)
+    return server
 
 
 @pytest.mark.bwrap

@@ -7,7 +7,6 @@ ones (the parser, the env and `rdbench run --tools`)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,6 @@ from fake_servers import (
     Reply,
     anthropic_message,
     chat_completion,
-    fake_server,
     function_call,
     tool_use,
 )
@@ -238,14 +236,6 @@ SHIPPED = "scaling-law"  # its grader only reads answer.json: seconds
 RUN_TOOLS = ["bash(max_output=500)", "read_file(max_lines=50)", "score(every=10)", "submit"]
 RECORDED = {"bash": {"max_output": 500}, "read_file": {"max_lines": 50},
             "score": {"every": 10}}
-
-
-@pytest.fixture
-def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeServer]:
-    monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key")
-    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    with fake_server() as fake:
-        yield fake
 
 
 def run_with_variants(agent: str, options: dict[str, Any], replies: list[Reply],

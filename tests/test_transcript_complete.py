@@ -6,11 +6,10 @@ each tool call and its observation, the validation score with its time, the fina
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fake_servers import FakeServer, fake_server, text, thinking_reply, tool_use
+from fake_servers import FakeServer, text, thinking_reply, tool_use
 from helpers import TOY_TASK
 from typer.testing import CliRunner
 
@@ -32,13 +31,6 @@ pytestmark = pytest.mark.docker
 
 THOUGHT = "The answer file prints 1; the grader wants a bigger number."
 SAID = "I will read answer.py, then make it print 4."
-
-
-@pytest.fixture
-def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeServer]:
-    monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key")
-    with fake_server() as fake:
-        yield fake
 
 
 def test_the_transcript_holds_the_prompts_the_thinking_and_every_call(
