@@ -186,6 +186,28 @@ def agents() -> None:
         table.add_row(entry.name, entry.source, entry.summary)
     console.print(table)
     console.print("Any other agent: --agent module:Class (see docs/agent-protocol.md).")
+    scaffolds = Table(title="scaffolds (--scaffold, for claude and openai)")
+    for column in ("scaffold", "settings (defaults)", "what it does"):
+        scaffolds.add_column(column)
+    for name, spec, summary in _scaffold_rows():
+        scaffolds.add_row(name, spec, summary)
+    console.print(scaffolds)
+    console.print("Any other scaffold: --scaffold path/to/mine.py (see docs/experiments.md).")
+
+
+def _scaffold_rows() -> list[tuple[str, str, str]]:
+    """Each shipped scaffold: its name, its spec with default settings, its summary."""
+    import inspect
+
+    from rdbench.agents.scaffold import load_scaffold, scaffold_names
+
+    rows = []
+    for name in scaffold_names():
+        scaffold = load_scaffold(name)
+        module = inspect.getmodule(type(scaffold))
+        doc = (inspect.getdoc(module) or "").split("\n\n")[0]
+        rows.append((name, scaffold.spec, " ".join(doc.split()).removeprefix(f"{name}: ")))
+    return rows
 
 
 def _parse_agent_options(pairs: list[str]) -> dict[str, Any]:

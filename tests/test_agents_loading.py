@@ -90,3 +90,5 @@ def test_agents_command_lists_installed_agents(plugin_installed: None) -> None:
     assert result.exit_code == 0, result.output
     for name in ("claude", "oracle", "null", "plugin"):
         assert name in result.output
+    for spec in ("notepad(max_chars=20000)", "summary(at=0.7,keep=1)", "successor", "team("):
+        assert spec in result.output
