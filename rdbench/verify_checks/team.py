@@ -82,6 +82,10 @@ def check_team(
     share = _worker_budget(result, task, record.workers)
     usages: list[UsageRecord] = []
     for worker in team_workers(episode):
+        if worker.workspace is None and record.validation_scores[worker.index] is not None:
+            problems.append(("team-worker-missing", f"worker {worker.index} has a validation "
+                             f"score but no {WORKSPACE} in the bundle",
+                             f"{worker.where}/{WORKSPACE}"))
         try:
             worker_events = worker.events()
         except RecordError as error:
@@ -91,10 +95,6 @@ def check_team(
                              f"{worker.where}/{TRANSCRIPT}"))
             continue
         problems += _worker_problems(worker, worker_events, result, record, share, task)
-        if worker.workspace is None and record.validation_scores[worker.index] is not None:
-            problems.append(("team-worker-missing", f"worker {worker.index} has a validation "
-                             f"score but no {WORKSPACE} in the bundle",
-                             f"{worker.where}/{WORKSPACE}"))
         shown = [event for event in worker_events if isinstance(event, UsageEvent)]
         usages.append(shown[-1] if shown else UsageRecord())
     if len(usages) == record.workers:
