@@ -374,3 +374,16 @@ def test_notes_in_the_first_episode_of_a_relay_are_rejected(relay: Made, tmp_pat
     report = _verify(relay, retamper(relay.bundle, tmp_path / "b.tar.gz", notes_for_seed_0))
     [found] = _rejected(report, "handoff-not-from-predecessor")
     assert "no episode of the same configuration" in found.message
+
+
+def test_a_team_archive_that_is_not_the_chosen_workers_is_rejected(
+    team: Made, tmp_path: Path
+) -> None:
+    def swap(root: Path, manifest: Manifest) -> Manifest:
+        folder = root / "episodes" / _only(manifest)
+        shutil.copyfile(folder / WORKERS / "0" / "workspace.tar.gz", folder / "workspace.tar.gz")
+        return rehashed(root, manifest)
+
+    report = _verify(team, retamper(team.bundle, tmp_path / "b.tar.gz", swap))
+    [found] = _rejected(report, "team-workspace-mismatch")
+    assert found.path == "workspace.tar.gz" and "worker 1" in found.message
