@@ -387,3 +387,11 @@ def test_a_team_archive_that_is_not_the_chosen_workers_is_rejected(
     report = _verify(team, retamper(team.bundle, tmp_path / "b.tar.gz", swap))
     [found] = _rejected(report, "team-workspace-mismatch")
     assert found.path == "workspace.tar.gz" and "worker 1" in found.message
+
+
+def test_the_bundle_layout_names_the_folders_the_runner_writes() -> None:
+    from rdbench import relay, team
+    from rdbench.bundle import EPISODE_FILES, WORKER_FILES
+
+    assert WORKERS == team.WORKERS
+    assert relay.HANDOFF in EPISODE_FILES and relay.HANDOFF in WORKER_FILES
