@@ -2,7 +2,9 @@
 safely for reading (`open_bundle`).
 
 The layout is submission.py's: `manifest.json` and, per episode, `episodes/<episode_id>/`
-with `result.json`, `transcript.jsonl` and `workspace.tar.gz` (when the episode left one).
+with `result.json`, `transcript.jsonl`, `workspace.tar.gz` (when the episode left one) and
+`handoff.md` (a relay's notes, when it left them); a team episode's workers under
+`workers/<i>/` (`WORKER_FILES`, i from 0 to the team's size - 1).
 The tar is deterministic for a given manifest: members sorted by name, regular files only,
 fixed owner, mode and mtime, and a gzip header without a time or name, so the same files
 always give the same bytes (and the same SHA-256).
@@ -32,9 +34,11 @@ from typing import IO, Any
 import structlog
 
 from rdbench.records import EpisodeResult, RecordError, load_result
+from rdbench.relay import HANDOFF
 from rdbench.submission import (
     EPISODES,
     MANIFEST,
+    WORKERS,
     AgentEntry,
     FileEntry,
     Manifest,
@@ -44,10 +48,13 @@ from rdbench.transcript import RESULT, TRANSCRIPT, WORKSPACE
 
 log = structlog.get_logger()
 
-EPISODE_FILES = (RESULT, TRANSCRIPT, WORKSPACE)
-"""The files an episode folder of a bundle may hold (the workspace only when it left one)."""
+EPISODE_FILES = (RESULT, TRANSCRIPT, WORKSPACE, HANDOFF)
+"""The files an episode folder of a bundle may hold (the workspace and the relay's notes only
+when the episode left them)."""
+WORKER_FILES = (TRANSCRIPT, WORKSPACE, HANDOFF)
+"""The files a team worker's folder (`workers/<i>/`) of a bundle may hold."""
 MAX_MEMBERS = 50_000
-"""Most members open_bundle takes: 3 files an episode gives room for 16,000 episodes."""
+"""Most members open_bundle takes: room for over 10,000 single-agent episodes."""
 MAX_BYTES = 64 * 1024**3
 """Most bytes (all members together, unpacked) open_bundle takes."""
 FIXED_MTIME = 946_684_800  # 2000-01-01T00:00:00Z: every member's time, so bytes repeat
@@ -115,12 +122,7 @@ def make_bundle(
     tasks = _task_entries(config.tasks, results)
     image = _one_of({result.image for result in results if result.image}, "image")
     sandboxes = {result.sandbox for result in results if result.sandbox}
-    files = [
-        (f"{EPISODES}/{result.episode_id}/{file}", root / result.episode_id / file)
-        for result in results
-        for file in EPISODE_FILES
-        if (root / result.episode_id / file).is_file()
-    ]
+    files = [item for result in results for item in _episode_files(root, result)]
     missing = [
         result.episode_id for result in results
         if not (root / result.episode_id / TRANSCRIPT).is_file()
@@ -150,6 +152,24 @@ def make_bundle(
     write_bundle(manifest, dict(files), target)
     log.info("bundle.made", path=str(target), episodes=len(results), files=len(files))
     return target
+
+
+def _episode_files(root: Path, result: EpisodeResult) -> list[tuple[str, Path]]:
+    """An episode's files as (path in the bundle, file on the host): its own, and for a team
+    episode each worker's (BundleError when a worker's transcript is missing)."""
+    folder = root / result.episode_id
+    inside = f"{EPISODES}/{result.episode_id}"
+    files = [(f"{inside}/{name}", folder / name) for name in EPISODE_FILES
+             if (folder / name).is_file()]
+    for index in range(result.team.workers if result.team is not None else 0):
+        worker = folder / WORKERS / str(index)
+        if not (worker / TRANSCRIPT).is_file():
+            raise BundleError(f"{root}: team episode {result.episode_id} has no {TRANSCRIPT} "
+                              f"for worker {index} ({worker}); a team's bundle holds every "
+                              "worker's records: submit the run folder `rdbench run` wrote")
+        files += [(f"{inside}/{WORKERS}/{index}/{name}", worker / name) for name in WORKER_FILES
+                  if (worker / name).is_file()]
+    return files
 
 
 def _task_entries(names: list[str], results: list[EpisodeResult]) -> list[TaskEntry]:
@@ -363,7 +383,8 @@ def _checked_members(
     for count, member in enumerate(tar, start=1):
         if count > max_members:
             raise BundleError(f"{source}: more than {max_members} members; a bundle holds "
-                              "3 files an episode (split a larger run into several bundles)")
+                              "up to 4 files an episode, 3 more per team worker (split "
+                              "a larger run into several bundles)")
         name = _safe_name(source, member)
         kind = ("regular file" if member.isreg() else "folder" if member.isdir() else None)
         if kind is None:

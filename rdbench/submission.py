@@ -2,8 +2,11 @@
 verified.json a verification writes. Typed and versioned like the run records (records.py).
 
 A bundle (`rdbench submit`) is a gzipped tar holding `manifest.json` and, per episode,
-`episodes/<episode_id>/` with `result.json`, `transcript.jsonl` and `workspace.tar.gz` (when
-the episode left one). The manifest names every other file of the bundle with its SHA-256.
+`episodes/<episode_id>/` with `result.json`, `transcript.jsonl`, `workspace.tar.gz` (when
+the episode left one) and `handoff.md` (the notes a relay episode left its successor). A team
+episode (result.json's `team`) adds `workers/<i>/` per worker i (0-based) with that worker's
+`transcript.jsonl`, `workspace.tar.gz` and `handoff.md` when it left them. The manifest names
+every other file of the bundle with its SHA-256.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 MANIFEST = "manifest.json"
 EPISODES = "episodes"
+WORKERS = "workers"
+"""A team episode's folder of worker sub-episodes (as rdbench.team writes it)."""
 VERIFIED = "verified.json"
 BUNDLE_SCHEMA: Literal[1] = 1
 VERIFIED_SCHEMA: Literal[1] = 1

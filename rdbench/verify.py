@@ -73,6 +73,7 @@ def verify_bundle(
         findings += [finding for found in problems.values() for finding in found]
         episodes, episode_problems = _readable_episodes(bundle, manifest)
         findings += episode_problems
+        context.episodes = list(episodes)  # a relay episode's predecessor is among them
         findings += coverage_findings(manifest, [episode.result for episode in episodes])
         findings += result_task_findings(manifest, episodes)
         findings += image_findings(manifest, episodes)

@@ -13,6 +13,10 @@ regrade.py     (1) the final workspace re-graded and compared with the claim
 consistency.py (2) the transcript held against result.json
 scan.py        (3) signs of gaming in the transcript and the workspace; raised budgets
 patterns.py    what the scan looks for, and the archive read as a stream
+team.py        (4) a team episode: its workers' transcripts against its record, and the
+               chosen worker the best on validation (re-graded)
+relay.py       (5) a relay episode's notes in are its predecessor's notes out
+workers.py     a team episode's workers' folders in the bundle
 
 Every finding has a stable code and, with it, a severity: reject (the bundle is rejected:
 tampering that changes a score, or a read of protected files) or warning (a suspicious
@@ -82,6 +86,31 @@ check-edited                 warning   the final workspace changed or removed a 
                                        as a check ([scoring] checks in task.toml, e.g.
                                        check_restrictions.py); the grader runs its own copy, so
                                        only the attempt is reported
+team-worker-missing          reject    a team episode's bundle lacks a worker's transcript, or the
+                                       workspace archive of a worker with a validation score (or
+                                       of the chosen one)
+team-record-mismatch         reject    a team episode's record (result.json's team) is not one
+                                       team (its lists are not one entry per worker, chosen is
+                                       none of them), or the team transcript's validation scores
+                                       or final grade name other scores or another chosen worker
+team-choice-wrong            reject    the team submitted a worker's workspace other than the one
+                                       with the best validation score (ties to the lowest index):
+                                       by the recorded scores, or by the re-graded ones beyond the
+                                       task's regrade tolerance
+team-workspace-mismatch      reject    the team's workspace.tar.gz is not the chosen worker's
+                                       workspace archive, byte for byte
+team-validation-mismatch     reject    a worker's final workspace re-graded on the validation
+                                       split in a fresh sandbox scores differently from its
+                                       recorded validation score (beyond the task's regrade
+                                       tolerance, or valid where recorded invalid or the other way
+                                       round)
+handoff-not-from-predecessor reject    a relay episode started with notes (its handoff_in event)
+                                       that are not its predecessor's handoff.md in the bundle
+                                       (the same configuration's episode with the previous seed):
+                                       notes from elsewhere, or there is no such predecessor
+handoff-file-mismatch        reject    an episode's handoff.md is not the notes its transcript's
+                                       handoff_out event records (or it has one without the event,
+                                       or the event without the file)
 """
 
 from __future__ import annotations
@@ -98,13 +127,18 @@ from rdbench.verify_checks.base import (
 )
 from rdbench.verify_checks.consistency import check_consistency
 from rdbench.verify_checks.regrade import check_regrade
+from rdbench.verify_checks.relay import check_handoff
 from rdbench.verify_checks.scan import check_budget_override, scan_transcript, scan_workspace
+from rdbench.verify_checks.team import check_team, check_team_validation
 
 DEFAULT_CHECKS: list[Check] = [
     check_consistency,
+    check_team,
+    check_handoff,
     check_budget_override,
     scan_transcript,
     scan_workspace,
+    check_team_validation,
     check_regrade,
 ]
 """Every check, in the order `rdbench verify` runs them (the slow re-grade last)."""
@@ -133,7 +167,10 @@ __all__ = [
     "FolderEpisode",
     "check_budget_override",
     "check_consistency",
+    "check_handoff",
     "check_regrade",
+    "check_team",
+    "check_team_validation",
     "finding",
     "run_checks",
     "scan_transcript",

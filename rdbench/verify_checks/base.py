@@ -104,6 +104,38 @@ FINDING_CODES: dict[str, tuple[Severity, str]] = {
         "checks in task.toml, e.g. check_restrictions.py); the grader runs its own copy, so "
         "only the attempt is reported"
     )),
+    "team-worker-missing": ("reject", (
+        "a team episode's bundle lacks a worker's transcript, or the workspace archive of a "
+        "worker with a validation score (or of the chosen one)"
+    )),
+    "team-record-mismatch": ("reject", (
+        "a team episode's record (result.json's team) is not one team (its lists are not one "
+        "entry per worker, chosen is none of them), or the team transcript's validation "
+        "scores or final grade name other scores or another chosen worker"
+    )),
+    "team-choice-wrong": ("reject", (
+        "the team submitted a worker's workspace other than the one with the best validation "
+        "score (ties to the lowest index): by the recorded scores, or by the re-graded ones "
+        "beyond the task's regrade tolerance"
+    )),
+    "team-workspace-mismatch": ("reject", (
+        "the team's workspace.tar.gz is not the chosen worker's workspace archive, byte for "
+        "byte"
+    )),
+    "team-validation-mismatch": ("reject", (
+        "a worker's final workspace re-graded on the validation split in a fresh sandbox "
+        "scores differently from its recorded validation score (beyond the task's regrade "
+        "tolerance, or valid where recorded invalid or the other way round)"
+    )),
+    "handoff-not-from-predecessor": ("reject", (
+        "a relay episode started with notes (its handoff_in event) that are not its "
+        "predecessor's handoff.md in the bundle (the same configuration's episode with the "
+        "previous seed): notes from elsewhere, or there is no such predecessor"
+    )),
+    "handoff-file-mismatch": ("reject", (
+        "an episode's handoff.md is not the notes its transcript's handoff_out event records "
+        "(or it has one without the event, or the event without the file)"
+    )),
 }
 """Every finding code: its severity and what it means (the module docstring's table)."""
 
@@ -156,13 +188,15 @@ class FolderEpisode:
 class CheckContext:
     """What the checks share: the sandbox backend re-grading uses ("auto": docker where an
     engine answers, else bwrap), labels for its sandboxes, how many times a re-grading whose
-    machinery failed is tried, and the re-graded scores the re-grade check appends (one per
-    episode, for verified.json)."""
+    machinery failed is tried, the re-graded scores the re-grade check appends (one per
+    episode, for verified.json), and every readable episode of the bundle (`episodes`: a
+    relay episode's predecessor is looked up among them; empty, the episode alone)."""
 
     backend: str = "auto"
     labels: dict[str, str] = field(default_factory=dict)
     attempts: int = ATTEMPTS
     regraded: list[RegradedEpisode] = field(default_factory=list)
+    episodes: list[BundleEpisode] = field(default_factory=list)
 
 
 Check = Callable[[BundleEpisode, TaskSpec, Manifest, CheckContext], list[Finding]]
@@ -173,8 +207,6 @@ def finding(code: str, message: str, episode: BundleEpisode, path: str | None = 
     severity, _ = FINDING_CODES[code]
     return Finding(code=code, severity=severity, message=message,
                    episode_id=episode.episode_id, path=path)
-
-
 
 
 def transcript_events(episode: BundleEpisode) -> list[Event] | Finding:

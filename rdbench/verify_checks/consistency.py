@@ -1,5 +1,8 @@
 """Check (2): the transcript held against result.json: the episode it is of, its steps, how
-it ended, its usage totals, its final grade and its budget."""
+it ended, its usage totals, its final grade and its budget. A team episode's transcript
+holds no actions (its workers' do): here only its usage, grade and budget are held against
+result.json; check_team (team.py) checks the workers. The `*_problems` functions are shared
+with it."""
 
 from __future__ import annotations
 
@@ -30,7 +33,8 @@ from rdbench.verify_checks.base import (
 )
 
 
-def _close(a: float | None, b: float | None) -> bool:
+def close(a: float | None, b: float | None) -> bool:
+    """True when two scores (or None) are the same, to float noise."""
     if a is None or b is None:
         return a is b
     return math.isclose(a, b, rel_tol=0.0, abs_tol=EXACT) or (math.isnan(a) and math.isnan(b))
@@ -46,22 +50,23 @@ def check_consistency(
     if isinstance(events, Finding):
         return [events]
     result = episode.result
-    found = [finding(code, message, episode, where) for code, message, where in (
-        *_episode_problems(events, result),
-        *_step_problems(events, result),
-        *_outcome_problems(events, result),
-        *_usage_problems(events, result),
-        *_grade_problems(events, result, task),
-        *_budget_problems(events, result, task, manifest),
-    )]
-    return found
+    if result.team is not None:  # its actions are in its workers' transcripts: check_team
+        problems = [*usage_problems(events, result), *grade_problems(events, result, task),
+                    *budget_problems(events, result, task, manifest)]
+    else:
+        problems = [*episode_problems(events, result), *step_problems(events, result),
+                    *outcome_problems(events, result), *usage_problems(events, result),
+                    *grade_problems(events, result, task),
+                    *budget_problems(events, result, task, manifest)]
+    return [finding(code, message, episode, where) for code, message, where in problems]
 
 
 Problem = tuple[str, str, str]
 """A finding's code, message and path, before it is made a Finding."""
 
 
-def _episode_problems(events: list[Event], result: EpisodeResult) -> list[Problem]:
+def episode_problems(events: list[Event], result: EpisodeResult) -> list[Problem]:
+    """The reset event names the result's task, seed, tools and sandbox (one reset)."""
     resets = [event for event in events if isinstance(event, ResetEvent)]
     if not resets:
         if result.outcome == "infrastructure_error" and result.steps == 0:
@@ -82,7 +87,8 @@ def _episode_problems(events: list[Event], result: EpisodeResult) -> list[Proble
     return problems
 
 
-def _step_problems(events: list[Event], result: EpisodeResult) -> list[Problem]:
+def step_problems(events: list[Event], result: EpisodeResult) -> list[Problem]:
+    """The actions are numbered 1, 2, ... and as many as result.json's steps."""
     actions = [event.step for event in events if isinstance(event, ActionEvent)]
     if actions != list(range(1, len(actions) + 1)):
         return [("steps-mismatch", f"the transcript's actions are numbered {actions}, not "
@@ -97,7 +103,8 @@ def _step_problems(events: list[Event], result: EpisodeResult) -> list[Problem]:
     return []
 
 
-def _outcome_problems(events: list[Event], result: EpisodeResult) -> list[Problem]:
+def outcome_problems(events: list[Event], result: EpisodeResult) -> list[Problem]:
+    """How the transcript ends (submit, limit, error) agrees with result.json's outcome."""
     submits = [event.step for event in events if isinstance(event, SubmitEvent)]
     errors = [event for event in events if isinstance(event, ErrorEvent)]
     problems = []
@@ -134,27 +141,29 @@ def _outcome_problems(events: list[Event], result: EpisodeResult) -> list[Proble
 USAGE_FIELDS = tuple(name for name in UsageRecord.model_fields if name != "extra")
 
 
-def _usage_problems(events: list[Event], result: EpisodeResult) -> list[Problem]:
+def usage_problems(events: list[Event], result: EpisodeResult) -> list[Problem]:
+    """The last usage event holds result.json's usage totals."""
     usages = [event for event in events if isinstance(event, UsageEvent)]
     shown = usages[-1] if usages else UsageRecord()
     differing = [f"{name} {getattr(shown, name)!r} vs {getattr(result.usage, name)!r}"
                  for name in USAGE_FIELDS
-                 if not _close(float(getattr(shown, name)), float(getattr(result.usage, name)))]
+                 if not close(float(getattr(shown, name)), float(getattr(result.usage, name)))]
     if differing:
         return [("usage-mismatch", "the transcript's last usage event vs result.json: "
                  + "; ".join(differing), RESULT)]
     return []
 
 
-def _grade_problems(events: list[Event], result: EpisodeResult, task: TaskSpec) -> list[Problem]:
+def grade_problems(events: list[Event], result: EpisodeResult, task: TaskSpec) -> list[Problem]:
+    """The last grade event is result.json's, and its score is normalized on the task's scale."""
     problems: list[Problem] = []
     if result.outcome != "infrastructure_error":
         grades = [event for event in events if isinstance(event, GradeEvent)]
         if not grades:
             return [("grade-mismatch", "the transcript holds no grade event", TRANSCRIPT)]
         grade = grades[-1]
-        if not (_close(grade.raw_score, result.raw_score)
-                and _close(grade.normalized_score, result.normalized_score)
+        if not (close(grade.raw_score, result.raw_score)
+                and close(grade.normalized_score, result.normalized_score)
                 and grade.valid == result.valid):
             problems.append(("grade-mismatch", (
                 f"the transcript's grade: raw {grade.raw_score}, normalized "
@@ -165,7 +174,7 @@ def _grade_problems(events: list[Event], result: EpisodeResult, task: TaskSpec) 
         expected = None
     else:
         expected = normalize(result.raw_score, task.scoring) if result.valid else 0.0
-    if not _close(result.normalized_score, expected):
+    if not close(result.normalized_score, expected):
         problems.append(("score-not-normalized", (
             f"result.json: raw {result.raw_score} (valid {result.valid}) is normalized "
             f"{expected} on the task's scale (start {task.scoring.start}, reference "
@@ -173,9 +182,11 @@ def _grade_problems(events: list[Event], result: EpisodeResult, task: TaskSpec) 
     return problems
 
 
-def _budget_problems(
+def budget_problems(
     events: list[Event], result: EpisodeResult, task: TaskSpec, manifest: Manifest
 ) -> list[Problem]:
+    """result.json's budget is the task's default with the run's overrides, the reset event
+    shows it, and the episode stayed within it."""
     problems: list[Problem] = []
     try:
         expected = resolved_budget(task, manifest.budgets)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import structlog
 
@@ -12,8 +13,20 @@ from rdbench.submission import Finding, Manifest, RegradedEpisode
 from rdbench.task import TaskSpec
 from rdbench.transcript import WORKSPACE
 from rdbench.verify_checks.base import EXACT, BundleEpisode, CheckContext, finding
+from rdbench.verify_checks.workers import team_workers
 
 log = structlog.get_logger()
+
+
+def _graded_archive(episode: BundleEpisode) -> Path | None:
+    """The workspace archive whose grade the episode claims: the chosen worker's in a team
+    episode (the team's own archive when the bundle lacks it), else the episode's."""
+    team = episode.result.team
+    if team is not None and 0 <= team.chosen < team.workers:
+        chosen = team_workers(episode)[team.chosen].workspace
+        if chosen is not None:
+            return chosen
+    return episode.workspace_path
 
 
 def check_regrade(
@@ -22,7 +35,8 @@ def check_regrade(
     """Grade the final workspace on the test split in a fresh sandbox and compare with the
     claimed normalized score (within the task's regrade_tolerance, 1e-9 at least). Appends the
     re-graded score to `context.regraded`. An infrastructure-error episode claims no score
-    and is not re-graded."""
+    and is not re-graded. A team episode's graded workspace is its chosen worker's (check_team
+    finds a team archive that is not that one)."""
     result = episode.result
     tolerance = max(task.scoring.regrade_tolerance, EXACT)
     regraded = RegradedEpisode(
@@ -33,14 +47,14 @@ def check_regrade(
     if result.outcome == "infrastructure_error":
         context.regraded.append(regraded)
         return []
-    if episode.workspace_path is None:
+    archive = _graded_archive(episode)
+    if archive is None:
         context.regraded.append(regraded)
         if (result.normalized_score or 0.0) > 0.0:
             return [finding("workspace-missing", f"claims normalized score "
                             f"{result.normalized_score} but holds no {WORKSPACE} to re-grade",
                             episode, WORKSPACE)]
         return []
-    archive = episode.workspace_path
     labels = {"rdbench.episode": episode.episode_id, **context.labels}
     try:
         grade = retry_infrastructure(

@@ -1,9 +1,10 @@
-"""Check (3): signs of gaming in the transcript's actions and in the final workspace archive
-(read as a stream, never unpacked), and budgets raised beyond the task's defaults."""
+"""Check (3): signs of gaming in the transcript's actions (a team's: its workers'), and in the
+final workspace archive (read as a stream, never unpacked), and budgets raised beyond the
+task's defaults."""
 
 from __future__ import annotations
 
-from rdbench.records import ActionEvent
+from rdbench.records import ActionEvent, Event, RecordError
 from rdbench.submission import Finding, Manifest
 from rdbench.task import TaskSpec
 from rdbench.transcript import RESULT, TRANSCRIPT, WORKSPACE
@@ -17,6 +18,7 @@ from rdbench.verify_checks.patterns import (
     scan_text,
     strings_of,
 )
+from rdbench.verify_checks.workers import team_workers
 
 
 def check_budget_override(
@@ -49,11 +51,26 @@ def _described(hit: Hit) -> str:
 def scan_transcript(
     episode: BundleEpisode, task: TaskSpec, manifest: Manifest, context: CheckContext
 ) -> list[Finding]:
-    """Every action of the transcript scanned for reads of protected paths, timer or
-    interpreter patching and network use; one finding per action and kind."""
+    """Every action of the transcript (and, in a team episode, of each worker's transcript)
+    scanned for reads of protected paths, timer or interpreter patching and network use; one
+    finding per action and kind."""
     events = transcript_events(episode)
     if isinstance(events, Finding):
         return []  # check_consistency reports it
+    found = _scanned(events, episode, TRANSCRIPT, "")
+    for worker in team_workers(episode):
+        try:
+            worker_events = worker.events()
+        except RecordError:
+            continue  # check_team reports it
+        found += _scanned(worker_events, episode, f"{worker.where}/{TRANSCRIPT}",
+                          f"worker {worker.index}, ")
+    return found
+
+
+def _scanned(events: list[Event], episode: BundleEpisode, where: str,
+             who: str) -> list[Finding]:
+    """The findings of the scan of `events`' actions (`where`: the transcript's path)."""
     found = []
     for event in events:
         if not isinstance(event, ActionEvent):
@@ -63,9 +80,9 @@ def scan_transcript(
         for hit in scan_text(text):
             by_code.setdefault(TRANSCRIPT_CODES[hit.kind], []).append(hit)
         for code, hits in by_code.items():
-            found.append(finding(code, f"step {event.step} ({event.tool or 'malformed'} "
+            found.append(finding(code, f"{who}step {event.step} ({event.tool or 'malformed'} "
                                  f"action): " + "; ".join(map(_described, hits)), episode,
-                                 f"{TRANSCRIPT} step {event.step}"))
+                                 f"{where} step {event.step}"))
     return found
 
 
