@@ -539,9 +539,15 @@ def sweep(
             if differences:
                 raise _fail(f"{out} holds a run of another grid: " + "; ".join(differences)
                             + f". Give another --out for the changed {file}")
-        _check_out(out)
-        declared.save(out)
-        _run_suite(config, out)
+        made_out = _check_out(out)
+        saved = declared.save(out)
+        try:
+            _run_suite(config, out)
+        except typer.Exit:
+            if made_out and {path.name for path in out.iterdir()} == {saved.name}:
+                saved.unlink()  # refused before anything ran: leave no folder behind
+                _remove_if_empty(out)
+            raise
     try:
         files = write_report(out)
     except RecordError as error:

@@ -66,8 +66,21 @@ class Executor(Protocol):
 
 
 def check_machine(specs: Sequence[Any], machine: Resources) -> None:
-    """RequestTooLarge, before anything runs, if a task asks for more than `machine` has."""
-    check_requests({spec.task.id: request_for(spec) for spec in specs}, machine)
+    """RequestTooLarge, before anything runs, if a task (or a team of workers on it) asks
+    for more than `machine` has."""
+    check_requests({_asker(spec): request_for(spec) for spec in specs}, machine)
+
+
+def _asker(spec: Any) -> str:
+    """The task's id, and the team's size when its scaffold plays a team episode (one
+    sandbox per worker, so N times the task's request; fewer workers ask for less)."""
+    from rdbench.agents.scaffold import load_scaffold
+
+    workers = load_scaffold(getattr(spec, "scaffold", None)).workers
+    if workers == 1:
+        return str(spec.task.id)
+    return f"{spec.task.id} in a team of {workers} workers (one sandbox each: fewer workers ask " \
+        "for less)"
 
 
 def _split_finished(specs: Sequence[Any], out: Path, observer: RunObserver,
