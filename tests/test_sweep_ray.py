@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import threading
 from datetime import datetime
 from collections.abc import Iterator
@@ -53,25 +54,51 @@ def ray_instance() -> Iterator[Any]:
             os.environ["ANTHROPIC_API_KEY"] = previous
 
 
-def _messages(body: dict[str, Any]) -> str:
-    return json.dumps(body.get("messages", []), ensure_ascii=False)
+class Model:
+    """The scripted model. Write notes.md, then submit; asked for notes for a successor (the
+    end of a successor episode), write NOTES-k, k one more than the predecessor's (0 without
+    one): the chain of notes shows which episode saw which.
 
-
-class Meeting:
-    """While armed, holds each model's first request until the other model's first request
-    came too (or 30 s passed): the two arms' first episodes provably run at once."""
+    While `timed`: the two arms' first requests wait for each other (two episodes provably run
+    at once), and the first successor episode holds its notes until all three plain episodes
+    started: its successor must wait for it while the plain arm's episodes go by (a
+    scheduler that started the next seed early, or that filled its free slot with a waiting
+    episode, fails). Each wait gives up after 30 s, so a broken run fails rather than hangs."""
 
     def __init__(self) -> None:
-        self.armed = False
-        self.met: list[str] = []
+        self.timed = False
+        self.met: list[str] = []  # the models whose first requests met
+        self.held = False  # the first successor's notes waited for the plain arm
         self._first: set[str] = set()
+        self._plain_started = 0
         self._lock = threading.Lock()
         self._barrier = threading.Barrier(2, timeout=30)
+        self._plain_done = threading.Event()
 
-    def arrive(self, model: str) -> None:
+    def __call__(self, body: dict[str, Any]) -> Reply:
+        """The reply to one request."""
+        messages = body["messages"]
+        if self.timed:
+            self._wait(body["model"], len(messages) == 1)
+        if "Write notes for it" in json.dumps(messages[-1]):
+            seen = NOTES.search(json.dumps(messages[0]))
+            if seen is None and self.timed:
+                self.held = self._plain_done.wait(30)
+            number = 0 if seen is None else int(seen[1]) + 1
+            return anthropic_message(text(f"NOTES-{number}: notes.md holds the plan; submit."))
+        if "tool_result" not in json.dumps(messages):
+            return anthropic_message(tool_use("write_file", {"path": "notes.md",
+                                                             "content": "the plan\n"}))
+        return anthropic_message(tool_use("submit"))
+
+    def _wait(self, model: str, opening: bool) -> None:
         with self._lock:
-            first = self.armed and model not in self._first
+            first = model not in self._first
             self._first.add(model)
+            if opening and model == "fake-plain":
+                self._plain_started += 1
+                if self._plain_started == 3:
+                    self._plain_done.set()
         if first:
             try:
                 self._barrier.wait()
@@ -80,31 +107,15 @@ class Meeting:
             self.met.append(model)
 
 
-def _reply(body: dict[str, Any], meeting: Meeting) -> Reply:
-    """Write notes.md, then submit; asked for notes for a successor (the end of a successor
-    episode), write NOTES-k, k one more than the predecessor's (0 without one): the chain of
-    notes shows which episode saw which."""
-    meeting.arrive(body["model"])
-    messages = body["messages"]
-    if "Write notes for it" in json.dumps(messages[-1]):
-        seen = NOTES.search(json.dumps(messages[0]))
-        number = 0 if seen is None else int(seen[1]) + 1
-        return anthropic_message(text(f"NOTES-{number}: notes.md holds the plan; submit."))
-    if "tool_result" not in _messages(body):
-        return anthropic_message(tool_use("write_file", {"path": "notes.md",
-                                                         "content": "the plan\n"}))
-    return anthropic_message(tool_use("submit"))
+@pytest.fixture
+def model() -> Model:
+    return Model()
 
 
 @pytest.fixture
-def meeting() -> Meeting:
-    return Meeting()
-
-
-@pytest.fixture
-def server(meeting: Meeting) -> Iterator[FakeServer]:
+def server(model: Model) -> Iterator[FakeServer]:
     with fake_server() as fake:
-        fake.add(*[lambda body: _reply(body, meeting)] * 200)
+        fake.add(*[model] * 200)
         yield fake
 
 
@@ -142,19 +153,20 @@ def _first_request(folder: Path) -> str:
 
 
 def test_a_relay_sweep_on_ray_keeps_its_order_and_the_local_records(
-    ray_instance: Any, server: FakeServer, meeting: Meeting, tmp_path: Path
+    ray_instance: Any, server: FakeServer, model: Model, tmp_path: Path
 ) -> None:
     out = tmp_path / "ray"
-    meeting.armed = True
+    model.timed = True
     output = _sweep(_sweep_file(tmp_path, server.url, "ray"), out)
-    meeting.armed = False
+    model.timed = False
     assert "6 episode(s): 6 run now, 0 skipped" in output
     results = _results(out)
     assert len(results) == 6
     assert {result.outcome for result in results.values()} == {"submitted"}
     assert sorted((result.arm, result.seed) for result in results.values()) == [
         (arm, seed) for arm in ("plain", "successor") for seed in (0, 1, 2)]
-    assert sorted(meeting.met) == ["fake-plain", "fake-successor"]  # two Ray tasks at once
+    assert sorted(model.met) == ["fake-plain", "fake-successor"]  # two Ray tasks at once
+    assert model.held  # the plain arm went by while the relay waited
 
     relay = {result.seed: out / episode for episode, result in results.items()
              if result.arm == "successor"}
@@ -181,6 +193,21 @@ def test_a_relay_sweep_on_ray_keeps_its_order_and_the_local_records(
     assert "6 episode(s): 0 run now, 6 skipped" in again
     assert len(server.requests) == asked  # no model call: nothing ran again
     assert _results(out) == results
+
+    # a relay broken off mid-way resumes on Ray: seed 1 again starts with seed 0's notes (read
+    # from the run folder, sent to its Ray task), and seed 2 waits for the new seed 1
+    for seed in (1, 2):
+        shutil.rmtree(relay[seed])
+    resumed = _sweep(_sweep_file(tmp_path, server.url, "ray"), out)
+    assert "6 episode(s): 2 run now, 4 skipped" in resumed
+    assert {body["model"] for body in (r.body for r in server.requests[asked:])} == {
+        "fake-successor"}
+    rerun = _results(out)
+    for seed in (1, 2):
+        assert f"{NOTES_HEADING}:\\nNOTES-{seed - 1}:" in _first_request(relay[seed])
+        assert _when(rerun[relay[seed].name].started_at) >= _when(
+            rerun[relay[seed - 1].name].finished_at)
+    assert (relay[2] / HANDOFF).read_text(encoding="utf-8").startswith("NOTES-2:")
 
     local = tmp_path / "local"
     _sweep(_sweep_file(tmp_path, server.url, "local"), local)
