@@ -204,7 +204,7 @@ def test_agent_has_no_capabilities_and_no_new_privileges(any_sandbox: Sandbox) -
 
 
 def test_agent_cannot_read_grader_files(any_sandbox: Sandbox) -> None:
-    any_sandbox.write_file("/grader/secret.txt", "answer", owner="root")
+    any_sandbox.write_file("/grader/secret.txt", "answer", user="root")
     assert not any_sandbox.exec(["cat", "/grader/secret.txt"]).ok
     assert not any_sandbox.exec(["ls", "/grader"]).ok
     assert any_sandbox.exec(["cat", "/grader/secret.txt"], user="root").stdout == "answer"
@@ -395,7 +395,7 @@ def test_large_file_round_trip(any_sandbox: Sandbox) -> None:
 
 
 def test_file_written_for_root_is_root_owned(any_sandbox: Sandbox) -> None:
-    any_sandbox.write_file("/tmp/root-owned.txt", "x", owner="root")
+    any_sandbox.write_file("/tmp/root-owned.txt", "x", user="root")
     owner = any_sandbox.exec(["stat", "-c", "%U", "/tmp/root-owned.txt"]).stdout.strip()
     assert owner == "root"
 
