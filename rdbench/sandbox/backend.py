@@ -33,8 +33,8 @@ log = structlog.get_logger()
 
 ENTRY_POINT_GROUP = "rdbench.sandboxes"
 AUTO = "auto"
-DEFAULT_PRIORITY = 100  # a backend that declares none comes after the shipped ones
-MEMBERS = ("name", "priority", "problem", "prepare", "remove_leftovers", "start")
+DEFAULT_PRIORITY = 100  # a backend that declares no priority comes after the shipped ones
+MEMBERS = ("name", "problem", "prepare", "remove_leftovers", "start")  # priority is optional
 
 
 class UnknownBackend(SandboxUnavailable):
@@ -48,7 +48,9 @@ class SandboxBackend(Protocol):
     sandbox."""
 
     name: str
-    priority: int  # `auto` takes the usable backend with the lowest (docker 10, bwrap 20)
+    # `auto` takes the usable backend with the lowest (docker 10, bwrap 20; DEFAULT_PRIORITY
+    # for a backend that declares none)
+    priority: int
 
     def problem(self) -> str | None:
         """Why this backend cannot start a sandbox here, with how to fix it; None when it can."""
