@@ -1,0 +1,177 @@
+"""rdbench tasks in Inspect: `inspect eval rdbench/<task-id>` run offline with Inspect's mock
+model, scripted to edit the workspace, score and submit; the eval log's score is the one
+rdbench's own grading gives the same final workspace, and nothing is left on the host."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from inspect_ai import eval as inspect_eval
+from inspect_ai._util.registry import registry_info, registry_lookup
+from inspect_ai.log import EvalLog, list_eval_logs, read_eval_log
+from inspect_ai.model import ChatMessageTool, ModelOutput, get_model
+
+from rdbench.grading import default_factory, grade_workspace
+from rdbench.resources import environments_dir
+from rdbench.sandbox import hostdirs
+from rdbench.sandbox.cgroups import CGROUP_ROOT, PARENT
+from rdbench.task import get_task
+
+TASK = "scaling-law"  # the fastest to grade: its grader reads answer.json
+SOLUTION = environments_dir() / TASK / "solution" / "answer.json"
+INSPECT = Path(sys.executable).with_name("inspect")
+
+
+def scripted_outputs() -> list[ModelOutput]:
+    """The mock model's replies: write the reference answer, score it, submit."""
+    return [
+        ModelOutput.for_tool_call("mockllm/model", "write_file",
+                                  {"path": "answer.json", "content": SOLUTION.read_text()}),
+        ModelOutput.for_tool_call("mockllm/model", "score", {}),
+        ModelOutput.for_tool_call("mockllm/model", "submit", {}),
+    ]
+
+
+def final_workspace(folder: Path, *, solved: bool) -> Path:
+    """The workspace the scripted run leaves: the task's, with the reference answer.json."""
+    shutil.copytree(environments_dir() / TASK / "workspace", folder)
+    if solved:
+        shutil.copy(SOLUTION, folder / "answer.json")
+    return folder
+
+
+def rdbench_grade(folder: Path) -> tuple[float, float | None]:
+    """(normalized, raw): what `rdbench grade` (grade_workspace) gives `folder`, on bwrap."""
+    grade = grade_workspace(get_task(TASK), folder, factory=default_factory("bwrap"))
+    assert grade.valid, grade.message
+    return grade.normalized_score, grade.raw_score
+
+
+def owned_by(pid: int) -> list[str]:
+    """The host folders, disk images and cgroups of rdbench sandboxes process `pid` made."""
+    found = [path.name for path in hostdirs.leftovers(pid=pid)]
+    found += [str(path) for path in CGROUP_ROOT.glob(f"*/{PARENT}/{pid}-*")]
+    return found
+
+
+def only_score(log: EvalLog) -> tuple[float, dict]:
+    """The value and metadata of the one sample's one score."""
+    assert log.status == "success", log.error
+    assert log.samples is not None and len(log.samples) == 1
+    scores = log.samples[0].scores or {}
+    assert len(scores) == 1, scores
+    score = next(iter(scores.values()))
+    return float(score.value), dict(score.metadata or {})  # type: ignore[arg-type]
+
+
+def tool_outputs(log: EvalLog) -> dict[str, str]:
+    """Each tool's (last) output in the sample's messages, by tool name."""
+    assert log.samples is not None
+    return {message.function or "": message.text for message in log.samples[0].messages
+            if isinstance(message, ChatMessageTool)}
+
+
+def inspect_cli(args: list[str], cwd: Path) -> tuple[int, str, int]:
+    """`inspect ARGS` in a subprocess, offline (the mock model calls nothing), with this
+    folder importable; (exit code, stderr, pid)."""
+    path = os.pathsep.join(filter(None, [str(Path(__file__).parent),
+                                         os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": path, "NO_COLOR": "1"}
+    process = subprocess.Popen([str(INSPECT), *args], cwd=cwd, env=env, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _stdout, stderr = process.communicate(timeout=600)
+    return process.returncode, stderr, process.pid
+
+
+def the_log(folder: Path) -> EvalLog:
+    """The one eval log in `folder`."""
+    logs = list_eval_logs(str(folder))
+    assert len(logs) == 1, logs
+    return read_eval_log(logs[0])
+
+
+def test_every_shipped_task_is_an_inspect_task() -> None:
+    shipped = sorted(path.parent.name for path in environments_dir().glob("*/task.toml"))
+    assert len(shipped) >= 7
+    for task_id in shipped:
+        found = registry_lookup("task", f"rdbench/{task_id}")
+        assert found is not None, f"Inspect's registry has no rdbench/{task_id}"
+        assert registry_info(found).name == f"rdbench/{task_id}"
+
+
+def test_task_input_is_the_env_briefing_and_budget_overrides_apply() -> None:
+    from rdbench.env import RDEnv
+
+    found = registry_lookup("task", "rdbench/tabular-credit")
+    task = found(steps=7, time_s=600)  # type: ignore[operator]
+    sample = task.dataset[0]
+    assert sample.input == RDEnv("tabular-credit", budget={"steps": 7, "time_s": 600}).briefing()
+    assert "Budget: 7 steps, 600 s of working time" in str(sample.input)
+    assert sample.metadata["budget"]["steps"] == 7
+
+
+@pytest.mark.bwrap
+def test_scripted_eval_scores_what_rdbench_grade_gives(bwrap_rootfs: str, tmp_path: Path) -> None:
+    before = set(owned_by(os.getpid()))
+    model = get_model("mockllm/model", custom_outputs=scripted_outputs())
+    [log] = inspect_eval(f"rdbench/{TASK}", model=model, task_args={"sandbox": "bwrap"},
+                         log_dir=str(tmp_path / "logs"), display="none")
+    value, metadata = only_score(log)
+    expected, raw = rdbench_grade(final_workspace(tmp_path / "final", solved=True))
+    assert value == expected
+    assert value > 0.9  # the reference answer: 1 on the task's scale
+    assert metadata["raw_score"] == raw
+    assert metadata["valid"] is True and metadata["message"]
+    assert metadata["limit_hit"] is None and metadata["steps"] == 3
+    outputs = tool_outputs(log)
+    assert outputs["score"].startswith("Validation score:")
+    assert "Final score" in outputs["submit"]
+    assert set(owned_by(os.getpid())) == before  # the env and its sandboxes were closed
+
+
+@pytest.mark.bwrap
+def test_cli_eval_with_the_scripted_model_as_a_solver(bwrap_rootfs: str, tmp_path: Path) -> None:
+    solver_file = tmp_path / "scripted.py"
+    solver_file.write_text(textwrap.dedent("""
+        from inspect_ai.model import get_model
+        from inspect_ai.solver import solver
+
+        from rdbench.integrations.inspect.tasks import rdbench_agent
+        from test_inspect_tasks import scripted_outputs
+
+        @solver
+        def scripted():
+            return rdbench_agent(get_model("mockllm/model", custom_outputs=scripted_outputs()))
+        """))
+    code, stderr, pid = inspect_cli(
+        ["eval", f"rdbench/{TASK}", "--model", "mockllm/model", "--solver",
+         f"{solver_file}@scripted", "-T", "sandbox=bwrap", "--display", "none",
+         "--log-dir", str(tmp_path / "logs")], tmp_path)
+    assert code == 0, stderr[-3000:]
+    value, metadata = only_score(the_log(tmp_path / "logs"))
+    expected, raw = rdbench_grade(final_workspace(tmp_path / "final", solved=True))
+    assert value == expected and metadata["raw_score"] == raw
+    assert owned_by(pid) == []
+
+
+@pytest.mark.bwrap
+def test_cli_null_run_scores_zero(bwrap_rootfs: str, tmp_path: Path) -> None:
+    """The plain mock model never calls a tool: Inspect's message limit ends the solver, the
+    scorer ends the episode and grades the untouched workspace: 0, as rdbench grades it."""
+    code, stderr, pid = inspect_cli(
+        ["eval", f"rdbench/{TASK}", "--model", "mockllm/model", "-T", "sandbox=bwrap",
+         "--message-limit", "4", "--display", "none", "--log-dir", str(tmp_path / "logs")],
+        tmp_path)
+    assert code == 0, stderr[-3000:]
+    value, metadata = only_score(the_log(tmp_path / "logs"))
+    expected, raw = rdbench_grade(final_workspace(tmp_path / "final", solved=False))
+    assert value == expected == 0.0
+    assert metadata["raw_score"] == raw
+    assert metadata["ended_early"] and metadata["steps"] == 0
+    assert owned_by(pid) == []
