@@ -15,11 +15,11 @@ import pytest
 from inspect_ai import eval as inspect_eval
 from inspect_ai._util.registry import registry_info, registry_lookup
 from inspect_ai.log import EvalLog, list_eval_logs, read_eval_log
-from inspect_ai.model import ChatMessageTool, ModelOutput, get_model
+from inspect_ai.model import ChatMessageTool, ModelOutput, ModelUsage, get_model
 
 from rdbench.grading import default_factory, grade_workspace
 from rdbench.resources import environments_dir
-from rdbench.sandbox import hostdirs
+from rdbench.sandbox import disk, hostdirs
 from rdbench.sandbox.cgroups import CGROUP_ROOT, PARENT
 from rdbench.task import get_task
 
@@ -28,14 +28,21 @@ SOLUTION = environments_dir() / TASK / "solution" / "answer.json"
 INSPECT = Path(sys.executable).with_name("inspect")
 
 
+def offline(output: ModelOutput) -> ModelOutput:
+    """`output` with its usage given: the mock model would otherwise count tokens with
+    tiktoken, which downloads its encoding (network)."""
+    output.usage = ModelUsage(input_tokens=100, output_tokens=20, total_tokens=120)
+    return output
+
+
 def scripted_outputs() -> list[ModelOutput]:
     """The mock model's replies: write the reference answer, score it, submit."""
-    return [
-        ModelOutput.for_tool_call("mockllm/model", "write_file",
-                                  {"path": "answer.json", "content": SOLUTION.read_text()}),
-        ModelOutput.for_tool_call("mockllm/model", "score", {}),
-        ModelOutput.for_tool_call("mockllm/model", "submit", {}),
-    ]
+    return [offline(ModelOutput.for_tool_call("mockllm/model", tool, arguments))
+            for tool, arguments in (
+                ("write_file", {"path": "answer.json", "content": SOLUTION.read_text()}),
+                ("score", {}),
+                ("submit", {}),
+            )]
 
 
 def final_workspace(folder: Path, *, solved: bool) -> Path:
@@ -58,6 +65,16 @@ def owned_by(pid: int) -> list[str]:
     found = [path.name for path in hostdirs.leftovers(pid=pid)]
     found += [str(path) for path in CGROUP_ROOT.glob(f"*/{PARENT}/{pid}-*")]
     return found
+
+
+def live_sandboxes() -> set[str]:
+    """What this process owns of rdbench sandboxes, less its pool of ready disks and their
+    templates (kept for the next sandbox, removed at exit)."""
+    with disk._templates_lock:
+        ready = {path.name for disks in disk._pool.values() for made in disks
+                 for path in (made.folder, made.image)}
+    return {name for name in owned_by(os.getpid())
+            if name not in ready and "-template-" not in name}
 
 
 def only_score(log: EvalLog) -> tuple[float, dict]:
@@ -118,7 +135,7 @@ def test_task_input_is_the_env_briefing_and_budget_overrides_apply() -> None:
 
 @pytest.mark.bwrap
 def test_scripted_eval_scores_what_rdbench_grade_gives(bwrap_rootfs: str, tmp_path: Path) -> None:
-    before = set(owned_by(os.getpid()))
+    before = live_sandboxes()
     model = get_model("mockllm/model", custom_outputs=scripted_outputs())
     [log] = inspect_eval(f"rdbench/{TASK}", model=model, task_args={"sandbox": "bwrap"},
                          log_dir=str(tmp_path / "logs"), display="none")
@@ -132,7 +149,7 @@ def test_scripted_eval_scores_what_rdbench_grade_gives(bwrap_rootfs: str, tmp_pa
     outputs = tool_outputs(log)
     assert outputs["score"].startswith("Validation score:")
     assert "Final score" in outputs["submit"]
-    assert set(owned_by(os.getpid())) == before  # the env and its sandboxes were closed
+    assert live_sandboxes() == before  # the env and its sandboxes were closed
 
 
 @pytest.mark.bwrap
@@ -161,17 +178,21 @@ def test_cli_eval_with_the_scripted_model_as_a_solver(bwrap_rootfs: str, tmp_pat
 
 
 @pytest.mark.bwrap
-def test_cli_null_run_scores_zero(bwrap_rootfs: str, tmp_path: Path) -> None:
-    """The plain mock model never calls a tool: Inspect's message limit ends the solver, the
-    scorer ends the episode and grades the untouched workspace: 0, as rdbench grades it."""
-    code, stderr, pid = inspect_cli(
-        ["eval", f"rdbench/{TASK}", "--model", "mockllm/model", "-T", "sandbox=bwrap",
-         "--message-limit", "4", "--display", "none", "--log-dir", str(tmp_path / "logs")],
-        tmp_path)
-    assert code == 0, stderr[-3000:]
-    value, metadata = only_score(the_log(tmp_path / "logs"))
+def test_null_run_scores_zero(bwrap_rootfs: str, tmp_path: Path) -> None:
+    """A model that never calls a tool: Inspect's message limit ends the solver, the scorer
+    ends the episode and grades the untouched workspace: 0, as rdbench grades it."""
+    before = live_sandboxes()
+
+    def talk(*_args: object) -> ModelOutput:
+        return offline(ModelOutput.from_content("mockllm/model", "I will not use tools."))
+
+    model = get_model("mockllm/model", custom_outputs=talk)
+    [log] = inspect_eval(f"rdbench/{TASK}", model=model, task_args={"sandbox": "bwrap"},
+                         message_limit=4, log_dir=str(tmp_path / "logs"), display="none")
+    value, metadata = only_score(log)
     expected, raw = rdbench_grade(final_workspace(tmp_path / "final", solved=False))
-    assert value == expected == 0.0
+    assert value == expected
+    assert value == pytest.approx(0.0, abs=1e-6)  # the start anchor, rounded in task.toml
     assert metadata["raw_score"] == raw
     assert metadata["ended_early"] and metadata["steps"] == 0
-    assert owned_by(pid) == []
+    assert live_sandboxes() == before

@@ -114,8 +114,11 @@ def episode_tool(name: str, description: str, input_schema: dict[str, Any]) -> T
     async def execute(**kwargs: Any) -> str:
         return await episode_of().step(name, kwargs)
 
-    return ToolDef(execute, name=name, description=description,
-                   parameters=ToolParams.model_validate(input_schema), parallel=False)
+    parameters = ToolParams.model_validate(input_schema)
+    for field, schema in parameters.properties.items():  # Inspect wants each one described
+        schema.description = schema.description or field.replace("_", " ")
+    return ToolDef(execute, name=name, description=description, parameters=parameters,
+                   parallel=False)
 
 
 @solver
