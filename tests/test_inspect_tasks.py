@@ -196,3 +196,30 @@ def test_null_run_scores_zero(bwrap_rootfs: str, tmp_path: Path) -> None:
     assert metadata["raw_score"] == raw
     assert metadata["ended_early"] and metadata["steps"] == 0
     assert live_sandboxes() == before
+
+
+@pytest.mark.bwrap
+def test_steps_budget_ends_the_episode_and_the_agent(bwrap_rootfs: str, tmp_path: Path) -> None:
+    """With -T steps=2 the episode ends after write_file and score (truncated, graded as it
+    is); the agent stops there instead of asking the model for a submit it no longer needs."""
+    outputs = scripted_outputs()[:2]  # a third model call would fail: nothing is scripted
+    model = get_model("mockllm/model", custom_outputs=outputs)
+    [log] = inspect_eval(f"rdbench/{TASK}", model=model, log_dir=str(tmp_path / "logs"),
+                         task_args={"sandbox": "bwrap", "steps": 2}, display="none")
+    value, metadata = only_score(log)
+    expected, _raw = rdbench_grade(final_workspace(tmp_path / "final", solved=True))
+    assert value == expected
+    assert metadata["limit_hit"] == "steps" and metadata["steps"] == 2
+    assert "Final score" in tool_outputs(log)["score"]  # the last observation says it ended
+
+
+def test_only_the_inspect_integration_imports_inspect_ai() -> None:
+    package = Path(__file__).parents[1] / "rdbench"
+    importers = [str(path.relative_to(package)) for path in package.rglob("*.py")
+                 if "inspect_ai" in path.read_text()
+                 and path.parent != package / "integrations" / "inspect"]
+    assert importers == []
+    code = "import sys, rdbench, rdbench.env; print('inspect_ai' in sys.modules)"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True)
+    assert loaded.stdout.strip() == "False"
