@@ -117,8 +117,9 @@ def episode_tool(name: str, description: str, input_schema: dict[str, Any]) -> T
     parameters = ToolParams.model_validate(input_schema)
     for field, schema in parameters.properties.items():  # Inspect wants each one described
         schema.description = schema.description or field.replace("_", " ")
+    # max_output=0: the env already cut the observation to its own limit, as rdbench shows it
     return ToolDef(execute, name=name, description=description, parameters=parameters,
-                   parallel=False)
+                   parallel=False, max_output=0)
 
 
 @solver
