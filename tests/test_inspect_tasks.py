@@ -199,6 +199,19 @@ def test_null_run_scores_zero(bwrap_rootfs: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.bwrap
+def test_tokens_budget_counts_the_samples_model_usage(bwrap_rootfs: str, tmp_path: Path) -> None:
+    """Each scripted reply uses 120 tokens: with -T tokens=200 the episode ends at the second
+    step (240 tokens used), before submit, and is graded as it is."""
+    model = get_model("mockllm/model", custom_outputs=scripted_outputs()[:2])
+    [log] = inspect_eval(f"rdbench/{TASK}", model=model, log_dir=str(tmp_path / "logs"),
+                         task_args={"sandbox": "bwrap", "tokens": 200}, display="none")
+    value, metadata = only_score(log)
+    expected, _raw = rdbench_grade(final_workspace(tmp_path / "final", solved=True))
+    assert value == expected
+    assert metadata["limit_hit"] == "tokens" and metadata["steps"] == 2
+
+
+@pytest.mark.bwrap
 def test_steps_budget_ends_the_episode_and_the_agent(bwrap_rootfs: str, tmp_path: Path) -> None:
     """With -T steps=2 the episode ends after write_file and score (truncated, graded as it
     is); the agent stops there instead of asking the model for a submit it no longer needs."""

@@ -12,7 +12,9 @@ is the normalized score, its metadata the raw score, validity and the grader's m
 is closed after scoring and again, whatever happened, by the task's cleanup.
 
 Task parameters (`-T name=value`): `sandbox` (an rdbench backend, default auto), `seed`,
-`steps` and `time_s` (budget overrides), `tools` (rdbench's tool set, variants included).
+`steps`, `time_s`, `tokens` and `cost_usd` (budget overrides; the sample's model usage is
+reported to the env before each step, so its tokens and cost budgets hold), `tools` (rdbench's
+tool set, variants included).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from inspect_ai.model import Model
 from inspect_ai.scorer import Score, Scorer, Target, mean, scorer, stderr
 from inspect_ai.solver import Generate, Solver, TaskState, solver
 from inspect_ai.tool import ToolDef, ToolError, ToolParams
-from inspect_ai.util import store
+from inspect_ai.util import sample_limits, store
 
 from rdbench.env import RDEnv
 from rdbench.resources import environments_dir
@@ -68,6 +70,7 @@ class Episode:
         async with self._lock:
             if self.final is not None:
                 raise ToolError(f"The episode is over ({self._ending()}); nothing more can run.")
+            self._report_usage()
             action = {"tool": tool, "input": arguments}
             observation, _reward, terminated, truncated, info = await anyio.to_thread.run_sync(
                 self.env.step, action
@@ -75,6 +78,11 @@ class Episode:
             if terminated or truncated:
                 self.final = info
             return observation
+
+    def _report_usage(self) -> None:
+        """Tell the env the sample's model usage so far (its tokens and cost budgets)."""
+        limits = sample_limits()
+        self.env.report_usage(tokens=int(limits.token.usage), cost_usd=float(limits.cost.usage))
 
     async def finish(self, reason: str) -> dict[str, Any]:
         """The final step's info, ending (and grading) the episode now if it is not over."""
@@ -207,11 +215,13 @@ def rdbench_task(
     seed: int | None = None,
     steps: int | None = None,
     time_s: float | None = None,
+    tokens: int | None = None,
+    cost_usd: float | None = None,
     tools: list[str] | None = None,
 ) -> Task:
     """The Inspect Task for the rdbench task `task_id` (see the module's docstring)."""
-    budget = {key: value for key, value in (("steps", steps), ("time_s", time_s))
-              if value is not None}
+    overrides = {"steps": steps, "time_s": time_s, "tokens": tokens, "cost_usd": cost_usd}
+    budget = {key: value for key, value in overrides.items() if value is not None}
     probe = RDEnv(task_id, sandbox=sandbox, tools=tools, budget=budget)  # cheap: no sandbox
     spec = probe.task
     sample = Sample(
@@ -239,10 +249,12 @@ def _register(task_id: str) -> Callable[..., Task]:
         seed: int | None = None,
         steps: int | None = None,
         time_s: float | None = None,
+        tokens: int | None = None,
+        cost_usd: float | None = None,
         tools: list[str] | None = None,
     ) -> Task:
         return rdbench_task(task_id, sandbox=sandbox, seed=seed, steps=steps, time_s=time_s,
-                            tools=tools)
+                            tokens=tokens, cost_usd=cost_usd, tools=tools)
 
     make.__name__ = make.__qualname__ = task_id.replace("-", "_")
     make.__doc__ = f"The rdbench task {task_id}: its workspace, tools, budget and grader."
