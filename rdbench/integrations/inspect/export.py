@@ -37,6 +37,7 @@ from inspect_ai.log import (
 from inspect_ai.log._log import EvalSampleLimitType
 from inspect_ai.model import ModelOutput
 from inspect_ai.scorer import Score
+from pydantic import ValidationError
 
 from rdbench.integrations.inspect._messages import SCORER, convert, model_usage, score_value
 from rdbench.records import EpisodeResult, RecordError, load_result
@@ -180,6 +181,22 @@ def _error(message: str | None) -> EvalError:
     return EvalError(message=text, traceback=text, traceback_ansi=text)
 
 
+def one_line(error: Exception) -> str:
+    """A record error on one line: its first line, with a validation error's problems
+    (field: what was wrong) in place of pydantic's multi-line report."""
+    cause: BaseException | None = error
+    while cause is not None and not isinstance(cause, ValidationError):
+        cause = cause.__cause__
+    head = str(error).splitlines()[0] if str(error) else type(error).__name__
+    if cause is None:
+        return head
+    title = str(cause).splitlines()[0]
+    head = head.replace(title, "").rstrip(": ")
+    problems = "; ".join(f"{'.'.join(str(part) for part in problem['loc'])}: {problem['msg']}"
+                         for problem in cause.errors())
+    return f"{head}: {problems}"
+
+
 def log_name(result_folder: Path, suffix: str) -> str:
     """The log's file name: the episode's folder name, safe on every filesystem."""
     return re.sub(r"[^A-Za-z0-9._-]+", "-", result_folder.name) + f".{suffix}"
@@ -197,7 +214,7 @@ def export_run(run: str | Path, out: str | Path, *, log_format: LogFormat = "eva
         try:
             logs.append((folder, episode_log(folder)))
         except RecordError as error:
-            raise ExportError(str(error)) from error
+            raise ExportError(one_line(error)) from error
     target = Path(out)
     target.mkdir(parents=True, exist_ok=True)
     exported = Exported(unfinished=unfinished)

@@ -1,0 +1,285 @@
+"""`rdbench export inspect RUN -o logs/`: real episodes (a Claude episode through the real
+`anthropic` SDK against the fake Messages API on loopback, and an oracle episode, both on the
+scaling-law task in bwrap) exported as Inspect eval logs, read back with Inspect's own
+`read_eval_log`: every action with its input and the output the agent was shown, in order;
+the model's text and thinking; the final score (normalized and raw), the validation scores
+and the usage. A run gives one log per episode, `inspect view` lists them, and bad input is a
+one-line error naming the file."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fake_servers import fake_server, text, thinking_reply, tool_use
+from typer.testing import CliRunner
+
+from rdbench.cli import app
+from rdbench.records import ActionEvent, ObservationEvent, ScoreEvent, load_result
+from rdbench.resources import environments_dir
+from rdbench.runner import EpisodeSpec, run_episode
+from rdbench.task import load_task
+from rdbench.transcript import read_events
+
+inspect_log = pytest.importorskip("inspect_ai.log")
+
+TASK = environments_dir() / "scaling-law"  # grading reads answer.json only: fast
+THOUGHT = "answer.json holds width 256; check it, then score."
+SAID = "Let me look at the answer file and a file that is not there."
+ANSWER = json.dumps({"validation": {"width": 32, "steps": 7262, "predicted_loss": 0.0345},
+                     "test": {"width": 64, "steps": 20829, "predicted_loss": 0.023}})
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory, bwrap_rootfs: str) -> Path:
+    """A run folder with a Claude episode (thinking, text, two calls in one reply, a tool
+    error, an edit, a validation score, submit) and an oracle episode, both finished."""
+    folder = tmp_path_factory.mktemp("run")
+    task = load_task(TASK)
+    with pytest.MonkeyPatch.context() as patch, fake_server() as server:
+        patch.setenv("ANTHROPIC_API_KEY", "test-key")
+        server.add(
+            thinking_reply(THOUGHT, text(SAID), tool_use("bash", {"command": "cat answer.json"}),
+                           tool_use("read_file", {"path": "missing.txt"})),
+            thinking_reply("Write a better answer.",
+                           tool_use("write_file", {"path": "answer.json", "content": ANSWER})),
+            thinking_reply("Score it.", tool_use("score")),
+            thinking_reply("Good enough; submit.", text("Submitting."), tool_use("submit")),
+        )
+        claude = EpisodeSpec(task=task, agent="claude", sandbox="bwrap", seed=5, run_id="exp",
+                             agent_options={"base_url": server.url, "thinking": 2048,
+                                            "max_tokens": 4096})
+        assert run_episode(claude, folder).outcome == "submitted"
+    oracle = EpisodeSpec(task=task, agent="oracle", sandbox="bwrap", run_id="exp")
+    assert run_episode(oracle, folder).outcome == "submitted"
+    return folder
+
+
+@pytest.fixture(scope="module")
+def logs(run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The run exported with the command line, as .eval logs."""
+    out = tmp_path_factory.mktemp("logs")
+    done = CliRunner().invoke(app, ["export", "inspect", str(run), "-o", str(out)])
+    assert done.exit_code == 0, done.output
+    return out
+
+
+def episode(run: Path, agent: str) -> Path:
+    (folder,) = [path for path in run.iterdir() if f"__{agent}__" in path.name]
+    return folder
+
+
+def read_log(logs: Path, folder: Path) -> Any:
+    return inspect_log.read_eval_log(str(logs / f"{folder.name}.eval"))
+
+
+def calls_and_results(messages: list[Any]) -> list[tuple[str, dict[str, Any], str | None]]:
+    """(tool, input, the tool message's text answering it, or None) for every tool call of
+    the assistant messages, in order."""
+    answers = {message.tool_call_id: message.text for message in messages
+               if message.role == "tool"}
+    return [(call.function, call.arguments, answers.get(call.id))
+            for message in messages if message.role == "assistant"
+            for call in message.tool_calls or []]
+
+
+def actions_and_outputs(folder: Path) -> list[tuple[str, dict[str, Any], str | None]]:
+    """(tool, input, the output the agent was shown, or None) for every action recorded."""
+    pairs: list[tuple[str, dict[str, Any], str | None]] = []
+    for event in read_events(folder):
+        if isinstance(event, ActionEvent):
+            pairs.append((str(event.tool), dict(event.input or {}), None))
+        elif isinstance(event, ObservationEvent):
+            tool, arguments, _ = pairs[-1]
+            pairs[-1] = (tool, arguments, event.shown if event.shown is not None else event.text)
+    return pairs
+
+
+@pytest.mark.bwrap
+def test_every_action_and_its_output_appear_in_the_messages_in_order(
+    run: Path, logs: Path
+) -> None:
+    folder = episode(run, "claude")
+    sample = read_log(logs, folder).samples[0]
+    recorded = actions_and_outputs(folder)
+    assert [tool for tool, _, _ in recorded] == ["bash", "read_file", "write_file", "score",
+                                                 "submit"]
+    assert calls_and_results(sample.messages) == recorded
+    assert "predicted_loss" in str(recorded[0][2])  # the cat printed the file
+    tool_messages = [message for message in sample.messages if message.role == "tool"]
+    assert tool_messages[1].error is not None  # read_file of a missing file: a tool error
+    roles = [message.role for message in sample.messages]
+    assert roles[:2] == ["system", "user"] and roles[2] == "assistant"
+    assert "submit" in sample.messages[0].text  # the system prompt
+    assert sample.messages[1].text.startswith(load_task(TASK).instructions.splitlines()[0])
+
+
+@pytest.mark.bwrap
+def test_the_models_text_and_thinking_are_in_the_assistant_turns(run: Path, logs: Path) -> None:
+    sample = read_log(logs, episode(run, "claude")).samples[0]
+    turns = [message for message in sample.messages if message.role == "assistant"]
+    thinking = [[part.reasoning for part in turn.content if part.type == "reasoning"]
+                for turn in turns]
+    assert thinking == [[THOUGHT], ["Write a better answer."], ["Score it."],
+                        ["Good enough; submit."]]
+    assert [turn.text for turn in turns] == [SAID, "", "", "Submitting."]
+    model_events = [event for event in sample.events if event.event == "model"]
+    assert len(model_events) == 4 and model_events[0].output.usage.input_tokens == 100
+
+
+@pytest.mark.bwrap
+def test_the_final_score_validation_scores_and_usage_round_trip(run: Path, logs: Path) -> None:
+    folder = episode(run, "claude")
+    result = load_result(folder)
+    eval_log = read_log(logs, folder)
+    (sample,) = eval_log.samples
+    score = sample.scores["rdbench"]
+    assert result.normalized_score is not None and result.raw_score is not None
+    assert score.value == pytest.approx(result.normalized_score)
+    assert score.metadata["raw_score"] == pytest.approx(result.raw_score)
+    assert score.metadata["valid"] is True and score.explanation == result.message
+    assert eval_log.results.scores[0].metrics["mean"].value == pytest.approx(
+        result.normalized_score)
+    (usage,) = sample.model_usage.values()
+    assert (usage.input_tokens, usage.output_tokens) == (result.usage.input_tokens,
+                                                         result.usage.output_tokens)
+    assert usage.total_cost == pytest.approx(result.usage.cost_usd) and usage.input_tokens > 0
+    assert eval_log.stats.model_usage == sample.model_usage
+    (validation,) = [event for event in read_events(folder) if isinstance(event, ScoreEvent)]
+    intermediate = [event.score for event in sample.events
+                    if event.event == "score" and event.intermediate]
+    assert [s.metadata["raw_score"] for s in intermediate] == [validation.raw_score]
+    assert sample.metadata["validation_scores"][0]["raw_score"] == validation.raw_score
+    spec = eval_log.eval
+    assert (spec.task, spec.task_version) == ("rdbench/scaling-law", result.task_version)
+    assert spec.model == f"claude/{next(iter(sample.model_usage)).split('/', 1)[1]}"
+    assert spec.solver_args == result.agent_options and sample.metadata["seed"] == 5
+    assert (sample.total_time, sample.working_time) == (result.elapsed_s, result.working_s)
+
+
+@pytest.mark.bwrap
+def test_an_agent_without_model_events_gets_turns_from_its_actions(
+    run: Path, logs: Path
+) -> None:
+    folder = episode(run, "oracle")
+    sample = read_log(logs, folder).samples[0]
+    assert sample.messages[0].role == "user"  # the briefing the agent was shown
+    assert "Tools:" in sample.messages[0].text
+    recorded = actions_and_outputs(folder)
+    assert recorded[0][0] == "write_file" and recorded[-1][0] == "submit"
+    assert calls_and_results(sample.messages) == recorded
+    result = load_result(folder)
+    assert sample.scores["rdbench"].value == pytest.approx(result.normalized_score)
+    assert sample.model_usage == {}
+
+
+@pytest.mark.bwrap
+def test_a_run_gives_one_log_per_episode_in_either_format(
+    run: Path, logs: Path, tmp_path: Path
+) -> None:
+    episodes = sorted(path.name for path in run.iterdir() if path.is_dir())
+    assert sorted(path.stem for path in logs.glob("*.eval")) == episodes
+    done = CliRunner().invoke(app, ["export", "inspect", str(run), "-o", str(tmp_path),
+                                    "--format", "json"])
+    assert done.exit_code == 0, done.output
+    written = sorted(tmp_path.glob("*.json"))
+    assert [path.stem for path in written] == episodes
+    for path in written:
+        assert inspect_log.read_eval_log(str(path)).samples[0].id == path.stem
+
+
+def test_a_folder_that_is_not_a_run_is_a_one_line_error(tmp_path: Path) -> None:
+    (tmp_path / "notes").mkdir()
+    done = CliRunner().invoke(app, ["export", "inspect", str(tmp_path), "-o",
+                                    str(tmp_path / "logs")])
+    assert done.exit_code == 1
+    assert done.output.count("\n") == 1 and "not an rdbench run folder" in done.output
+    assert not (tmp_path / "logs").exists()
+
+
+@pytest.mark.bwrap
+def test_a_broken_record_is_a_one_line_error_naming_the_file(run: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "run"
+    shutil.copytree(run, broken)
+    result = episode(broken, "oracle") / "result.json"
+    result.write_text(result.read_text()[:200])
+    done = CliRunner().invoke(app, ["export", "inspect", str(broken), "-o", str(tmp_path / "o")])
+    assert done.exit_code == 1 and done.output.count("\n") == 1, done.output
+    assert str(result) in done.output
+    assert not (tmp_path / "o").exists()  # nothing written for a run with a broken episode
+
+    shutil.rmtree(broken)
+    shutil.copytree(run, broken)
+    transcript = episode(broken, "claude") / "transcript.jsonl"
+    lines = transcript.read_text().splitlines()
+    lines[2] = json.dumps({"type": "action", "step": "one"})
+    transcript.write_text("\n".join(lines) + "\n")
+    done = CliRunner().invoke(app, ["export", "inspect", str(broken), "-o", str(tmp_path / "o")])
+    assert done.exit_code == 1 and done.output.count("\n") == 1, done.output
+    assert f"{transcript}:3" in done.output
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def viewer(logs: Path) -> Iterator[str]:
+    """`inspect view` serving the exported logs on a free loopback port; its base URL."""
+    port = free_port()
+    inspect = Path(sys.executable).with_name("inspect")
+    process = subprocess.Popen(
+        [str(inspect), "view", "--log-dir", str(logs), "--host", "127.0.0.1",
+         "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        env={**os.environ, "NO_COLOR": "1"})
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.kill()
+        process.wait()
+
+
+def get(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return json.loads(response.read())
+
+
+@pytest.mark.bwrap
+def test_inspect_view_serves_the_exported_logs(viewer: str, logs: Path) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            listing = get(f"{viewer}/api/log-files")
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)
+    names = sorted(Path(urllib.parse.urlparse(entry["name"]).path).name
+                   for entry in listing["files"])
+    assert names == sorted(path.name for path in logs.glob("*.eval"))
+    assert {entry["task"] for entry in listing["files"]} == {"rdbench/scaling-law"}
+    oracle = next(entry["name"] for entry in listing["files"] if "__oracle__" in entry["name"])
+    shown = get(f"{viewer}/api/logs/{urllib.parse.quote(oracle, safe='')}")
+    assert shown["status"] == "success"
+    assert shown["results"]["scores"][0]["metrics"]["mean"]["value"] == pytest.approx(1.0,
+                                                                                      abs=0.01)
+
+
+def test_importing_rdbench_and_its_cli_does_not_import_inspect() -> None:
+    code = ("import sys, rdbench, rdbench.cli; "
+            "sys.exit('inspect_ai' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
