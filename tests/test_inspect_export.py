@@ -257,17 +257,21 @@ def get(url: str) -> Any:
         return json.loads(response.read())
 
 
-@pytest.mark.bwrap
-def test_inspect_view_serves_the_exported_logs(viewer: str, logs: Path) -> None:
+def wait_for(viewer: str) -> Any:
+    """The viewer's listing of the log folder, once it answers (up to a minute)."""
     deadline = time.monotonic() + 60
     while True:
         try:
-            listing = get(f"{viewer}/api/log-files")
-            break
+            return get(f"{viewer}/api/log-files")
         except OSError:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.3)
+
+
+@pytest.mark.bwrap
+def test_inspect_view_serves_the_exported_logs(viewer: str, logs: Path) -> None:
+    listing = wait_for(viewer)
     names = sorted(Path(urllib.parse.urlparse(entry["name"]).path).name
                    for entry in listing["files"])
     assert names == sorted(path.name for path in logs.glob("*.eval"))
@@ -283,3 +287,55 @@ def test_importing_rdbench_and_its_cli_does_not_import_inspect() -> None:
     code = ("import sys, rdbench, rdbench.cli; "
             "sys.exit('inspect_ai' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_an_infrastructure_failure_is_an_errored_sample_without_a_score(tmp_path: Path) -> None:
+    from report_fixtures import make_result, write_run
+
+    failed = make_result("scaling-law", "null", 0, "infrastructure_error", None)
+    run = write_run(tmp_path / "run", [failed], unfinished=["scaling-law__null__seed1-ffff"])
+    done = CliRunner().invoke(app, ["export", "inspect", str(run), "-o", str(tmp_path / "o")])
+    assert done.exit_code == 0, done.output
+    assert "left out 1 unfinished episode(s): scaling-law__null__seed1-ffff" in done.output
+    (path,) = (tmp_path / "o").iterdir()
+    eval_log = inspect_log.read_eval_log(str(path))
+    assert eval_log.status == "error" and eval_log.error.message == "engine lost"
+    (sample,) = eval_log.samples
+    assert sample.scores is None and sample.error.message == "engine lost"
+    assert sample.metadata["outcome"] == "infrastructure_error"
+
+
+@pytest.mark.bwrap
+@pytest.mark.browser
+def test_inspect_views_web_app_shows_the_episode(
+    viewer: str, run: Path, browser_binaries: tuple[str, str]
+) -> None:
+    """Inspect's own viewer, in headless Chromium, opens the Claude episode's log and shows
+    its thinking, its text and its tool calls with their outputs."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    browser, chromedriver = browser_binaries
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu",
+                     "--disable-dev-shm-usage", "--window-size=1400,1000"):
+        options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    chrome = webdriver.Chrome(service=Service(chromedriver), options=options)
+    try:
+        wait_for(viewer)
+        chrome.get(f"{viewer}/#/logs/{episode(run, 'claude').name}.eval")
+        expected = [THOUGHT, SAID, "cat answer.json", "predicted_loss", "missing.txt"]
+        deadline = time.monotonic() + 30
+        while True:
+            page = chrome.find_element("tag name", "body").text
+            if all(text in page for text in expected) or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert [text for text in expected if text not in page] == []
+        problems = [entry["message"] for entry in chrome.get_log("browser")
+                    if entry["level"] == "SEVERE" and "/api/flow" not in entry["message"]]
+        assert problems == []  # (Inspect asks for a flow file a log folder need not have)
+    finally:
+        chrome.quit()
