@@ -22,7 +22,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fake_servers import fake_server, text, thinking_reply, tool_use
+from fake_servers import (
+    FakeServer,
+    chat_completion,
+    fake_server,
+    function_call,
+    text,
+    thinking_reply,
+    tool_use,
+)
 from typer.testing import CliRunner
 
 from rdbench.cli import app
@@ -197,6 +205,38 @@ def test_a_run_gives_one_log_per_episode_in_either_format(
     assert [path.stem for path in written] == episodes
     for path in written:
         assert inspect_log.read_eval_log(str(path)).samples[0].id == path.stem
+
+
+@pytest.mark.bwrap
+def test_an_openai_episode_with_a_scaffold_tool_and_an_unknown_tool(
+    server: FakeServer, tmp_path: Path, bwrap_rootfs: str
+) -> None:
+    """The OpenAI wire format, a scaffold's own tool (answered without an env step) and a call
+    of a tool that does not exist (a malformed action) each answer their call, in order."""
+    server.add(
+        chat_completion(function_call("notepad", {"content": "width 32"}),
+                        function_call("bash", {"command": "echo hi"}), content="Note, look."),
+        chat_completion(function_call("no_such_tool", {"x": 1})),
+        chat_completion(function_call("submit")),
+    )
+    spec = EpisodeSpec(task=load_task(TASK), agent="openai", sandbox="bwrap",
+                       scaffold="notepad", agent_options={"base_url": f"{server.url}/v1",
+                                                          "model": "local-model"})
+    assert run_episode(spec, tmp_path / "run").outcome == "submitted"
+    done = CliRunner().invoke(app, ["export", "inspect", str(tmp_path / "run"), "-o",
+                                    str(tmp_path / "logs")])
+    assert done.exit_code == 0, done.output
+    eval_log = read_log(tmp_path / "logs", tmp_path / "run" / spec.episode_id)
+    calls = calls_and_results(eval_log.samples[0].messages)
+    assert [(tool, arguments) for tool, arguments, _ in calls] == [
+        ("notepad", {"content": "width 32"}), ("bash", {"command": "echo hi"}),
+        ("no_such_tool", {"x": 1}), ("submit", {})]
+    answers = [answer for _, _, answer in calls]
+    assert answers[0] is not None and answers[0].startswith("Notepad saved")
+    assert answers[1] is not None and "hi" in answers[1]
+    assert answers[2] is not None and "no_such_tool" in answers[2] and answers[3] is None
+    assert eval_log.eval.model == "openai/local-model"
+    assert eval_log.eval.solver == "notepad(max_chars=20000)"
 
 
 def test_a_folder_that_is_not_a_run_is_a_one_line_error(tmp_path: Path) -> None:

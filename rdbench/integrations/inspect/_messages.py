@@ -178,6 +178,8 @@ class Conversion:
         name = event.tool or "(malformed action)"
         arguments = dict(event.input) if event.input is not None else {"raw": event.raw}
         call = next((call for call in self._pending if call.function == name), None)
+        if call is None and event.tool is None and self._pending:
+            call = self._pending[0]  # a call the env could not take (an unknown tool)
         if call is not None:
             self._pending.remove(call)
         else:  # an agent without model events: one assistant turn per action
