@@ -752,7 +752,7 @@ def export_inspect(
 ) -> None:
     """Write each finished episode of a run as an Inspect eval log (messages, tool calls and
     their outputs, scores, usage), for `inspect view --log-dir OUT` and read_eval_log.
-    Needs the inspect extra (pip install 'rdbench[inspect]')."""
+    Needs Inspect: install rdbench with its `inspect` extra."""
     if log_format not in ("eval", "json"):
         raise _fail(f"--format must be eval or json, got {log_format!r}")
     try:
