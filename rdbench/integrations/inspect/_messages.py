@@ -107,7 +107,6 @@ class Conversion:
     tools: list[ToolInfo] = field(default_factory=list)
     models: list[str] = field(default_factory=list)
     validation: list[dict[str, Any]] = field(default_factory=list)
-    final: records.GradeEvent | None = None
     _start: datetime | None = None
     _pending: list[ToolCall] = field(default_factory=list)
     _call: ToolCall | None = None
@@ -128,6 +127,12 @@ class Conversion:
         handler = getattr(self, f"_on_{event.type}", None)
         if handler is not None:
             handler(event, at)
+
+    def finish(self) -> None:
+        """End the walk: an agent without model requests starts with the briefing it was
+        shown (the reset observation) as its user turn."""
+        if not self._model_seen and self.briefing:
+            self.messages.insert(0, ChatMessageUser(content=self.briefing, source="input"))
 
     def _on_reset(self, event: records.ResetEvent, at: datetime) -> None:
         self.briefing = event.observation or event.instructions
@@ -233,7 +238,6 @@ class Conversion:
             working_start=self.working(at)))
 
     def _on_grade(self, event: records.GradeEvent, at: datetime) -> None:
-        self.final = event
         self.events.append(ScoreEvent(
             score=score_value(event.normalized_score, event.raw_score, event.valid,
                               event.message, split="test", grading_s=event.grading_s),
@@ -273,7 +277,5 @@ def convert(events: list[records.Event]) -> Conversion:
     conversion = Conversion()
     for event in events:
         conversion.add(event)
-    if not conversion._model_seen and conversion.briefing:
-        conversion.messages.insert(0, ChatMessageUser(content=conversion.briefing,
-                                                      source="input"))
+    conversion.finish()
     return conversion
