@@ -83,6 +83,70 @@ def sandbox_env(
     return rdbench_env
 
 
+async def test_files_are_read_with_the_agents_permissions(
+    rdbench_env: RdbenchSandboxEnvironment,
+) -> None:
+    """read_file reads as the agent user, never with the host's privilege: a root-only file,
+    directly or through a symlink the agent made, is a PermissionError naming the file."""
+    made = await rdbench_env.exec(
+        ["sh", "-c", "mkdir -p /tmp/root-only && echo secret > /tmp/root-only-file && "
+         "chmod 600 /tmp/root-only-file"], user="root")  # fmt: skip
+    assert made.success, made.stderr
+    await rdbench_env.exec(["ln", "-sf", "/tmp/root-only-file", "link-to-root-only"])
+    try:
+        for name in ("/tmp/root-only-file", "link-to-root-only"):
+            with pytest.raises(PermissionError, match=name):
+                await rdbench_env.read_file(name)
+        with pytest.raises(PermissionError, match="root-only-file"):
+            await rdbench_env.write_file("/tmp/root-only-file", "overwritten")
+        assert (await rdbench_env.exec(["cat", "/tmp/root-only-file"], user="root")).stdout \
+            == "secret\n"
+    finally:
+        await rdbench_env.exec(["rm", "-rf", "/tmp/root-only", "/tmp/root-only-file"], user="root")
+        await rdbench_env.exec(["rm", "-f", "link-to-root-only"])
+
+
+async def test_users_root_and_the_agent(rdbench_env: RdbenchSandboxEnvironment) -> None:
+    """The default user is the agent; "root" and uid "0" are root; a user the sandbox does
+    not have is SandboxUserUnsupportedError."""
+    from inspect_ai.util import SandboxUserUnsupportedError
+
+    assert (await rdbench_env.exec(["whoami"])).stdout == "agent\n"
+    assert (await rdbench_env.exec(["whoami"], user="agent")).stdout == "agent\n"
+    for root in ("root", "0"):
+        assert (await rdbench_env.exec(["id", "-u"], user=root)).stdout == "0\n"
+    with pytest.raises(SandboxUserUnsupportedError, match="'agent'"):
+        await rdbench_env.exec(["whoami"], user="nobody")
+
+
+async def test_output_over_inspects_limit_raises(rdbench_env: RdbenchSandboxEnvironment) -> None:
+    """Output past Inspect's exec output limit raises OutputLimitExceededError holding the
+    start of the output; output within it is returned whole."""
+    from inspect_ai.util import OutputLimitExceededError
+    from inspect_ai.util._sandbox.limits import override_max_exec_output_size
+
+    with override_max_exec_output_size(1024):
+        within = await rdbench_env.exec(["sh", "-c", "head -c 1024 /dev/zero | tr '\\0' a"])
+        assert within.stdout == "a" * 1024
+        with pytest.raises(OutputLimitExceededError) as raised:
+            await rdbench_env.exec(["sh", "-c", "head -c 5000 /dev/zero | tr '\\0' b"])
+    assert raised.value.truncated_output == "b" * 1024
+
+
+async def test_connection(rdbench_env: RdbenchSandboxEnvironment) -> None:
+    """A Docker sandbox tells how to open a shell in its container as the agent; a bwrap one
+    has no handle to join and says so."""
+    if rdbench_env.backend == "docker":
+        connection = await rdbench_env.connection()
+        sandbox_id = str(rdbench_env.sandbox.id)
+        assert connection.container == sandbox_id
+        assert connection.command.startswith("docker exec -it --user agent")
+        assert connection.command.split()[-2] == sandbox_id
+    else:
+        with pytest.raises(NotImplementedError, match="rdbench-bwrap"):
+            await rdbench_env.connection()
+
+
 def test_every_check_is_pulled_in() -> None:
     """Every check of Inspect's suite is collected here (44 in inspect-ai 0.3.285), and each
     exception names a check that exists."""

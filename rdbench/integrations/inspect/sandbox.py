@@ -24,6 +24,7 @@ How Inspect's contract maps onto rdbench's sandbox:
 
 from __future__ import annotations
 
+import base64
 import errno
 import json
 import posixpath
@@ -54,8 +55,6 @@ from rdbench.sandbox import (
     AGENT_USER,
     Sandbox,
     SandboxConfig,
-    SandboxFileNotFound,
-    SandboxOutputLimit,
     SandboxUnavailable,
     make_sandbox,
 )
@@ -70,13 +69,21 @@ USERS = {AGENT_USER: AGENT_USER, "root": "root", "0": "root"}
 LABEL_TASK = "rdbench.inspect.task"  # the label naming the Inspect task a sandbox ran for
 
 # Run as the agent before a read: why the file cannot be read (exit 3: missing, 4: a folder,
-# 5: not readable), else its resolved path and size.
+# 5: not readable, or in a folder the agent may not enter), else its size.
 READ_CHECK = """
-[ -e "$1" ] || exit 3
+folder=$(dirname -- "$1")
+[ -e "$1" ] || { [ -d "$folder" ] && [ ! -x "$folder" ] && exit 5; exit 3; }
 [ -d "$1" ] && exit 4
 [ -r "$1" ] || exit 5
-readlink -f -- "$1" && stat -L -c %s -- "$1"
+stat -L -c %s -- "$1"
 """
+# Run as the agent (by bash, for pipefail): $3 blocks of the file $1 after the first $2, as
+# base64.
+READ_CHUNK = """
+set -o pipefail
+dd if="$1" bs=65536 skip="$2" count="$3" status=none | base64 -w 0
+"""
+READ_BLOCK = 65536  # bytes: the block size of READ_CHUNK's dd
 # Run as the agent to write stdin to the file $1 (exit 4: it is a folder; 5: no permission;
 # 6: anything else, with the reason on stderr).
 WRITE_SCRIPT = """
@@ -133,10 +140,14 @@ class RdbenchSandboxEnvironment(SandboxEnvironment):
 
     backend: ClassVar[str]
 
-    def __init__(self, sandbox: Sandbox, config: RdbenchSandboxConfig):
+    def __init__(self, sandbox: Sandbox, config: RdbenchSandboxConfig, output_limit: int):
+        """Wrap `sandbox`, made with `config`, whose exec keeps `output_limit` bytes of each
+        output stream."""
         super().__init__()
         self.sandbox = sandbox
         self.config = config
+        # read_file's chunk, in READ_BLOCKs: its base64 (4/3 larger) must fit in exec's output
+        self.read_blocks = max(1, output_limit * 3 // 4 // READ_BLOCK - 1)
 
     @classmethod
     def config_deserialize(cls, config: dict[str, Any]) -> BaseModel:
@@ -167,7 +178,7 @@ class RdbenchSandboxEnvironment(SandboxEnvironment):
         except SandboxUnavailable as error:
             raise SandboxUnavailableError(str(error)) from error
         log.info("inspect.sandbox_start", backend=cls.backend, task=task_name)
-        return {"default": cls(sandbox, settings)}
+        return {"default": cls(sandbox, settings, sandbox_config.output_limit)}
 
     @classmethod
     async def sample_cleanup(
@@ -240,34 +251,37 @@ class RdbenchSandboxEnvironment(SandboxEnvironment):
     async def read_file(self, file: str, text: Literal[False]) -> bytes: ...
 
     async def read_file(self, file: str, text: bool = True) -> str | bytes:
-        """The contents of `file` (relative: in the agent's home), as the agent may read it;
-        text is decoded as UTF-8 with its newlines kept."""
+        """The contents of `file` (relative: in the agent's home), read by the agent user (so
+        with its permissions, never the host's); text is decoded as UTF-8, newlines kept."""
         limit = SandboxEnvironmentLimits.MAX_READ_FILE_SIZE
-        check = await self._run(["sh", "-c", READ_CHECK, "read_file", self.path(file)])
+        path = self.path(file)
+        check = await self._run(["sh", "-c", READ_CHECK, "read_file", path])
         if check.returncode == 3:
             raise FileNotFoundError(errno.ENOENT, "No such file in the sandbox", file)
         if check.returncode == 4:
             raise IsADirectoryError(errno.EISDIR, "Is a directory, not a file", file)
         if check.returncode == 5:
             raise PermissionError(errno.EACCES, "Permission denied (as the agent user)", file)
-        lines = check.stdout.splitlines()
-        if check.returncode != 0 or len(lines) != 2 or not lines[1].isdigit():
+        if check.returncode != 0 or not check.stdout.strip().isdigit():
             raise OSError(f"Could not read {file} in the sandbox: {check.stderr.strip()}")
-        resolved, size = lines[0], int(lines[1])
-        too_large = OutputLimitExceededError(SandboxEnvironmentLimits.MAX_READ_FILE_SIZE_STR, None)
-        if size > limit:
-            raise too_large
-        try:
-            # max_bytes: every backend's read_file takes it (the protocol gains it in issue 14)
-            read = partial(self.sandbox.read_file, resolved, max_bytes=limit)  # type: ignore[call-arg]
-            data = await _in_thread(read)
-        except SandboxFileNotFound as error:  # removed since the check
-            raise FileNotFoundError(errno.ENOENT, "No such file in the sandbox", file) from error
-        except SandboxOutputLimit as error:  # grew since the check
-            raise too_large from error
-        except SandboxUnavailable as error:
-            raise SandboxUnavailableError(str(error)) from error
-        return data.decode("utf-8") if text else data
+        if int(check.stdout) > limit:
+            raise OutputLimitExceededError(SandboxEnvironmentLimits.MAX_READ_FILE_SIZE_STR, None)
+        data = bytearray()
+        while True:  # in chunks whose base64 fits under exec's output cap
+            skip = len(data) // READ_BLOCK
+            chunk = await self._run(["bash", "-c", READ_CHUNK, "read_file", path, str(skip),
+                                     str(self.read_blocks)])  # fmt: skip
+            if chunk.returncode != 0 or chunk.truncated or chunk.timed_out:
+                raise OSError(f"Could not read {file} in the sandbox: {chunk.stderr.strip()}")
+            piece = base64.b64decode(chunk.stdout)
+            data += piece
+            if len(data) > limit:  # grew since the check
+                raise OutputLimitExceededError(
+                    SandboxEnvironmentLimits.MAX_READ_FILE_SIZE_STR, None
+                )
+            if len(piece) < READ_BLOCK * self.read_blocks:
+                break
+        return data.decode("utf-8") if text else bytes(data)
 
     async def connection(self, *, user: str | None = None) -> SandboxConnection:
         """How to open a shell in the sandbox (Docker only: a bwrap sandbox has no handle a
