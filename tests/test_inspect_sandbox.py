@@ -202,16 +202,20 @@ def test_config_from_a_file_and_its_errors(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("environment", ENVIRONMENTS)
+# Inspect's own call into tenacity, not ours
+@pytest.mark.filterwarnings("ignore:The 'initial' parameter is deprecated:DeprecationWarning")
 def test_an_inspect_eval_runs_in_an_rdbench_sandbox(
     environment: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
     """An Inspect task that says `sandbox=<name>` runs its sample in an rdbench sandbox (as
-    the agent, in its home) through Inspect's own eval loop, offline with the mock model; its
-    scorer reads what the solver wrote there, and the sandbox is removed after the eval."""
+    the agent, in its home) through Inspect's own eval loop, offline with the mock model:
+    Inspect's injected tools work there (exec_remote, the text editor), its scorer reads what
+    the solver wrote, and the sandbox is removed after the eval."""
     from inspect_ai import Task, eval
     from inspect_ai.dataset import Sample
     from inspect_ai.scorer import Score, Target, scorer
     from inspect_ai.solver import Generate, TaskState, solver
+    from inspect_ai.tool import text_editor
     from inspect_ai.util import sandbox
 
     request.getfixturevalue("sandbox_image" if "docker" in environment else "bwrap_rootfs")
@@ -223,6 +227,12 @@ def test_an_inspect_eval_runs_in_an_rdbench_sandbox(
             who = await sandbox().exec(["sh", "-c", "whoami; pwd"])
             await sandbox().write_file("answer.txt", who.stdout.split()[0])
             seen["output"] = who.stdout
+            # Inspect's injected tools server: exec_remote and the text editor tool
+            remote = await sandbox().exec_remote(["sh", "-c", "echo $((6 * 7))"], stream=False)
+            seen["remote"] = remote.stdout
+            editor = text_editor()
+            await editor(command="create", path="/home/agent/notes.txt", file_text="hello\n")
+            seen["notes"] = await sandbox().exec(["cat", "notes.txt"])
             seen["sandbox"] = sandbox().as_type(RdbenchSandboxEnvironment).sandbox
             return state
 
@@ -245,5 +255,7 @@ def test_an_inspect_eval_runs_in_an_rdbench_sandbox(
     assert sample.scores is not None
     assert next(iter(sample.scores.values())).value == 1.0
     assert seen["output"].split() == ["agent", "/home/agent"]
+    assert seen["remote"] == "42\n"
+    assert seen["notes"].stdout == "hello\n"
     with pytest.raises(SandboxUnavailable):  # closed by sample_cleanup
         seen["sandbox"].exec(["true"])

@@ -27,6 +27,7 @@ from __future__ import annotations
 import base64
 import errno
 import json
+import os
 import posixpath
 import shlex
 import tomllib
@@ -81,9 +82,9 @@ stat -L -c %s -- "$1"
 # base64.
 READ_CHUNK = """
 set -o pipefail
-dd if="$1" bs=65536 skip="$2" count="$3" status=none | base64 -w 0
+dd if="$1" bs=4096 skip="$2" count="$3" iflag=fullblock status=none | base64 -w 0
 """
-READ_BLOCK = 65536  # bytes: the block size of READ_CHUNK's dd
+READ_BLOCK = 4096  # bytes: the block size of READ_CHUNK's dd
 # Run as the agent to write stdin to the file $1 (exit 4: it is a folder; 5: no permission;
 # 6: anything else, with the reason on stderr).
 WRITE_SCRIPT = """
@@ -150,6 +151,12 @@ class RdbenchSandboxEnvironment(SandboxEnvironment):
         self.read_blocks = max(1, output_limit * 3 // 4 // READ_BLOCK - 1)
 
     @classmethod
+    def default_concurrency(cls) -> int | None:
+        """How many samples' sandboxes Inspect runs at once unless told: one per processor
+        this process may use."""
+        return len(os.sched_getaffinity(0))
+
+    @classmethod
     def config_deserialize(cls, config: dict[str, Any]) -> BaseModel:
         """The config model from its serialized fields."""
         return RdbenchSandboxConfig(**config)
@@ -212,7 +219,8 @@ class RdbenchSandboxEnvironment(SandboxEnvironment):
             user=as_user, timeout=None if timeout is None else float(timeout),
         )  # fmt: skip
         if result.timed_out:
-            error = TimeoutError(f"Command timed out after {timeout} seconds")
+            limit_s = self.config.exec_timeout_s if timeout is None else timeout
+            error = TimeoutError(f"Command timed out after {limit_s} seconds")
             error.truncated_output = result.stdout + result.stderr  # type: ignore[attr-defined]
             raise error
         if result.truncated or max(_size(result.stdout), _size(result.stderr)) > limit:
@@ -237,11 +245,13 @@ class RdbenchSandboxEnvironment(SandboxEnvironment):
         path = self.path(file)
         data = contents.encode("utf-8") if isinstance(contents, str) else contents
         result = await self._run(["sh", "-c", WRITE_SCRIPT, "write_file", path], input=data)
+        if result.timed_out:
+            raise TimeoutError(f"Writing {file} took longer than {self.config.exec_timeout_s} s")
         if result.returncode == 4:
             raise IsADirectoryError(errno.EISDIR, "Is a directory, not a file", file)
         if result.returncode == 5:
             raise PermissionError(errno.EACCES, "Permission denied (as the agent user)", file)
-        if result.returncode != 0 or result.timed_out:
+        if result.returncode != 0:
             raise OSError(f"Could not write {file} in the sandbox: {result.stderr.strip()}")
 
     @overload
@@ -256,6 +266,8 @@ class RdbenchSandboxEnvironment(SandboxEnvironment):
         limit = SandboxEnvironmentLimits.MAX_READ_FILE_SIZE
         path = self.path(file)
         check = await self._run(["sh", "-c", READ_CHECK, "read_file", path])
+        if check.timed_out:
+            raise TimeoutError(f"Reading {file} took longer than {self.config.exec_timeout_s} s")
         if check.returncode == 3:
             raise FileNotFoundError(errno.ENOENT, "No such file in the sandbox", file)
         if check.returncode == 4:
@@ -271,7 +283,11 @@ class RdbenchSandboxEnvironment(SandboxEnvironment):
             skip = len(data) // READ_BLOCK
             chunk = await self._run(["bash", "-c", READ_CHUNK, "read_file", path, str(skip),
                                      str(self.read_blocks)])  # fmt: skip
-            if chunk.returncode != 0 or chunk.truncated or chunk.timed_out:
+            if chunk.timed_out:
+                raise TimeoutError(
+                    f"Reading {file} took longer than {self.config.exec_timeout_s} s"
+                )
+            if chunk.returncode != 0 or chunk.truncated:
                 raise OSError(f"Could not read {file} in the sandbox: {chunk.stderr.strip()}")
             piece = base64.b64decode(chunk.stdout)
             data += piece
