@@ -107,12 +107,13 @@ async def test_files_are_read_with_the_agents_permissions(
 
 
 async def test_users_root_and_the_agent(rdbench_env: RdbenchSandboxEnvironment) -> None:
-    """The default user is the agent; "root" and uid "0" are root; a user the sandbox does
-    not have is SandboxUserUnsupportedError."""
+    """The default user is the agent (also by its uid); "root" and uid "0" are root; a user
+    the sandbox does not have is SandboxUserUnsupportedError."""
     from inspect_ai.util import SandboxUserUnsupportedError
 
     assert (await rdbench_env.exec(["whoami"])).stdout == "agent\n"
-    assert (await rdbench_env.exec(["whoami"], user="agent")).stdout == "agent\n"
+    for agent in ("agent", "61000"):
+        assert (await rdbench_env.exec(["whoami"], user=agent)).stdout == "agent\n"
     for root in ("root", "0"):
         assert (await rdbench_env.exec(["id", "-u"], user=root)).stdout == "0\n"
     with pytest.raises(SandboxUserUnsupportedError, match="'agent'"):

@@ -60,13 +60,14 @@ from rdbench.sandbox import (
     make_sandbox,
 )
 from rdbench.sandbox import ExecResult as RdbenchExecResult
+from rdbench.sandbox.base import AGENT_UID
 
 log = structlog.get_logger()
 
 T = TypeVar("T")
 
 # The users an rdbench sandbox has, as Inspect may name them.
-USERS = {AGENT_USER: AGENT_USER, "root": "root", "0": "root"}
+USERS = {AGENT_USER: AGENT_USER, str(AGENT_UID): AGENT_USER, "root": "root", "0": "root"}
 LABEL_TASK = "rdbench.inspect.task"  # the label naming the Inspect task a sandbox ran for
 
 # Run as the agent before a read: why the file cannot be read (exit 3: missing, 4: a folder,
