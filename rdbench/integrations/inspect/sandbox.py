@@ -303,7 +303,7 @@ class RdbenchSandboxEnvironment(SandboxEnvironment):
     async def connection(self, *, user: str | None = None) -> SandboxConnection:
         """How to open a shell in the sandbox (Docker only: a bwrap sandbox has no handle a
         second process can join)."""
-        sandbox_id = str(getattr(self.sandbox, "id", ""))
+        sandbox_id = str(self.sandbox.id)
         if self.backend != "docker" or not sandbox_id:
             raise NotImplementedError(f"rdbench-{self.backend} sandboxes offer no connection")
         as_user = _rdbench_user(user)
