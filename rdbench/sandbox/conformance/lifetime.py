@@ -44,8 +44,9 @@ def nothing_started_inside_outlives_the_sandbox(ctx: Context) -> None:
     commands = [f"sleep\0{n}\0".encode() for n in (seconds, str(int(seconds) + 1))]
     alive: list[int] = []
     try:
-        started = box.exec(["sh", "-c", f"nohup sleep {seconds} >/dev/null 2>&1 & "
-                            f"setsid sleep {int(seconds) + 1} >/dev/null 2>&1 & echo started"])  # fmt: skip
+        script = (f"nohup sleep {seconds} >/dev/null 2>&1 & "
+                  f"setsid sleep {int(seconds) + 1} >/dev/null 2>&1 & echo started")  # fmt: skip
+        started = box.exec(["sh", "-c", script])
         expect(started.ok, f"could not start background processes: {said(started)}")
         box.close()
         deadline = time.monotonic() + 10
