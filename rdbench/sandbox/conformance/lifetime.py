@@ -49,7 +49,7 @@ def nothing_started_inside_outlives_the_sandbox(ctx: Context) -> None:
         started = box.exec(["sh", "-c", script])
         expect(started.ok, f"could not start background processes: {said(started)}")
         box.close()
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 5
         while (alive := [p for c in commands for p in host_pids_running(c)]) and (
             time.monotonic() < deadline
         ):
