@@ -109,12 +109,18 @@ def _remove_if_empty(folder: Path) -> None:
 
 def _check_sandbox(name: str) -> None:
     """A one-line error, before anything starts, when backend `name` cannot run here."""
-    from rdbench.sandbox import backend_names, backend_problem
+    from rdbench.sandbox import SANDBOXES, SandboxUnavailable, get_backend
+    from rdbench.sandbox.backend import UnknownBackend, known_names
 
-    if name not in backend_names():
+    if name in SANDBOXES:  # registered in this process: it declares no problem()
+        return
+    try:
+        problem = get_backend(name).problem()  # imports only this backend (all for auto)
+    except UnknownBackend as error:
         raise _fail(f"--sandbox {name!r} is not a sandbox backend; use one of: "
-                    f"{', '.join(backend_names())}")
-    problem = backend_problem(name) if name in ("auto", "docker", "bwrap") else None
+                    f"{known_names()}") from error
+    except SandboxUnavailable as error:
+        problem = str(error)
     if problem is not None:
         raise _fail(f"--sandbox {name}: {problem}")
 
@@ -635,18 +641,21 @@ def image_build(
 ) -> None:
     """Build the sandbox image if its inputs changed (the tag carries their hash)."""
     from rdbench.image import ImageBuildError, ensure_image
-    from rdbench.sandbox import SandboxUnavailable
+    from rdbench.sandbox import SandboxUnavailable, backend_names, get_backend
     from rdbench.sandbox.docker import connect
-    from rdbench.sandbox.rootfs import export_for_bwrap
 
     try:
         tag = ensure_image(connect(), base=base, rebuild=rebuild)
-        rootfs = export_for_bwrap(tag)  # so that bwrap works later without Docker
     except (ImageBuildError, SandboxUnavailable) as error:
         raise _fail(str(error)) from error
     console.print(f"sandbox image: {tag}")
-    if rootfs is not None:
-        console.print(f"bwrap root filesystem: {rootfs}")
+    for name in backend_names():  # each backend makes what it needs from the image
+        try:
+            made = get_backend(name).prepare(tag)
+        except SandboxUnavailable as error:
+            raise _fail(f"{name}: {error}") from error
+        if made is not None:
+            console.print(made)
 
 
 @sandbox_app.command("check")
@@ -688,17 +697,17 @@ def gc(
     """Remove sandboxes left behind by runs that ended (crashed or were killed): Docker
     containers, bubblewrap sandboxes' cgroups, and every host folder, disk and mount of theirs
     (a run's reaper normally removes all of these within seconds of its end)."""
-    from rdbench.sandbox import bwrap, docker, hostdirs
-    from rdbench.sandbox.base import SandboxUnavailable
+    from rdbench.sandbox import SandboxUnavailable, backend_names, get_backend
+    from rdbench.sandbox.hostdirs import remove_dead
 
-    try:
-        removed = docker.remove_leftovers(everything=everything)
-        console.print(f"removed {len(removed)} container(s) {' '.join(removed)}".rstrip())
-    except SandboxUnavailable as error:
-        console.print(f"docker: skipped ({error})")
-    folders = bwrap.remove_leftovers(everything=everything)
-    console.print(f"removed {len(folders)} bwrap sandbox(es) {' '.join(folders)}".rstrip())
-    others = hostdirs.remove_dead(everything=everything)
+    for name in backend_names():
+        try:
+            removed = get_backend(name).remove_leftovers(everything)
+        except SandboxUnavailable as error:
+            console.print(f"{name}: skipped ({error})")
+            continue
+        console.print(f"{name}: removed {len(removed)} sandbox(es) {' '.join(removed)}".rstrip())
+    others = remove_dead(everything=everything)
     console.print(f"removed {len(others)} other host folder(s) {' '.join(others)}".rstrip())
 
 

@@ -20,6 +20,7 @@ import structlog
 
 from rdbench.sandbox import hostdirs
 from rdbench.sandbox.archive import pack_folder
+from rdbench.sandbox.backend import make_sandbox
 from rdbench.sandbox.base import (
     AGENT_HOME,
     GRADER_DIR,
@@ -27,7 +28,6 @@ from rdbench.sandbox.base import (
     Sandbox,
     SandboxConfig,
     SandboxError,
-    make_sandbox,
 )
 from rdbench.task import Scoring, TaskSpec
 
@@ -142,11 +142,11 @@ def grade_archive(
     except SandboxError as error:
         raise GradingError(f"Could not start a grading sandbox: {error}") from error
     try:
-        sandbox.put_dir(str(task.grader_dir), GRADER_DIR, owner="root")
+        sandbox.put_dir(str(task.grader_dir), GRADER_DIR, user="root")
         sandbox.write_file(
             f"{GRADER_DIR}/rdbench_grading.py",
             GRADING_KIT.read_bytes(),
-            owner="root",
+            user="root",
         )
         try:
             sandbox.import_archive(Path(archive), AGENT_HOME)

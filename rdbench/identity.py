@@ -40,16 +40,14 @@ def task_content_hash(root: Path) -> str:
 
 
 def resolve_backend(name: str) -> str:
-    """The backend that would run for `name`: "auto" as the auto backend picks it (docker
-    where an engine answers, else bwrap), any other name as is once it is known to exist.
+    """The backend that would run for `name`: "auto" as the auto backend picks it (the first
+    usable registered backend by priority), any other name as is once it is known to exist.
     SandboxUnavailable naming the known backends for an unknown name."""
-    from rdbench.sandbox.base import backend_factory
+    from rdbench.sandbox.backend import backend_factory, get_backend
 
     if name == "auto":
-        from rdbench.sandbox.select import backend_problem
-
-        return "docker" if backend_problem("docker") is None else "bwrap"
-    backend_factory(name)  # raises for an unknown backend
+        return get_backend(name).name
+    backend_factory(name)  # raises for an unknown backend; imports only this one
     return name
 
 

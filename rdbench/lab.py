@@ -53,12 +53,12 @@ class LabSession:
         started = time.monotonic()
         sandbox = self._factory(config)
         try:
-            sandbox.put_dir(str(self.task.grader_dir), GRADER_DIR, owner="root")
+            sandbox.put_dir(str(self.task.grader_dir), GRADER_DIR, user="root")
             sandbox.write_file(
-                f"{GRADER_DIR}/rdbench_grading.py", GRADING_KIT.read_bytes(), owner="root"
+                f"{GRADER_DIR}/rdbench_grading.py", GRADING_KIT.read_bytes(), user="root"
             )
             sandbox.exec(["mkdir", "-p", LAB_DIR], user="root", timeout=60).check("mkdir")
-            sandbox.put_dir(str(self.task.lab_dir), LAB_DIR, owner="root")
+            sandbox.put_dir(str(self.task.lab_dir), LAB_DIR, user="root")
             # root-only, whatever modes the task's files had
             sandbox.exec(["chmod", "-R", "go-rwx", GRADER_DIR], user="root",
                          timeout=60).check("chmod of the lab's files")

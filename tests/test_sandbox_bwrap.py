@@ -166,7 +166,7 @@ def test_grader_folder_is_root_only_on_the_host_too(sandbox: BwrapSandbox) -> No
 @pytest.mark.bwrap
 def test_writing_outside_the_writable_folders_says_so(sandbox: BwrapSandbox) -> None:
     with pytest.raises(Exception, match="read-only outside /home/agent"):
-        sandbox.write_file("/etc/motd", "hi", owner="root")
+        sandbox.write_file("/etc/motd", "hi", user="root")
 
 
 @pytest.mark.bwrap
@@ -405,7 +405,7 @@ def grading_sandbox(bwrap_rootfs: str) -> Iterator[BwrapSandbox]:
     """A grading sandbox (root keeps the capabilities to act as the agent) with the grading
     kit where graders import it from."""
     box = BwrapSandbox(SandboxConfig(cpus=2.0, memory_mb=512, pids=64, grading=True))
-    box.write_file("/grader/rdbench_grading.py", GRADING_KIT.read_bytes(), owner="root")
+    box.write_file("/grader/rdbench_grading.py", GRADING_KIT.read_bytes(), user="root")
     yield box
     box.close()
 

@@ -1,5 +1,6 @@
-"""Choosing a backend: `auto` takes docker where an engine answers, else bwrap; a backend that
-cannot run here fails at once, saying how to make it run."""
+"""Choosing a backend: `auto` takes the first usable registered backend by priority (docker
+where an engine answers, else bwrap); a backend that cannot run here fails at once, saying how
+to make it run."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ from rdbench.sandbox import (
     make_sandbox,
 )
 from rdbench.sandbox import select as select_module
+from rdbench.sandbox.bwrap import BwrapBackend
+from rdbench.sandbox.docker import DockerBackend
 from rdbench.task import load_task
 
 
@@ -41,8 +44,10 @@ class Fake:
 @pytest.fixture
 def fakes(monkeypatch: pytest.MonkeyPatch) -> dict[str, Fake]:
     made = {"docker": Fake("docker"), "bwrap": Fake("bwrap")}
-    monkeypatch.setattr(select_module, "DockerSandbox", made["docker"])
-    monkeypatch.setattr(select_module, "BwrapSandbox", made["bwrap"])
+    for backend in (DockerBackend, BwrapBackend):
+        fake = made[backend.name]
+        monkeypatch.setattr(backend, "start", lambda self, config, fake=fake, **o: fake(config))
+    monkeypatch.setattr(BwrapBackend, "problem", lambda self: None)
     monkeypatch.setattr(select_module, "_last_pick", None)
     return made
 
@@ -54,7 +59,7 @@ def no_engine() -> Any:
 def test_auto_picks_docker_when_an_engine_answers(
     fakes: dict[str, Fake], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(select_module, "backend_problem", lambda name: None)
+    monkeypatch.setattr(DockerBackend, "problem", lambda self: None)
     with capture_logs() as logs:
         box = make_sandbox("auto", SandboxConfig())
     assert box is fakes["docker"]
@@ -64,7 +69,7 @@ def test_auto_picks_docker_when_an_engine_answers(
 def test_auto_falls_back_to_bwrap_without_an_engine(
     fakes: dict[str, Fake], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(select_module, "connect", no_engine)
+    monkeypatch.setattr("rdbench.sandbox.docker.connect", no_engine)
     with capture_logs() as logs:
         box = make_sandbox("auto", SandboxConfig())
     assert box is fakes["bwrap"]
@@ -74,7 +79,7 @@ def test_auto_falls_back_to_bwrap_without_an_engine(
 def test_env_records_the_backend_auto_picked(
     fakes: dict[str, Fake], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(select_module, "connect", no_engine)
+    monkeypatch.setattr("rdbench.sandbox.docker.connect", no_engine)
     env = RDEnv(load_task(TOY_TASK))  # sandbox="auto" is the default
     try:
         env.reset()
@@ -94,8 +99,8 @@ def test_bwrap_without_rootfs_or_engine_says_how_to_make_it(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    monkeypatch.setattr(select_module, "connect", no_engine)
-    monkeypatch.setattr(select_module, "bwrap_problem", lambda: None)
+    monkeypatch.setattr("rdbench.sandbox.docker.connect", no_engine)
+    monkeypatch.setattr("rdbench.sandbox.bwrap.bwrap_problem", lambda: None)
     assert "rdbench image build" in (backend_problem("bwrap") or "")
     assert available_backends() == []
     assert "No sandbox backend works here" in (backend_problem("auto") or "")
@@ -105,9 +110,9 @@ def test_available_backends_are_those_without_a_problem(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     (tmp_path / "image.json").write_text("{}")  # an exported root filesystem
-    monkeypatch.setattr(select_module, "connect", no_engine)
-    monkeypatch.setattr(select_module, "bwrap_problem", lambda: None)
-    monkeypatch.setattr(select_module, "rootfs_dir", lambda: tmp_path)
+    monkeypatch.setattr("rdbench.sandbox.docker.connect", no_engine)
+    monkeypatch.setattr("rdbench.sandbox.bwrap.bwrap_problem", lambda: None)
+    monkeypatch.setattr("rdbench.sandbox.bwrap.rootfs_dir", lambda: tmp_path)
     assert available_backends() == ["bwrap"]
 
 

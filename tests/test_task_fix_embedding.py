@@ -139,7 +139,7 @@ def variants(sandbox_image: str) -> dict[str, bytes]:
     test environment has no torch), by name."""
     import tarfile
 
-    from rdbench.sandbox.base import AGENT_HOME, SandboxConfig, make_sandbox
+    from rdbench.sandbox import AGENT_HOME, SandboxConfig, make_sandbox
 
     sandbox = make_sandbox("docker", SandboxConfig())
     try:
@@ -176,7 +176,7 @@ def test_untouched_workspace_scores_below_the_start_anchor_and_normalizes_to_0(
 def retrained_from_scratch(sandbox_image: str) -> bytes:
     """The shortcut of issue 10 (finding 6): the shipped train.py run from scratch with its
     default arguments in the task's sandbox (2 CPUs), no repair at all; its trained.pt."""
-    from rdbench.sandbox.base import AGENT_HOME, SandboxConfig, make_sandbox
+    from rdbench.sandbox import AGENT_HOME, SandboxConfig, make_sandbox
 
     sandbox = make_sandbox("docker", SandboxConfig(cpus=2.0, exec_timeout_s=1800))
     try:

@@ -1,18 +1,27 @@
-"""Sandboxes: the protocol (base.py) and one module per backend, registered by name:
-docker, bwrap, and auto (select.py: docker where an engine answers, else bwrap).
+"""Sandboxes: the protocol (base.py), backends as plug-ins found through the `rdbench.sandboxes`
+entry points (backend.py; rdbench ships docker and bwrap), and `auto`, the first usable backend
+by priority (select.py).
 
-Backend modules are imported when a backend is first used (base.BACKEND_MODULES), so importing
-this package loads no backend's dependencies (the Docker SDK among them).
+A backend's module is imported when the backend is first used, so importing this package loads
+no backend's dependencies (the Docker SDK among them).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from rdbench.sandbox.backend import (
+    ENTRY_POINT_GROUP,
+    SandboxBackend,
+    backend_factory,
+    backend_names,
+    get_backend,
+    make_sandbox,
+    usable_backends,
+)
 from rdbench.sandbox.base import (
     AGENT_HOME,
     AGENT_USER,
-    BACKEND_MODULES,
     GRADER_DIR,
     SANDBOXES,
     ExecResult,
@@ -23,10 +32,6 @@ from rdbench.sandbox.base import (
     SandboxOutputLimit,
     SandboxTimeout,
     SandboxUnavailable,
-    backend_factory,
-    backend_names,
-    make_sandbox,
-    sandbox_backend,
 )
 
 _FROM_SELECT = ("available_backends", "backend_problem")
@@ -44,11 +49,12 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "AGENT_HOME",
     "AGENT_USER",
-    "BACKEND_MODULES",
+    "ENTRY_POINT_GROUP",
     "GRADER_DIR",
     "SANDBOXES",
     "ExecResult",
     "Sandbox",
+    "SandboxBackend",
     "SandboxConfig",
     "SandboxError",
     "SandboxFileNotFound",
@@ -59,6 +65,7 @@ __all__ = [
     "backend_factory",
     "backend_names",
     "backend_problem",
+    "get_backend",
     "make_sandbox",
-    "sandbox_backend",
+    "usable_backends",
 ]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import posixpath
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -115,7 +114,21 @@ class SandboxConfig:
 
 @runtime_checkable
 class Sandbox(Protocol):
-    """An isolated machine an agent or a grader runs commands in."""
+    """An isolated machine an agent or a grader runs commands in.
+
+    `user` is the one word for the identity a command runs as or a file belongs to: "agent"
+    (the default) or "root". A sandbox is a context manager: `with make_sandbox(...) as
+    sandbox:` closes it on leaving."""
+
+    @property
+    def id(self) -> str:
+        """What names this sandbox on the host (a container id, a folder's suffix)."""
+        ...
+
+    @property
+    def backend(self) -> str:
+        """The name of the backend that runs it (as registered: "docker", "bwrap", ...)."""
+        ...
 
     def exec(
         self,
@@ -130,17 +143,19 @@ class Sandbox(Protocol):
         """Run `cmd` (as `user`, default the agent) and return what it did."""
         ...
 
-    def write_file(self, path: str, data: bytes | str, *, owner: str = AGENT_USER) -> None:
+    def write_file(self, path: str, data: bytes | str, *, user: str = AGENT_USER) -> None:
         """Create or replace the file at `path` (made with its parent folders), owned by
-        `owner`. This is the host's privileged channel: agents' writes go through exec."""
+        `user`. This is the host's privileged channel: agents' writes go through exec."""
         ...
 
-    def read_file(self, path: str) -> bytes:
-        """The bytes of the file at absolute `path`; SandboxFileNotFound if missing."""
+    def read_file(self, path: str, *, max_bytes: int | None = None) -> bytes:
+        """The bytes of the file at `path`; SandboxFileNotFound if missing or not a file,
+        SandboxOutputLimit when larger than `max_bytes`."""
         ...
 
-    def put_dir(self, local_dir: str, path: str, *, owner: str = AGENT_USER) -> None:
-        """Copy the contents of the host folder `local_dir` into `path` inside."""
+    def put_dir(self, local_dir: str, path: str, *, user: str = AGENT_USER) -> None:
+        """Copy the contents of the host folder `local_dir` into `path` inside, owned by
+        `user`."""
         ...
 
     def get_dir(self, path: str) -> bytes:
@@ -158,14 +173,22 @@ class Sandbox(Protocol):
         cannot be archived, SandboxFileNotFound when it does not exist."""
         ...
 
-    def import_archive(self, source: Path, path: str, *, owner: str = AGENT_USER) -> None:
+    def import_archive(self, source: Path, path: str, *, user: str = AGENT_USER) -> None:
         """Unpack the host's gzip tar `source` into the folder `path` inside, streamed in and
-        unpacked there by GNU tar run as `owner` (the host never unpacks it). ArchiveError
+        unpacked there by GNU tar run as `user` (the host never unpacks it). ArchiveError
         when it cannot be unpacked."""
         ...
 
     def close(self) -> None:
         """Stop and remove the sandbox; safe to call more than once."""
+        ...
+
+    def __enter__(self) -> Sandbox:
+        """The sandbox itself."""
+        ...
+
+    def __exit__(self, *exc_info: object) -> None:
+        """Close the sandbox."""
         ...
 
 
@@ -218,46 +241,9 @@ def sandbox_path(path: str) -> str:
 
 
 SandboxFactory = Callable[..., Sandbox]
+# Backends registered in this process only, by name (a test's stand-in, say): make_sandbox
+# tries these first. Installed backends are found through entry points (backend.py).
 SANDBOXES: dict[str, SandboxFactory] = {}
-# The shipped backends by name, as the module that registers each: imported when first used,
-# so that `import rdbench` loads neither the Docker SDK nor bubblewrap's helpers.
-BACKEND_MODULES: dict[str, str] = {
-    "auto": "rdbench.sandbox.select",
-    "docker": "rdbench.sandbox.docker",
-    "bwrap": "rdbench.sandbox.bwrap",
-}
-
-
-def sandbox_backend(name: str) -> Callable[[SandboxFactory], SandboxFactory]:
-    """Register a sandbox backend under `name` (used by --sandbox)."""
-
-    def register(factory: SandboxFactory) -> SandboxFactory:
-        SANDBOXES[name] = factory
-        return factory
-
-    return register
-
-
-def backend_names() -> list[str]:
-    """Every backend name --sandbox accepts: the shipped ones, then any registered since."""
-    return [*BACKEND_MODULES, *(name for name in SANDBOXES if name not in BACKEND_MODULES)]
-
-
-def backend_factory(backend: str) -> SandboxFactory:
-    """The factory registered as `backend`, importing its module first if it is a shipped
-    backend not used yet; SandboxUnavailable naming the known backends when there is none."""
-    if backend not in SANDBOXES and backend in BACKEND_MODULES:
-        importlib.import_module(BACKEND_MODULES[backend])
-    if backend not in SANDBOXES:
-        raise SandboxUnavailable(
-            f"Unknown sandbox backend {backend!r}; known: {', '.join(backend_names())}"
-        )
-    return SANDBOXES[backend]
-
-
-def make_sandbox(backend: str, config: SandboxConfig, **options: Any) -> Sandbox:
-    """Start a sandbox of the registered `backend` with `config`."""
-    return backend_factory(backend)(config, **options)
 
 
 class TrackedSandbox:
@@ -277,3 +263,9 @@ class TrackedSandbox:
             self._sandbox.close()
         finally:
             self._on_close(self)  # type: ignore[arg-type]
+
+    def __enter__(self) -> TrackedSandbox:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

@@ -45,7 +45,7 @@ import tarfile
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import structlog
 
@@ -84,7 +84,6 @@ from rdbench.sandbox.base import (
     out_of_memory_note,
     owner_of,
     require_command,
-    sandbox_backend,
     sandbox_path,
     user_env,
 )
@@ -92,7 +91,13 @@ from rdbench.sandbox.cgroups import SandboxCgroups, remove_leftover_groups
 from rdbench.sandbox.disk import SandboxDisk, disk_problem, ready_disk
 from rdbench.sandbox.namespaces import NamespaceHolder
 from rdbench.sandbox.process import ProcessRunner, Run, limits_prelude, with_limits
-from rdbench.sandbox.rootfs import METADATA, ensure_rootfs, image_env
+from rdbench.sandbox.rootfs import (
+    METADATA,
+    ensure_rootfs,
+    export_for_bwrap,
+    image_env,
+    rootfs_dir,
+)
 
 log = structlog.get_logger()
 
@@ -146,7 +151,6 @@ def bwrap_problem() -> str | None:
     return disk_problem()
 
 
-@sandbox_backend("bwrap")
 class BwrapSandbox:
     """A sandbox: one long-lived bwrap run over per-sandbox folders, which every command
     enters. Usable on construction (the first command waits until bwrap has set it up)."""
@@ -360,14 +364,14 @@ class BwrapSandbox:
         hint = f" ({READ_ONLY_HINT})" if "Read-only file system" in message else ""
         return SandboxError(f"{what} failed (exit {run.returncode}): {message}{hint}")
 
-    def write_file(self, path: str, data: bytes | str, *, owner: str = AGENT_USER) -> None:
-        """Create or replace `path` (parent folders are made as needed), owned by `owner`."""
+    def write_file(self, path: str, data: bytes | str, *, user: str = AGENT_USER) -> None:
+        """Create or replace `path` (parent folders are made as needed), owned by `user`."""
         payload = data.encode("utf-8") if isinstance(data, str) else data
         folder, name = posixpath.split(sandbox_path(path))
-        archive = single_file_tar(name, payload, owner=owner)
+        archive = single_file_tar(name, payload, owner=user)
         run = self._as_root(f"Writing {path}", UNTAR_SCRIPT, folder, input=archive)
         if run.returncode == 3:
-            self.exec(["mkdir", "-p", folder], user=owner).check(f"mkdir -p {folder}")
+            self.exec(["mkdir", "-p", folder], user=user).check(f"mkdir -p {folder}")
             run = self._as_root(f"Writing {path}", UNTAR_SCRIPT, folder, input=archive)
         if run.returncode != 0:
             raise self._fail(f"Writing {path}", run)
@@ -387,9 +391,9 @@ class BwrapSandbox:
             raise self._fail(f"Reading {path}", run)
         return run.stdout
 
-    def put_dir(self, local_dir: str, path: str, *, owner: str = AGENT_USER) -> None:
-        """Copy the contents of host folder `local_dir` into `path` inside, owned by `owner`."""
-        archive = folder_tar(local_dir, owner=owner, private=owner == "root")
+    def put_dir(self, local_dir: str, path: str, *, user: str = AGENT_USER) -> None:
+        """Copy the contents of host folder `local_dir` into `path` inside, owned by `user`."""
+        archive = folder_tar(local_dir, owner=user, private=user == "root")
         host_folder = self._pristine_host_folder(sandbox_path(path))
         if host_folder is not None:
             _extract_trusted(archive, host_folder)
@@ -443,13 +447,13 @@ class BwrapSandbox:
         skipped = export_outcome(run.returncode, run.stderr.decode("utf-8", "replace"), path)
         return Exported(size=sink.size, skipped=skipped)
 
-    def import_archive(self, source: Path, path: str, *, owner: str = AGENT_USER) -> None:
+    def import_archive(self, source: Path, path: str, *, user: str = AGENT_USER) -> None:
         """Unpack the host's gzip tar `source` into folder `path`: GNU tar, run inside as
-        `owner`, reads the open file as its stdin."""
+        `user`, reads the open file as its stdin."""
         with source.open("rb") as file:
             run, _ = self._run(
                 ["/bin/sh", "-c", IMPORT_SCRIPT, "sh", sandbox_path(path)],
-                owner=_checked_owner(owner), cwd="/", env=self._command_env(owner, None),
+                owner=_checked_owner(user), cwd="/", env=self._command_env(user, None),
                 callers_env=False, caps=[], input=None, timeout=STREAM_TIMEOUT_S,
                 output_limit=STDERR_KEPT, stdin_file=file,
             )  # fmt: skip
@@ -531,3 +535,41 @@ def remove_leftovers(*, everything: bool = False, state_dir: Path = STATE_DIR) -
 
     removed += [name for name in remove_leftover_groups(leftover) if name not in removed]
     return removed
+
+
+class BwrapBackend:
+    """The bubblewrap backend as registered (`rdbench.sandboxes` entry point `bwrap`): no
+    daemon, the sandbox image's files exported once (prepare) and run read-only."""
+
+    name = "bwrap"
+    priority = 20
+
+    def problem(self) -> str | None:
+        """Why no bwrap sandbox can start here (no bubblewrap, not root, no loop devices, or
+        no root filesystem and no Docker engine to export one), or None."""
+        problem = bwrap_problem()
+        if problem is not None or (rootfs_dir() / METADATA).is_file():
+            return problem
+        from rdbench.sandbox.docker import docker_available
+
+        if not docker_available():
+            return (
+                f"The bwrap backend has no root filesystem ({rootfs_dir()} is missing) and "
+                "no Docker engine answers to export one. Start Docker once and run "
+                "`rdbench image build`; after that bwrap works without Docker."
+            )
+        return None
+
+    def prepare(self, image: str) -> str | None:
+        """Export the built image's files for bwrap (where bubblewrap is installed), so that
+        bwrap works later without Docker; the line naming where they are."""
+        rootfs = export_for_bwrap(image)
+        return None if rootfs is None else f"bwrap root filesystem: {rootfs}"
+
+    def remove_leftovers(self, everything: bool) -> list[str]:
+        """Remove the folders, disks and cgroups of sandboxes whose run ended; their ids."""
+        return remove_leftovers(everything=everything)
+
+    def start(self, config: SandboxConfig, **options: Any) -> BwrapSandbox:
+        """A new bwrap sandbox (options: `rootfs`, `state_dir`)."""
+        return BwrapSandbox(config, **options)

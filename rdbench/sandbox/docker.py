@@ -64,7 +64,6 @@ from rdbench.sandbox.base import (
     out_of_memory_note,
     owner_of,
     require_command,
-    sandbox_backend,
     sandbox_path,
     user_env,
 )
@@ -108,7 +107,6 @@ def docker_available() -> bool:
     return True
 
 
-@sandbox_backend("docker")
 class DockerSandbox:
     """A sandbox in one Docker container, started on construction."""
 
@@ -292,15 +290,15 @@ class DockerSandbox:
         self._pid_ns = namespace
         return namespace
 
-    def write_file(self, path: str, data: bytes | str, *, owner: str = AGENT_USER) -> None:
-        """Create or replace `path` (parent folders are made as needed), owned by `owner`."""
+    def write_file(self, path: str, data: bytes | str, *, user: str = AGENT_USER) -> None:
+        """Create or replace `path` (parent folders are made as needed), owned by `user`."""
         payload = data.encode("utf-8") if isinstance(data, str) else data
         folder, name = posixpath.split(sandbox_path(path))
-        archive = single_file_tar(name, payload, owner=owner)
+        archive = single_file_tar(name, payload, owner=user)
         try:
             self._put(folder, archive)
         except SandboxFileNotFound:
-            self.exec(["mkdir", "-p", folder], user=owner).check(f"mkdir -p {folder}")
+            self.exec(["mkdir", "-p", folder], user=user).check(f"mkdir -p {folder}")
             self._put(folder, archive)
 
     def read_file(self, path: str, *, max_bytes: int | None = None) -> bytes:
@@ -317,9 +315,9 @@ class DockerSandbox:
             raise SandboxOutputLimit(f"{path} is {stat['size']} bytes, over the cap {max_bytes}")
         return first_file(b"".join(stream))
 
-    def put_dir(self, local_dir: str, path: str, *, owner: str = AGENT_USER) -> None:
-        """Copy the contents of host folder `local_dir` into `path` inside, owned by `owner`."""
-        self._put(sandbox_path(path), folder_tar(local_dir, owner=owner, private=owner == "root"))
+    def put_dir(self, local_dir: str, path: str, *, user: str = AGENT_USER) -> None:
+        """Copy the contents of host folder `local_dir` into `path` inside, owned by `user`."""
+        self._put(sandbox_path(path), folder_tar(local_dir, owner=user, private=user == "root"))
 
     def get_dir(self, path: str, *, max_bytes: int = GET_DIR_LIMIT) -> bytes:
         """A gzip tar of the folder `path` inside, names relative to it (held in memory:
@@ -394,16 +392,16 @@ class DockerSandbox:
         timed_out = stopped.is_set() and not sink.over
         return (-9 if code is None else int(code)), stderr.decode("utf-8", "replace"), timed_out
 
-    def import_archive(self, source: Path, path: str, *, owner: str = AGENT_USER) -> None:
+    def import_archive(self, source: Path, path: str, *, user: str = AGENT_USER) -> None:
         """Unpack the host's gzip tar `source` into folder `path`: streamed into /tmp inside
-        (as one file), unpacked there by GNU tar as `owner`, then removed."""
+        (as one file), unpacked there by GNU tar as `user`, then removed."""
         name = f".rdbench-import-{uuid.uuid4().hex}.tar.gz"
         try:
-            self._container.put_archive("/tmp", file_as_tar_member(source, name, owner=owner))
+            self._container.put_archive("/tmp", file_as_tar_member(source, name, owner=user))
         except docker.errors.APIError as error:
             raise self._unavailable(error) from error
         result = self.exec(["sh", "-c", IMPORT_SCRIPT, "sh", sandbox_path(path), f"/tmp/{name}"],
-                           user=owner, timeout=STREAM_TIMEOUT_S)  # fmt: skip
+                           user=user, timeout=STREAM_TIMEOUT_S)  # fmt: skip
         if result.timed_out:
             raise ArchiveError(f"Unpacking the workspace took longer than {STREAM_TIMEOUT_S:.0f} s")
         if result.returncode == 3:
@@ -588,3 +586,31 @@ def remove_leftovers(*, everything: bool = False, state_dir: Path = hostdirs.STA
         log.info("sandbox.gc", container=container.short_id, owner_pid=owner)
     hostdirs.remove_dead(everything=everything, kinds={"docker"}, state_dir=state_dir)
     return removed
+
+
+class DockerBackend:
+    """The Docker backend as registered (`rdbench.sandboxes` entry point `docker`): a
+    container per sandbox on the local engine. `auto` prefers it where an engine answers."""
+
+    name = "docker"
+    priority = 10
+
+    def problem(self) -> str | None:
+        """Why no Docker sandbox can start here (no engine answers), or None."""
+        try:
+            connect().close()
+        except SandboxUnavailable as error:
+            return str(error)
+        return None
+
+    def prepare(self, image: str) -> str | None:
+        """Nothing to make: Docker runs the built image itself."""
+        return None
+
+    def remove_leftovers(self, everything: bool) -> list[str]:
+        """Remove containers (and their disks) of runs that ended; their short ids."""
+        return remove_leftovers(everything=everything)
+
+    def start(self, config: SandboxConfig, **options: Any) -> DockerSandbox:
+        """A new container sandbox (option: `client`, a docker.DockerClient)."""
+        return DockerSandbox(config, **options)
