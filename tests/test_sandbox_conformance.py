@@ -53,7 +53,8 @@ def test_every_check_names_its_behaviour_and_themes_select_checks() -> None:
         "identity", "commands", "files", "limits", "isolation", "lifetime"
     ]  # fmt: skip
     assert [spec.name for spec in check_specs(["lifetime"])] == [
-        "lifetime.close_is_idempotent", "lifetime.nothing_started_inside_outlives_the_sandbox"
+        "lifetime.close_is_idempotent", "lifetime.nothing_started_inside_outlives_close",
+        "lifetime.leaving_a_with_block_closes_the_sandbox",
     ]  # fmt: skip
     with pytest.raises(ValueError, match=r"Unknown conformance check\(s\) no-such-check"):
         check_specs(["no-such-check"])
@@ -66,7 +67,7 @@ def test_cli_prints_a_line_per_behaviour_and_exits_0_when_all_hold(sandbox_image
     )
     assert result.exit_code == 0, result.output
     assert "pass  lifetime.close_is_idempotent: close() ends a sandbox" in result.output
-    assert "docker: 2 of 2 behaviours hold" in result.output
+    assert "docker: 3 of 3 behaviours hold" in result.output
 
 
 def test_cli_refuses_an_unknown_backend_naming_the_known_ones() -> None:
@@ -118,7 +119,8 @@ def weak_backend_lacks() -> dict[str, str]:
         "isolation.host_files_are_out_of_reach": "the host's files",
         "isolation.nobody_writes_the_system_not_even_root_in_a_grading_sandbox":
             "the host's writable system",
-        "lifetime.nothing_started_inside_outlives_the_sandbox": "host processes outlive it",
+        "lifetime.nothing_started_inside_outlives_close": "host processes outlive it",
+        "lifetime.leaving_a_with_block_closes_the_sandbox": "host processes outlive it",
     }  # fmt: skip
     if _host_interfaces() != ["lo"]:
         lacks["isolation.only_the_loopback_interface"] = "the host's interfaces"

@@ -21,6 +21,14 @@ def the_sandbox_names_its_backend(ctx: Context) -> None:
 
 
 @check("identity")
+def every_sandbox_has_its_own_id(ctx: Context) -> None:
+    """A sandbox has an `id` (a non-empty string), its own: two sandboxes never share one."""
+    ids = [getattr(ctx.sandbox, "id", None), getattr(ctx.grading, "id", None)]
+    expect(all(isinstance(i, str) and i for i in ids), f"the sandboxes' ids are {ids}")
+    expect(ids[0] != ids[1], f"two sandboxes have the same id {ids[0]!r}")
+
+
+@check("identity")
 def commands_run_as_the_agent_in_its_home(ctx: Context) -> None:
     """Commands run as the unprivileged user `agent` (uid 61000) in /home/agent, with HOME and
     USER set for it."""

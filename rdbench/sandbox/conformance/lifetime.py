@@ -35,27 +35,45 @@ def close_is_idempotent(ctx: Context) -> None:
     box.close()
 
 
-@check("lifetime")
-def nothing_started_inside_outlives_the_sandbox(ctx: Context) -> None:
-    """Processes left running inside (in the background, in a new session) end when the
-    sandbox closes (seen from this machine, where every local backend's processes show)."""
-    box = ctx.start()
+def _background_processes_end(ctx: Context, *, with_block: bool) -> None:
+    """Start two background sleeps in a fresh sandbox, end it (close(), or leaving a `with`
+    block), and fail unless they are gone from this machine within seconds."""
     seconds = str(random.randint(100_000, 999_999))
     commands = [f"sleep\0{n}\0".encode() for n in (seconds, str(int(seconds) + 1))]
+    script = (f"nohup sleep {seconds} >/dev/null 2>&1 & "
+              f"setsid sleep {int(seconds) + 1} >/dev/null 2>&1 & echo started")  # fmt: skip
     alive: list[int] = []
     try:
-        script = (f"nohup sleep {seconds} >/dev/null 2>&1 & "
-                  f"setsid sleep {int(seconds) + 1} >/dev/null 2>&1 & echo started")  # fmt: skip
-        started = box.exec(["sh", "-c", script])
+        box = ctx.start()
+        if with_block:
+            with box:
+                started = box.exec(["sh", "-c", script])
+        else:
+            started = box.exec(["sh", "-c", script])
+            box.close()
         expect(started.ok, f"could not start background processes: {said(started)}")
-        box.close()
         deadline = time.monotonic() + 5
         while (alive := [p for c in commands for p in host_pids_running(c)]) and (
             time.monotonic() < deadline
         ):
             time.sleep(0.1)
-        expect(not alive, f"{len(alive)} process(es) started inside outlived the sandbox")
+        ended = "leaving its with block" if with_block else "close()"
+        expect(not alive, f"{len(alive)} process(es) started inside outlived {ended}")
     finally:  # what this check started must not outlive it either
         for pid in [p for c in commands for p in host_pids_running(c)]:
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
+
+
+@check("lifetime")
+def nothing_started_inside_outlives_close(ctx: Context) -> None:
+    """Processes left running inside (in the background, in a new session) end when the
+    sandbox is closed (seen from this machine, where every local backend's processes show)."""
+    _background_processes_end(ctx, with_block=False)
+
+
+@check("lifetime")
+def leaving_a_with_block_closes_the_sandbox(ctx: Context) -> None:
+    """A sandbox used as a context manager is closed when its `with` block ends: nothing
+    started inside outlives it."""
+    _background_processes_end(ctx, with_block=True)
