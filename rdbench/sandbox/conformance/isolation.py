@@ -137,7 +137,7 @@ ESCAPES = {
     "unshare -r": "unshare -r true && echo worked || echo refused",
     "unshare -Urm": "unshare -Urm true && echo worked || echo refused",
     "add_key": "python3 -c \"" + KEYRING_CALL.replace(
-        "CALL", "libc.syscall(add_key, b'user', b'rdbench', b'x', 1, -3)") + "\"",
+        "CALL", "libc.syscall(add_key, b'user', b'rdbench', b'x', 1, -2)") + "\"",
     "keyctl join": "python3 -c \"" + KEYRING_CALL.replace(
         "CALL", "libc.syscall(keyctl, 1, None)") + "\"",
     "mount tmpfs": 'd=$(mktemp -d) && { mount -t tmpfs none "$d" 2>/dev/null && umount "$d" '

@@ -52,7 +52,7 @@ def _background_processes_end(ctx: Context, *, with_block: bool) -> None:
             started = box.exec(["sh", "-c", script])
             box.close()
         expect(started.ok, f"could not start background processes: {said(started)}")
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 3
         while (alive := [p for c in commands for p in host_pids_running(c)]) and (
             time.monotonic() < deadline
         ):
