@@ -21,18 +21,26 @@ from helpers import BACKENDS, REPO
 from typer.testing import CliRunner
 
 from rdbench.cli import app
+from rdbench.sandbox import SandboxUnavailable
 from rdbench.sandbox.conformance import CheckResult, check_names, check_specs, run_checks
 
 WEAK_BACKEND = REPO / "tests" / "fixtures" / "weak-backend"
-_RESULTS: dict[str, dict[str, CheckResult]] = {}
+_RESULTS: dict[str, dict[str, CheckResult] | SandboxUnavailable] = {}
 
 
 def results_for(backend: str, request: pytest.FixtureRequest) -> dict[str, CheckResult]:
-    """Every check's result for `backend`, run once per test session."""
+    """Every check's result for `backend`, run once per test session (a backend that cannot
+    start a sandbox fails every test with why, without trying again)."""
     if backend not in _RESULTS:
         image = request.getfixturevalue("sandbox_image") if backend == "docker" else None
-        _RESULTS[backend] = {r.name: r for r in run_checks(backend, image=image)}
-    return _RESULTS[backend]
+        try:
+            _RESULTS[backend] = {r.name: r for r in run_checks(backend, image=image)}
+        except SandboxUnavailable as error:
+            _RESULTS[backend] = error
+    results = _RESULTS[backend]
+    if isinstance(results, SandboxUnavailable):
+        raise results
+    return results
 
 
 @pytest.mark.parametrize("name", check_names())
@@ -110,6 +118,7 @@ def weak_backend_lacks() -> dict[str, str]:
         "limits.huge_output_is_drained_without_holding_it_in_memory": "no output cap",
         "limits.files_may_not_grow_past_the_size_limit": "no file size limit",
         "limits.a_fork_bomb_is_contained": "no pids limit",
+        "limits.writing_past_the_disk_limit_says_the_disk_is_full": "no disk limit",
         "isolation.a_server_on_the_host_loopback_is_unreachable": "the host's network",
         "isolation.the_agent_has_no_capabilities": "the host's capabilities",
         "isolation.the_agent_cannot_make_namespaces_mount_use_keyrings_or_set_sysctls":

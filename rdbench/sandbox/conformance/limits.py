@@ -133,6 +133,25 @@ def files_may_not_grow_past_the_size_limit(ctx: Context) -> None:
            f"{FILE_SIZE_LIMIT} bytes")  # fmt: skip
 
 
+@check("limits")
+def writing_past_the_disk_limit_says_the_disk_is_full(ctx: Context) -> None:
+    """Every writable place shares one size-limited disk: writing past it fails, the
+    command's stderr says the sandbox's disk is full, and removing files makes room again
+    (checked in a sandbox of its own, with a 64 MB disk)."""
+    box = ctx.start(disk_mb=64)
+    fill = "dd if=/dev/zero of=fill bs=1M count=128 || exit 1"
+    result = box.exec(["sh", "-c", fill], timeout=60)
+    expect(result.returncode != 0, f"128 MB were written on a 64 MB disk: {said(result)}")
+    expect("No space left on device" in result.stderr, f"it failed otherwise: {said(result)}")
+    note = "[rdbench: the sandbox's disk is full (limit 64 MB)]"
+    expect(note in result.stderr, f"its stderr does not say {note!r}: {said(result)}")
+    more = box.exec(["sh", "-c", "head -c 4M /dev/zero > /tmp/more"])
+    expect(more.returncode != 0, "/tmp took 4 MB more on the full disk: it is not the same disk")
+    room = box.exec(["sh", "-c", "rm -f fill && head -c 4M /dev/zero > /tmp/more"])
+    expect(room.ok, f"removing the filler made no room: {said(room)}")
+    box.close()
+
+
 # Forks children that sleep until killed, up to argv[1] of them, and prints how many it made
 # before the sandbox refused (bounded, so a backend without a process limit is not flooded).
 COUNT_FORKS = """
