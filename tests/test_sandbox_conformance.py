@@ -21,8 +21,15 @@ from helpers import BACKENDS, REPO
 from typer.testing import CliRunner
 
 from rdbench.cli import app
-from rdbench.sandbox import SandboxUnavailable
-from rdbench.sandbox.conformance import CheckResult, check_names, check_specs, run_checks
+from rdbench.sandbox import SANDBOXES, SandboxConfig, SandboxUnavailable
+from rdbench.sandbox.conformance import (
+    CheckResult,
+    CheckSpec,
+    check_names,
+    check_specs,
+    run_checks,
+)
+from rdbench.sandbox.conformance.checks import CHECKS
 
 WEAK_BACKEND = REPO / "tests" / "fixtures" / "weak-backend"
 _RESULTS: dict[str, dict[str, CheckResult] | SandboxUnavailable] = {}
@@ -66,6 +73,31 @@ def test_every_check_names_its_behaviour_and_themes_select_checks() -> None:
     ]  # fmt: skip
     with pytest.raises(ValueError, match=r"Unknown conformance check\(s\) no-such-check"):
         check_specs(["no-such-check"])
+
+
+def test_a_check_that_crashes_fails_with_its_error_and_every_sandbox_is_closed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.syspath_prepend(str(WEAK_BACKEND))
+    from weak_rdbench_backend import WeakBackend, WeakSandbox
+
+    started: list[WeakSandbox] = []
+
+    def weak(config: SandboxConfig, **options: object) -> WeakSandbox:
+        started.append(WeakBackend().start(config))
+        return started[-1]
+
+    def crashes(ctx: object) -> None:
+        raise KeyError("boom")
+
+    monkeypatch.setitem(SANDBOXES, "weak-here", weak)
+    monkeypatch.setitem(CHECKS, "lifetime.crashes", CheckSpec("lifetime.crashes", "-", crashes))
+    results = run_checks("weak-here", only=["lifetime.crashes", "files.a_binary_file_round_trips"])
+    assert results == [
+        CheckResult("files.a_binary_file_round_trips", True),
+        CheckResult("lifetime.crashes", False, "KeyError: 'boom'"),
+    ]
+    assert started and not any(box.root.exists() for box in started)
 
 
 @pytest.mark.docker

@@ -46,7 +46,7 @@ Check = Callable[["Context"], None]
 @dataclass(frozen=True)
 class CheckSpec:
     """A registered check: its name (`theme.function`), the behaviour it pins down (the first
-    line of its docstring) and the function."""
+    paragraph of its docstring) and the function."""
 
     name: str
     behaviour: str
@@ -58,7 +58,7 @@ CHECKS: dict[str, CheckSpec] = {}
 
 def check(theme: str) -> Callable[[Check], Check]:
     """Register the decorated function as the check `theme.<function name>`; its docstring's
-    first line names the behaviour."""
+    first paragraph names the behaviour."""
 
     def register(function: Check) -> Check:
         name = f"{theme}.{function.__name__}"
