@@ -49,6 +49,8 @@ sandbox_app = typer.Typer(help="Sandbox backends.", no_args_is_help=True)
 app.add_typer(task_app, name="task")
 app.add_typer(image_app, name="image")
 app.add_typer(sandbox_app, name="sandbox")
+export_app = typer.Typer(help="Export runs to other tools' formats.", no_args_is_help=True)
+app.add_typer(export_app, name="export")
 console = Console()
 errors = Console(stderr=True)
 LOGGING = {"json_lines": False}  # the global --log-json flag, for the run's progress display
@@ -779,6 +781,37 @@ def transcript(
         replay(episode, console, full=full)
     except RecordError as error:
         raise _fail(str(error)) from error
+
+
+@export_app.command("inspect")
+def export_inspect(
+    run_folder: Annotated[Path, typer.Argument(
+        help="A run's folder (its --out), e.g. runs/NAME, or one episode's folder.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The folder to write the logs to.")
+                   ] = Path("logs"),
+    log_format: Annotated[str, typer.Option(
+        "--format", help="Inspect's log format: eval (compact) or json.")] = "eval",
+) -> None:
+    """Write each finished episode of a run as an Inspect eval log (messages, tool calls and
+    their outputs, scores, usage), for `inspect view --log-dir OUT` and read_eval_log.
+    Needs Inspect: install rdbench with its `inspect` extra."""
+    if log_format not in ("eval", "json"):
+        raise _fail(f"--format must be eval or json, got {log_format!r}")
+    try:
+        from rdbench.integrations.inspect.export import ExportError, export_run
+    except ImportError as error:
+        raise _fail(f"Inspect is not installed ({error}); install it with "
+                    "pip install 'rdbench[inspect]'") from error
+    try:
+        exported = export_run(run_folder, out, log_format=log_format)  # type: ignore[arg-type]
+    except ExportError as error:
+        raise _fail(str(error)) from error
+    for path in exported.logs:
+        console.print(f"wrote {path}", highlight=False, soft_wrap=True)
+    if exported.unfinished:
+        console.print(f"left out {len(exported.unfinished)} unfinished episode(s): "
+                      f"{', '.join(exported.unfinished)}", highlight=False, soft_wrap=True)
+    console.print(f"view them with: inspect view --log-dir {out}", highlight=False)
 
 
 @app.command()

@@ -265,6 +265,11 @@ class RDEnv(gym.Env[str, Any]):
         }
         return observation, info
 
+    def briefing(self) -> str:
+        """What reset() shows the agent first: the instructions, the tools offered and the
+        budget (known before reset: integrations show it as their prompt)."""
+        return self._briefing()
+
     def _briefing(self) -> str:
         budget = self.budget
         limits = [f"{budget.steps} steps", f"{budget.time_s:.0f} s of working time"]

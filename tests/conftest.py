@@ -21,6 +21,7 @@ import pytest
 import structlog
 from fake_servers import FakeServer, fake_server
 from helpers import BACKENDS
+from loopback_guard import install as keep_to_loopback
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
@@ -28,6 +29,9 @@ IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 # default recursion limit; pytest removes old tmp_path folders with shutil.rmtree, which
 # recurses once per level, so it needs room for them.
 sys.setrecursionlimit(max(sys.getrecursionlimit(), 20_000))
+
+# Network traffic in tests goes to loopback only (see loopback_guard.py).
+keep_to_loopback()
 
 
 def missing(reason: str) -> None:

@@ -37,7 +37,8 @@ TIMES = {"elapsed_s", "working_s", "grading_s", "started_at", "finished_at"}
 def ray_instance() -> Iterator[Any]:
     """A local Ray instance with 2 CPUs, for this module's tests."""
     ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             _node_ip_address="127.0.0.1")
     yield ray
     ray.shutdown()
 

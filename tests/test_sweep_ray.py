@@ -43,7 +43,8 @@ def ray_instance() -> Iterator[Any]:
     ray = pytest.importorskip("ray")
     previous = os.environ.get("ANTHROPIC_API_KEY")
     os.environ["ANTHROPIC_API_KEY"] = "test-key"
-    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
+    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False,
+             _node_ip_address="127.0.0.1")
     try:
         yield ray
     finally:

@@ -1,0 +1,1 @@
+"""Bridges from rdbench to other tools' ecosystems (Inspect: integrations/inspect)."""
