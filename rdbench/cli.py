@@ -45,8 +45,10 @@ app = typer.Typer(
 )
 task_app = typer.Typer(help="Work on task folders.", no_args_is_help=True)
 image_app = typer.Typer(help="The sandbox image.", no_args_is_help=True)
+sandbox_app = typer.Typer(help="Sandbox backends.", no_args_is_help=True)
 app.add_typer(task_app, name="task")
 app.add_typer(image_app, name="image")
+app.add_typer(sandbox_app, name="sandbox")
 export_app = typer.Typer(help="Export runs to other tools' formats.", no_args_is_help=True)
 app.add_typer(export_app, name="export")
 console = Console()
@@ -656,6 +658,37 @@ def image_build(
             raise _fail(f"{name}: {error}") from error
         if made is not None:
             console.print(made)
+
+
+@sandbox_app.command("check")
+def sandbox_check(
+    backend: Annotated[str, typer.Argument(help="A registered sandbox backend's name.")],
+    image: Annotated[str | None, typer.Option(
+        help="The image its sandboxes start from (default: the backend's).")] = None,
+    only: Annotated[list[str] | None, typer.Option(
+        help="Run only this check or theme (repeatable).")] = None,
+) -> None:
+    """Check a sandbox backend against every behaviour rdbench relies on: one line per
+    behaviour, with the reason when it fails; exit code 1 when any fails."""
+    from rdbench.sandbox import SandboxUnavailable
+    from rdbench.sandbox.conformance import check_specs, run_checks
+
+    try:
+        specs = {spec.name: spec for spec in check_specs(only)}
+        results = run_checks(backend, image=image, only=only)
+    except (ValueError, SandboxUnavailable) as error:
+        raise _fail(str(error)) from error
+    for result in results:
+        mark = "[green]pass[/]" if result.passed else "[bold red]FAIL[/]"
+        console.print(f"{mark}  {result.name}: {escape(specs[result.name].behaviour)}",
+                      highlight=False, soft_wrap=True)  # fmt: skip
+        if not result.passed:
+            console.print(f"      {escape(result.detail)}", highlight=False, soft_wrap=True)
+    failed = [result.name for result in results if not result.passed]
+    console.print(f"{backend}: {len(results) - len(failed)} of {len(results)} behaviours hold",
+                  highlight=False)  # fmt: skip
+    if failed:
+        raise typer.Exit(code=1)
 
 
 @app.command()

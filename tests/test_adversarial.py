@@ -1,17 +1,16 @@
 """An agent that misbehaves, driven through the env on every backend: each case is an episode.
 
-The sandbox must contain it (fork bomb, memory hog, disk filler, runaway output), keep it
-from the network, the host's files and the grader's, and leave nothing behind. Network checks
-stay on loopback: no interface but `lo` inside, a server on the host's loopback unreachable,
-name resolution failing; nothing is ever sent to any other address.
+What the sandbox alone must do (contain a fork bomb, keep the agent from the network, the
+host's files and the system) is checked by the shipped conformance suite
+(rdbench.sandbox.conformance, run for every backend by test_sandbox_conformance.py). Here is
+what the env adds: the agent is told, in its observation, what stopped it (memory, disk,
+output), the episode goes on, the grader's files never enter the agent's sandbox, nothing
+outlives a submit, and the grader's command line gives nothing away.
 """
 
 from __future__ import annotations
 
-import socket
 import subprocess
-import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -40,20 +39,6 @@ def bash(env: RDEnv, command: str, timeout: float | None = None) -> str:
     return observation
 
 
-def host_is_responsive() -> bool:
-    start = time.perf_counter()
-    subprocess.run(["true"], check=True)
-    return time.perf_counter() - start < 2.0
-
-
-def test_fork_bomb_is_contained_and_episode_goes_on(env: RDEnv, busy_cores: None) -> None:
-    """Even with both cores busy, the bomb is killed and the very next command runs."""
-    observation = bash(env, "bomb() { bomb | bomb & }; bomb", timeout=8)
-    assert "timed out" in observation or "exit code" in observation
-    assert host_is_responsive()
-    assert "alive" in bash(env, "echo alive", timeout=30)
-
-
 def test_memory_hog_is_killed_and_told_it_ran_out_of_memory(env: RDEnv) -> None:
     # the toy task allows 512 MB; this touches 1.5 GB
     hog = "python3 -c \"b = bytearray(1536 * 1024 * 1024); print('survived', len(b))\""
@@ -63,45 +48,10 @@ def test_memory_hog_is_killed_and_told_it_ran_out_of_memory(env: RDEnv) -> None:
     assert "alive" in bash(env, "echo alive")
 
 
-def test_only_loopback_inside(env: RDEnv) -> None:
-    code = "import socket; print(sorted(n for _, n in socket.if_nameindex()))"
-    assert "['lo']" in bash(env, f'python3 -c "{code}"')
-
-
-def test_host_loopback_service_is_unreachable(
-    env: RDEnv, host_server: tuple[int, list[Any]]
-) -> None:
-    port, accepted = host_server
-    socket.create_connection(("127.0.0.1", port), timeout=2).close()  # the server works
-    observation = bash(env, f"exec 3<>/dev/tcp/127.0.0.1/{port} && echo connected", timeout=20)
-    assert "connected" not in observation
-    assert len(accepted) == 1
-
-
-def test_name_resolution_fails(env: RDEnv) -> None:
-    code = (
-        "import socket\n"
-        "try:\n    socket.getaddrinfo('rdbench-test.invalid', 80); print('resolved')\n"
-        "except socket.gaierror:\n    print('no-dns')\n"
-    )
-    observation, *_ = env.step({"tool": "python", "input": {"code": code, "timeout": 30}})
-    assert "no-dns" in observation
-
-
-def test_host_files_and_grader_files_are_absent(env: RDEnv, tmp_path: Path) -> None:
-    secret = tmp_path / f"host-secret-{uuid.uuid4().hex}"
-    secret.write_text("host only")
-    assert "No such file" in bash(env, f"cat {secret}")
+def test_the_grader_s_files_are_absent_from_the_agent_s_sandbox(env: RDEnv) -> None:
     listing = bash(env, "ls -A /grader; find / -xdev -name score.py 2>/dev/null | head -3")
     assert "score.py" not in listing
     assert "print(5)" not in bash(env, "grep -rs 'print(5)' /home /tmp /opt 2>/dev/null | head")
-
-
-def test_writing_outside_workspace_is_refused(env: RDEnv) -> None:
-    for target in ("/usr/rdbench-x", "/etc/passwd", "/opt/rdbench-venv/x"):
-        observation = bash(env, f"echo x >> {target} && echo WROTE")
-        assert "WROTE" not in observation
-    assert "ok" in bash(env, "echo x > mine.txt && echo ok")
 
 
 def test_filling_the_disk_is_stopped_with_a_clear_observation(env: RDEnv) -> None:
