@@ -1,30 +1,47 @@
 """Helpers for a task's grader, copied into the grading sandbox as `rdbench_grading.py`.
 
 A task's `grader/score.py` runs as root inside a fresh grading sandbox, with the agent's
-final workspace at `/home/agent` and the grader's own files in a root-only directory.
-It imports this module (standard library only; it must run on the image's Python) to run the
-agent's code as the unprivileged user and to print its verdict in the grading contract:
+final workspace at `/home/agent` and the grader's own files in a root-only directory, run as
+`python3 score.py`: its folder is first on sys.path, so it imports this module (standard
+library only; it must run on the image's Python) and its own modules directly. The kit runs the
+agent's code as the unprivileged user, reads what the agent wrote safely, and prints the
+verdict in the grading contract:
 
 ```python
-from rdbench_grading import emit, parse_args, run_as_agent, shown
+from rdbench_grading import emit, grade_main, read_agent_file, run_as_agent, shown
 
-args = parse_args()                      # args.split is "validation" or "test" (from stdin)
-run = run_as_agent(["python", "train.py"], cwd=args.workspace, timeout=600)
-if not run.ok:
-    emit(None, valid=False, message=f"train.py failed: {run.tail()}")
-...
-emit(raw_score, valid=True, message=f"score {shown(raw_score)}", details={...})
+def grade(split: str, workspace: str, scratch: str) -> None:   # split: "validation" or "test"
+    out = os.path.join(make_agent_dir(os.path.join(scratch, "out")), "predictions.csv")
+    run = run_as_agent(["python", "train.py", "--out", out], cwd=workspace, timeout=600)
+    if not run.ok:
+        emit(None, valid=False, message=f"train.py failed: {run.tail()}")
+    data = read_agent_file(out, limit=10_000_000)   # no link, no FIFO, capped
+    ...
+    emit(raw_score, valid=True, message=f"score {shown(raw_score)}", details={...})
+
+if __name__ == "__main__":
+    grade_main(grade, scratch="my-task-grade")   # args, scratch folder, ArtifactError -> invalid
 ```
 
-A grader that runs the agent's code more than once (timed repeats, several seeds) gives every
-run its own fresh copy of the submitted workspace with FreshWorkspaces, and rounds every number
-in its message with `shown` (the `score` tool shows the message to the agent).
+What the kit handles: a file of the agent's is read without following a symlink (anywhere
+below the workspace, read_workspace_file), never a FIFO or a device, at most a given size, and
+any failure is an invalid verdict saying why (ArtifactError, caught by grade_main); the scratch
+folder is root's, mode 0711 (the agent user reaches only the folders made for it inside);
+every run of the agent's code is in a new session, and its process group and every process of
+the agent user are killed when it ends (run_as_agent, agent_process_args + kill_group for a
+grader that drives the process itself); a grader that runs the agent's code more than once
+(timed repeats, several seeds) gives every run its own fresh copy of the submitted workspace
+with FreshWorkspaces; timing tasks pin runs to the cores in turn (pinned_core), alternate
+which program goes first (alternated) and take the fastest of n (fastest) or the median of
+paired ratios (median_ratio). Every number in a message goes through `shown` (the `score` tool
+shows the message to the agent).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
 import math
 import os
@@ -33,11 +50,12 @@ import resource
 import shutil
 import signal
 import stat
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any, NoReturn
 
@@ -86,6 +104,43 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def grade_main(grade: Callable[..., object], *, scratch: str | None = None) -> NoReturn:
+    """The whole `main()` of a grader: parse the arguments (parse_args), and call
+    `grade(split, workspace)`, or `grade(split, workspace, scratch)` with a new scratch folder
+    (scratch_folder) when `scratch` gives its name's prefix; the folder is removed afterwards.
+    `grade` emits the verdict; an ArtifactError it lets through (a file of the agent's that
+    cannot be read, a run that left no artifact) becomes the invalid verdict saying why.
+    A grade that returns without emitting is a bug of the grader: it exits 1."""
+    args = parse_args()
+    workspace = os.path.abspath(args.workspace)
+    try:
+        if scratch is None:
+            grade(args.split, workspace)
+        else:
+            with scratch_folder(scratch) as folder:
+                grade(args.split, workspace, folder)
+    except ArtifactError as error:
+        emit(None, valid=False, message=str(error), details={"split": args.split})
+    sys.stderr.write("the grader returned without a verdict (call emit)\n")
+    sys.exit(1)
+
+
+@contextlib.contextmanager
+def scratch_folder(prefix: str) -> Iterator[str]:
+    """A new folder for one grading's files, removed (whatever is in it) when the block ends.
+
+    It is root's, mode 0711: the agent user may enter it, reach what it is told the path of,
+    and write in the folders made for it inside (make_agent_dir), but not list it, nor rename
+    or delete anything in it, so nothing of the grader's beside its own folders is in its
+    sight."""
+    folder = tempfile.mkdtemp(prefix=f"{prefix}-")
+    os.chmod(folder, 0o711)
+    try:
+        yield folder
+    finally:
+        remove_tree(folder)
+
+
 def shown(value: float, digits: int = SHOWN_DIGITS) -> str:
     """`value` rounded to `digits` significant digits, written out for a message the agent sees.
 
@@ -126,6 +181,30 @@ def make_agent_dir(path: str) -> str:
     return path
 
 
+def agent_process_args(
+    home: str, env: dict[str, str] | None = None
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The Popen arguments that run a process as the agent user (`user`, `group`,
+    `extra_groups`; none when the grader is not root) and a clean environment for it, `env`
+    added. Give the Popen `start_new_session=True` too and kill its group afterwards
+    (kill_group, kill_agent_processes), or use run_as_agent, which does all of it. `home` is
+    HOME when the grader is not root (a developer running it by hand)."""
+    run_env = {
+        "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
+        "LANG": "C.UTF-8",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    identity: dict[str, Any] = {}
+    if os.geteuid() == 0:
+        agent = _agent_identity()
+        identity = {"user": agent.pw_uid, "group": agent.pw_gid, "extra_groups": []}
+        run_env.update(HOME=agent.pw_dir, USER=AGENT_USER)
+    else:
+        run_env["HOME"] = os.environ.get("HOME", home)
+    run_env.update(env or {})
+    return identity, run_env
+
+
 def run_as_agent(
     cmd: list[str],
     *,
@@ -138,19 +217,7 @@ def run_as_agent(
     When the grader is not root (a developer running it by hand), the command runs as the
     current user. Afterwards (on timeout too) every process of the agent user is killed.
     """
-    run_env = {
-        "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
-        "LANG": "C.UTF-8",
-        "PYTHONDONTWRITEBYTECODE": "1",
-    }
-    identity: dict[str, Any] = {}
-    if os.geteuid() == 0:
-        agent = _agent_identity()
-        identity = {"user": agent.pw_uid, "group": agent.pw_gid, "extra_groups": []}
-        run_env.update(HOME=agent.pw_dir, USER=AGENT_USER)
-    else:
-        run_env["HOME"] = os.environ.get("HOME", cwd)
-    run_env.update(env or {})
+    identity, run_env = agent_process_args(cwd, env)
     # Output goes to files, not pipes: a process the command leaves behind holding a pipe
     # open must not keep the grader waiting.
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
@@ -169,22 +236,23 @@ def run_as_agent(
             proc.wait(timeout=timeout)
             timed_out = False
         except subprocess.TimeoutExpired:
-            _kill_group(proc.pid)
+            kill_group(proc.pid)
             proc.wait()
             timed_out = True
         elapsed = time.perf_counter() - start
-        _kill_group(proc.pid)  # nothing the command started may outlive it,
+        kill_group(proc.pid)  # nothing the command started may outlive it,
         kill_agent_processes()  # not even what left its process group (setsid, daemons)
         return AgentRun(
             returncode=proc.returncode,
-            stdout=_tail_of(out),
-            stderr=_tail_of(err),
+            stdout=tail_of(out),
+            stderr=tail_of(err),
             elapsed_s=elapsed,
             timed_out=timed_out,
         )
 
 
-def _tail_of(file: IO[bytes], limit: int = OUTPUT_LIMIT) -> str:
+def tail_of(file: IO[bytes], limit: int = OUTPUT_LIMIT) -> str:
+    """The last `limit` bytes of the binary `file` (an output a run wrote), as text."""
     size = file.seek(0, os.SEEK_END)
     file.seek(max(0, size - limit))
     return file.read().decode("utf-8", "replace")
@@ -394,7 +462,9 @@ def _owner(pid: int) -> int | None:
         return None
 
 
-def _kill_group(pgid: int) -> None:
+def kill_group(pgid: int) -> None:
+    """SIGKILL every process of the process group `pgid` (a run started in a new session);
+    nothing when it is gone already."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
 
@@ -433,19 +503,68 @@ class ArtifactError(Exception):
         self.run = run
 
 
-def read_agent_file(path: str, limit: int) -> bytes:
-    """The bytes of a file the agent's code wrote, read once (never through a link, only a
-    regular file, at most `limit` bytes). Raises ArtifactError otherwise."""
+def read_agent_file(path: str, limit: int, *, missing: str | None = None) -> bytes:
+    """The bytes of a file the agent's code wrote, read once: never through a symlink (its
+    last part), only a regular file (never a FIFO or a device: the open does not block), at
+    most `limit` bytes. Raises ArtifactError saying what is wrong (the agent may see it):
+    `missing` when there is no file ("NAME was not written" unless given). A grader run by
+    grade_main turns that error into an invalid verdict."""
     name = os.path.basename(path)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except FileNotFoundError:
-        raise ArtifactError(f"{name} was not written") from None
     except OSError as error:
-        raise ArtifactError(f"{name} could not be opened ({error.strerror})") from None
+        raise _unreadable(error, name, missing) from None
+    return _read_regular(fd, name, limit)
+
+
+def read_workspace_file(workspace: str, relative: str, limit: int) -> bytes:
+    """The bytes of the file `relative` (a path inside `workspace`, "/"-separated), read as
+    read_agent_file reads, with no symlink followed anywhere below `workspace` (each folder
+    on the way is opened without following links). Raises ArtifactError: "there is no
+    RELATIVE in the workspace" when it is missing, or what else is wrong."""
+    parts = [part for part in relative.split("/") if part not in ("", ".")]
+    if not parts or ".." in parts or relative.startswith("/"):
+        raise ArtifactError(f"{relative} is not a path inside the workspace")
+    missing = f"there is no {relative} in the workspace"
+    folder = os.open(workspace, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for part in parts[:-1]:
+            try:
+                below = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW,
+                                dir_fd=folder)  # fmt: skip
+            except OSError as error:
+                raise _unreadable(error, relative, missing) from None
+            os.close(folder)
+            folder = below
+        try:
+            fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=folder)
+        except OSError as error:
+            raise _unreadable(error, relative, missing) from None
+    finally:
+        os.close(folder)
+    return _read_regular(fd, relative, limit)
+
+
+def _unreadable(error: OSError, name: str, missing: str | None) -> ArtifactError:
+    """The ArtifactError for a failed open of the agent's file `name`."""
+    if error.errno == errno.ENOENT:
+        return ArtifactError(missing or f"{name} was not written")
+    if error.errno == errno.ELOOP:
+        return ArtifactError(f"{name} could not be opened: it is a symlink; write a regular file")
+    if error.errno == errno.ENOTDIR:
+        return ArtifactError(
+            f"{name} could not be opened: a folder on its path is a symlink or not a folder"
+        )
+    return ArtifactError(f"{name} could not be opened ({error.strerror})")
+
+
+def _read_regular(fd: int, name: str, limit: int) -> bytes:
+    """At most `limit` bytes of the open file `fd` (closed after), which must be a regular
+    file; ArtifactError otherwise."""
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # before fdopen, which refuses a folder
+        os.close(fd)
+        raise ArtifactError(f"{name} is not a regular file")
     with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise ArtifactError(f"{name} is not a regular file")
         data = handle.read(limit + 1)
     if len(data) > limit:
         raise ArtifactError(f"{name} is larger than {limit} bytes")
@@ -596,3 +715,40 @@ def grader_cpu_s() -> float:
     rise from a CpuCounter's while timing the agent's code."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
+
+
+# ---- timing: runs of two programs compared on a machine that does other work ------------
+
+
+def pinned_core(turn: int, cores: Sequence[int] | None = None) -> int:
+    """The core for the `turn`-th run (from 0): the allowed cores (os.sched_getaffinity) in
+    turn, so both programs compared start on each core as often (the cores of a virtual
+    machine can differ in speed)."""
+    allowed = sorted(cores if cores is not None else os.sched_getaffinity(0))
+    return allowed[turn % len(allowed)]
+
+
+def alternated(repeat: int, first: Any, second: Any) -> tuple[Any, Any]:
+    """(first, second) on even repeats, (second, first) on odd ones: which of two compared
+    runs goes first alternates, so neither always meets a machine warmed (or disturbed) by
+    the other. Give the grader's own program as `first`: its first run then precedes any of
+    the agent's code."""
+    return (first, second) if repeat % 2 == 0 else (second, first)
+
+
+def fastest(times: Sequence[float], floor: float = 0.0) -> float:
+    """The fastest of repeated timings, at least `floor`: load on the machine only ever slows
+    work down, so the fastest run is the least disturbed."""
+    if not times:
+        raise ValueError("fastest() needs at least one timing")
+    return max(min(times), floor)
+
+
+def median_ratio(slow: Sequence[float], fast: Sequence[float], floor: float = 0.0) -> float:
+    """The median over repeats of slow[i] / fast[i] (fast[i] at least `floor`): the speed-up of
+    paired runs (the same input, one right after the other), which a repeat disturbed by the
+    rest of the machine moves by one ratio, not the median."""
+    ratios = [s / max(f, floor) for s, f in zip(slow, fast, strict=True)]
+    if not ratios:
+        raise ValueError("median_ratio() needs at least one pair of timings")
+    return statistics.median(ratios)

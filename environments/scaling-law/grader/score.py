@@ -6,9 +6,10 @@ Runs as root in the grading sandbox, beside `answer_rules.py`, `ground_truth.jso
 
     python score.py --split validation|test --workspace /home/agent
 
-No code of the agent's runs: answer.json is read (never through a symlink, never more than a
-few kilobytes) and checked with this grader's own copy of the rules (`answer_rules.py`, the
-same as the workspace's check_answer.py), whatever the workspace's copy says. For the entry
+No code of the agent's runs: answer.json is read (rdbench_grading.read_workspace_file: never
+through a symlink, never more than a few kilobytes) and checked with this grader's own copy of
+the rules (`answer_rules.py`, the workspace's check_answer.py), whatever the workspace's copy
+says. For the entry
 of the graded split:
 
     raw = (L(width) - L_best) / L_best + |ln(predicted_loss / L(width))|      (lower is better)
@@ -22,12 +23,10 @@ from __future__ import annotations
 import json
 import math
 import os
-import sys
 from typing import Any
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from answer_rules import BUDGETS, AnswerError, parse_entry, read_answer
-from rdbench_grading import emit, parse_args, shown
+from answer_rules import BUDGETS, MAX_ANSWER_BYTES, AnswerError, parse_entry
+from rdbench_grading import emit, grade_main, read_workspace_file, shown
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -44,14 +43,11 @@ def load_ground_truth(split: str) -> dict[str, Any]:
 def grade(split: str, workspace: str) -> None:
     """Score answer.json's entry for `split` and emit the verdict."""
     truth = load_ground_truth(split)
+    answer = read_workspace_file(workspace, "answer.json", MAX_ANSWER_BYTES)
     try:
-        width, steps, predicted = parse_entry(
-            read_answer(os.path.join(workspace, "answer.json")), split
-        )
+        width, steps, predicted = parse_entry(answer, split)
     except AnswerError as error:
         emit(None, valid=False, message=str(error), details={"split": split})
-    except OSError as error:
-        emit(None, valid=False, message=f"could not read answer.json ({error.strerror})")
     loss = float(truth["runs"][str(width)]["loss"])
     best = float(truth["best_loss"])
     regret = (loss - best) / best
@@ -78,11 +74,5 @@ def grade(split: str, workspace: str) -> None:
     emit(raw, valid=True, message=message, details=details)
 
 
-def main() -> None:
-    """Grade the workspace named on the command line."""
-    args = parse_args()
-    grade(args.split, os.path.abspath(args.workspace))
-
-
 if __name__ == "__main__":
-    main()
+    grade_main(grade)
