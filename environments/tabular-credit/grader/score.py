@@ -13,36 +13,17 @@ from __future__ import annotations
 
 import io
 import os
-import stat
 import sys
-import tempfile
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import roc_auc_score
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from generate import make_split, to_csv
-from rdbench_grading import emit, make_agent_dir, parse_args, remove_tree, run_as_agent, shown
+from rdbench_grading import emit, grade_main, make_agent_dir, read_agent_file, run_as_agent, shown
+from sklearn.metrics import roc_auc_score
 
 TRAIN_TIMEOUT_S = 300
 MAX_PREDICTIONS_BYTES = 50_000_000
 COLUMNS = ["id", "probability"]
-
-
-def read_predictions(path: str) -> bytes:
-    """The bytes of the predictions file; ValueError if it is not a plain, modest file."""
-    if os.path.islink(path):
-        raise ValueError("the predictions file is a symlink; write a regular file")
-    # O_NOFOLLOW and O_NONBLOCK: never follow a link or hang on a FIFO swapped in meanwhile
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise ValueError("the predictions file is not a regular file")
-        data = handle.read(MAX_PREDICTIONS_BYTES + 1)
-    if len(data) > MAX_PREDICTIONS_BYTES:
-        raise ValueError(f"the predictions file is larger than {MAX_PREDICTIONS_BYTES} bytes")
-    return data
 
 
 def check_predictions(data: bytes, ids: np.ndarray) -> tuple[np.ndarray | None, str]:
@@ -97,20 +78,8 @@ def grade(split: str, workspace: str, scratch: str) -> None:
     if not run.ok:
         details.update(returncode=run.returncode, timed_out=run.timed_out)
         emit(None, valid=False, message=f"train.py failed: {run.tail()}", details=details)
-    if not os.path.lexists(predictions_path):
-        emit(
-            None,
-            valid=False,
-            message="train.py exited 0 but wrote no file at the --out path",
-            details=details,
-        )
-    try:
-        data = read_predictions(predictions_path)
-    except ValueError as error:
-        emit(None, valid=False, message=str(error), details=details)
-    except OSError as error:
-        message = f"could not read the predictions file ({error.strerror})"
-        emit(None, valid=False, message=message, details=details)
+    data = read_agent_file(predictions_path, MAX_PREDICTIONS_BYTES,
+                           missing="train.py exited 0 but wrote no file at the --out path")
     probability, problem = check_predictions(data, cols["id"])
     if probability is None:
         emit(None, valid=False, message=problem, details=details)
@@ -118,16 +87,6 @@ def grade(split: str, workspace: str, scratch: str) -> None:
     emit(auc, valid=True, message=f"ROC AUC on the {split} split: {shown(auc)}", details=details)
 
 
-def main() -> None:
-    """Grade the workspace named on the command line."""
-    args = parse_args()
-    scratch = tempfile.mkdtemp(prefix="tabular-credit-grade-")
-    os.chmod(scratch, 0o711)  # root-owned: the agent may enter it but not rename what is inside
-    try:
-        grade(args.split, os.path.abspath(args.workspace), scratch)
-    finally:
-        remove_tree(scratch)
-
 
 if __name__ == "__main__":
-    main()
+    grade_main(grade, scratch="tabular-credit-grade")
