@@ -22,16 +22,11 @@ from __future__ import annotations
 
 import io
 import math
-import os
-import stat
-import sys
 
 import torch
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from generate import make_chain, sample
 from model import WindowMLP, windows
-from rdbench_grading import emit, parse_args, shown
+from rdbench_grading import emit, grade_main, read_workspace_file, shown
 
 MAX_MODEL_BYTES = 10_000_000  # the expected state_dict is about 30 kB
 MIN_EXCESS = 0.002
@@ -40,22 +35,6 @@ chain scores H plus sampling noise (standard error about 0.0009 nats on either s
 below 0.002 nats cannot be told from a perfect model, and is scored as 0.002 instead of taking
 the log of noise (or of a negative number)."""
 BATCH = 65_536
-
-
-def read_model_bytes(path: str) -> bytes:
-    """The bytes of model.pt; ValueError if it is missing, a link, not a file or too large."""
-    if not os.path.lexists(path):
-        raise ValueError("there is no model.pt in the workspace")
-    if os.path.islink(path):
-        raise ValueError("model.pt is a symlink; save the state_dict to a regular file")
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise ValueError("model.pt is not a regular file")
-        data = handle.read(MAX_MODEL_BYTES + 1)
-    if len(data) > MAX_MODEL_BYTES:
-        raise ValueError(f"model.pt is larger than {MAX_MODEL_BYTES} bytes")
-    return data
 
 
 def load_state_dict(data: bytes) -> dict[str, torch.Tensor]:
@@ -112,12 +91,11 @@ def cross_entropy(model: WindowMLP, tokens: torch.Tensor) -> tuple[float, int]:
 
 def grade(split: str, workspace: str) -> None:
     """Score the workspace's model.pt on `split` and emit the verdict."""
+    torch.set_num_threads(2)
     try:
-        state = load_state_dict(read_model_bytes(os.path.join(workspace, "model.pt")))
+        state = load_state_dict(read_workspace_file(workspace, "model.pt", MAX_MODEL_BYTES))
     except ValueError as error:
         emit(None, valid=False, message=str(error))
-    except OSError as error:
-        emit(None, valid=False, message=f"could not read model.pt ({error.strerror})")
     model = WindowMLP()
     model.load_state_dict(state)
     model.eval()
@@ -137,12 +115,6 @@ def grade(split: str, workspace: str) -> None:
     emit(raw, valid=True, message=message, details=details)
 
 
-def main() -> None:
-    """Grade the workspace named on the command line."""
-    args = parse_args()
-    torch.set_num_threads(2)
-    grade(args.split, os.path.abspath(args.workspace))
-
 
 if __name__ == "__main__":
-    main()
+    grade_main(grade)
