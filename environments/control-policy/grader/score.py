@@ -26,15 +26,11 @@ to 0. tests/test_task_control_policy.py grades it.
 
 from __future__ import annotations
 
-import os
-import sys
 from typing import Any
 
 import numpy as np
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from network import ENV_ID, MAX_FILE_BYTES, NetworkError, network_from_bytes, play
-from rdbench_grading import ArtifactError, emit, parse_args, read_agent_file, shown
+from rdbench_grading import emit, grade_main, read_workspace_file, shown
 from seeds import episode_seeds
 
 POLICY_FILE = "policy.json"
@@ -42,12 +38,10 @@ POLICY_FILE = "policy.json"
 
 def grade(split: str, workspace: str) -> None:
     """Evaluate the workspace's policy network on `split`'s seeds and emit the verdict."""
-    path = os.path.join(workspace, POLICY_FILE)
-    if not os.path.lexists(path):
-        emit(None, valid=False, message=f"there is no {POLICY_FILE} in the workspace")
-    try:  # never through a link, only a regular file, at most MAX_FILE_BYTES
-        network = network_from_bytes(read_agent_file(path, MAX_FILE_BYTES), POLICY_FILE)
-    except (ArtifactError, NetworkError) as error:
+    data = read_workspace_file(workspace, POLICY_FILE, MAX_FILE_BYTES)  # never through a link
+    try:
+        network = network_from_bytes(data, POLICY_FILE)
+    except NetworkError as error:
         emit(None, valid=False, message=str(error))
     seeds = episode_seeds(split)
     returns = play(network, seeds)
@@ -67,11 +61,6 @@ def grade(split: str, workspace: str) -> None:
     )
 
 
-def main() -> None:
-    """Grade the workspace named on the command line."""
-    args = parse_args()
-    grade(args.split, os.path.abspath(args.workspace))
-
 
 if __name__ == "__main__":
-    main()
+    grade_main(grade)
