@@ -41,22 +41,19 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 
 import numpy as np
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from generate import LENGTH, VOCAB, make_chain, probe, sample
 from rdbench_grading import (
     ArtifactError,
     emit,
-    parse_args,
-    remove_tree,
+    grade_main,
+    read_workspace_file,
     run_for_artifact,
     shown,
 )
-from restrictions import check_sources
+from restrictions import MAX_SOURCE_BYTES, check_sources
 
 GRADER_DIR = os.path.dirname(os.path.abspath(__file__))
 EXPORT_TIMEOUT_S = 180  # the agent's export; the reference needs a few seconds
@@ -152,8 +149,10 @@ def grade(split: str, workspace: str, scratch: str) -> None:
     for name in ("model.py", "model.pt"):
         if not os.path.isfile(os.path.join(workspace, name)):
             emit(None, valid=False, message=f"there is no {name} in the workspace")
-    try:
-        checked, problems = check_sources(workspace)
+    try:  # the kit's read: no link followed below the workspace, a regular file, capped
+        checked, problems = check_sources(
+            workspace, read=lambda top, name: read_workspace_file(top, name, MAX_SOURCE_BYTES)
+        )
     except ValueError as error:
         emit(None, valid=False, message=str(error))
     if problems:
@@ -202,16 +201,6 @@ def grade(split: str, workspace: str, scratch: str) -> None:
     emit(raw, valid=True, message=message, details=details)
 
 
-def main() -> None:
-    """Grade the workspace named on the command line."""
-    args = parse_args()
-    scratch = tempfile.mkdtemp(prefix="restricted-architecture-grade-")
-    os.chmod(scratch, 0o711)  # root-owned: the agent may enter it but not list or rename
-    try:
-        grade(args.split, os.path.abspath(args.workspace), scratch)
-    finally:
-        remove_tree(scratch)
-
 
 if __name__ == "__main__":
-    main()
+    grade_main(grade, scratch="restricted-architecture-grade")
