@@ -201,6 +201,27 @@ grade_main(lambda split, workspace: None)
     assert '"valid"' not in run.stdout
 
 
+# ---- running the agent's code ---------------------------------------------------------------
+
+
+def test_agent_processes_run_as_the_agent_with_a_clean_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import pwd
+
+    from rdbench import grading_kit
+
+    agent = pwd.struct_passwd(("agent", "x", 1234, 1235, "", "/home/agent", "/bin/sh"))
+    monkeypatch.setattr(grading_kit, "_agent_identity", lambda: agent)
+    monkeypatch.setattr(grading_kit.os, "geteuid", lambda: 0)
+    monkeypatch.setenv("GRADER_SECRET", "split=test")
+    identity, env = grading_kit.agent_process_args("/scratch", {"OMP_NUM_THREADS": "1"})
+    assert identity == {"user": 1234, "group": 1235, "extra_groups": []}
+    assert env["HOME"] == "/home/agent" and env["USER"] == "agent"
+    assert env["OMP_NUM_THREADS"] == "1"
+    assert "GRADER_SECRET" not in env  # nothing of the grader's environment passes
+
+
 # ---- timing helpers --------------------------------------------------------------------------
 
 
