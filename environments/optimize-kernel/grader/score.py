@@ -43,9 +43,6 @@ import math
 import os
 import selectors
 import shutil
-import signal
-import stat
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -54,19 +51,24 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import trusted
 from cpuclock import CpuClock, Reading
 from generate import SIZE_ORDER, hidden_case
 from rdbench_grading import (
-    AGENT_USER,
+    ArtifactError,
     FreshWorkspaces,
+    agent_process_args,
+    alternated,
     emit,
+    grade_main,
     kill_agent_processes,
-    parse_args,
+    kill_group,
+    median_ratio,
+    pinned_core,
+    read_agent_file,
     remove_tree,
     shown,
+    tail_of,
 )
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -123,8 +125,7 @@ class Runner:
                 try:
                     elapsed = self._handshake_and_wait(proc, case_bytes, io_dir)
                 finally:
-                    with contextlib.suppress(ProcessLookupError, PermissionError):
-                        os.killpg(proc.pid, signal.SIGKILL)
+                    kill_group(proc.pid)
                     self.cpu.reap(proc)
                     with contextlib.suppress(OSError):
                         proc.stdin.close()  # type: ignore[union-attr]
@@ -134,7 +135,8 @@ class Runner:
                     self.killed += kill_agent_processes()
                     cpu = self.cpu.stop()  # only now: what ran until the kill is counted
                 if math.isnan(elapsed):
-                    raise KernelFailed(f"exit code {proc.returncode}: {_tail(err)}")
+                    said = tail_of(err).strip()[-800:] or "(no output)"
+                    raise KernelFailed(f"exit code {proc.returncode}: {said}")
             output = read_output(os.path.join(io_dir, "out", "output.npy"))
             return Measured(cpu=cpu, wall_s=elapsed, output=output)
         finally:
@@ -213,26 +215,13 @@ class Lines:
                 self.buffer += chunk
 
 
-def _tail(file: Any, chars: int = 800) -> str:
-    file.seek(0)
-    text = file.read().decode("utf-8", "replace").strip()
-    return text[-chars:] or "(no output)"
-
-
 def read_output(path: str) -> np.ndarray:
-    """The array the harness saved; KernelFailed if there is none or it is not a plain .npy."""
+    """The array the harness saved; KernelFailed if there is none or it is not a plain .npy
+    (read_agent_file: never through a link, a regular file, at most MAX_OUTPUT_BYTES)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except FileNotFoundError:
-        raise KernelFailed("no output was saved") from None
-    except OSError as error:
-        raise KernelFailed(f"could not read the output ({error.strerror})") from None
-    with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise KernelFailed("the output is not a regular file")
-        data = handle.read(MAX_OUTPUT_BYTES + 1)
-    if len(data) > MAX_OUTPUT_BYTES:
-        raise KernelFailed(f"the output is larger than {MAX_OUTPUT_BYTES} bytes")
+        data = read_agent_file(path, MAX_OUTPUT_BYTES, missing="no output was saved")
+    except ArtifactError as error:
+        raise KernelFailed(str(error)) from None
     try:
         return np.load(io.BytesIO(data), allow_pickle=False)
     except Exception as error:  # any parse failure is the submission's fault
@@ -254,11 +243,9 @@ def check_output(output: np.ndarray, expected: np.ndarray) -> str:
 
 def speedup(start_s: list[float], agent_s: list[float]) -> float:
     """The speed-up on one size: the median over repeats of the ratio of the start's to the
-    agent's CPU time in the same repeat (the same input, run one right after the other), floored
-    at MIN_CPU_S. A repeat disturbed by the rest of the machine moves one ratio, not the
-    median."""
-    ratios = [s / max(a, MIN_CPU_S) for s, a in zip(start_s, agent_s, strict=True)]
-    return statistics.median(ratios)
+    agent's CPU time in the same repeat (the same input, run one right after the other), the
+    agent's floored at MIN_CPU_S (median_ratio)."""
+    return median_ratio(start_s, agent_s, MIN_CPU_S)
 
 
 def serialize(case: dict[str, np.ndarray]) -> bytes:
@@ -283,26 +270,13 @@ def prepare(scratch: str) -> tuple[str, str]:
     return harness, start_dir
 
 
-def agent_identity() -> tuple[dict[str, Any], dict[str, str]]:
-    """Popen arguments that run a process as the agent user (when root), and its env."""
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
-    if os.geteuid() != 0:
-        return {}, {**env, "HOME": os.environ.get("HOME", "/tmp")}
-    import pwd
-
-    agent = pwd.getpwnam(AGENT_USER)
-    identity = {"user": agent.pw_uid, "group": agent.pw_gid, "extra_groups": []}
-    return identity, {**env, "HOME": agent.pw_dir, "USER": AGENT_USER}
-
-
 def grade(split: str, workspace: str, scratch: str) -> None:
     """Time the starting and the agent's kernel on every size and emit the verdict."""
     if not os.path.isfile(os.path.join(workspace, "kernel.py")):
         emit(None, valid=False, message="there is no kernel.py in the workspace")
     workspaces = FreshWorkspaces(workspace, scratch)  # before any of the agent's code runs
     harness, start_dir = prepare(scratch)
-    identity, env = agent_identity()
+    identity, env = agent_process_args(scratch)
     clock = CpuClock()
     runner = Runner(scratch, harness, identity, env, clock)
     # times_s: CPU seconds (the score's measure); wall_s: wall seconds, for the record
@@ -314,14 +288,25 @@ def grade(split: str, workspace: str, scratch: str) -> None:
     details: dict[str, Any] = {"split": split, "repeats": REPEATS, "clock": clock.mode,
                                "times_s": times, "wall_s": walls, "cpu_counted_own_s": readings}
 
+    def measure(kernel_dir: str, case_bytes: bytes, expected: np.ndarray
+                ) -> tuple[Measured | None, str]:
+        """One timed run of the kernel in `kernel_dir`, and what is wrong with it ('' if
+        nothing)."""
+        try:
+            run = runner.time_run(kernel_dir, case_bytes, core)
+        except KernelFailed as error:
+            return None, str(error)
+        return run, check_output(run.output, expected)
+
+    def record(size: str, who: str, run: Measured, cpu_s: float) -> None:
+        times[size][who].append(cpu_s)
+        walls[size][who].append(run.wall_s)
+        readings[size][who].append((round(run.cpu.counted, 5), round(run.cpu.own, 5)))
+
     def time_start(size: str, where: str, case_bytes: bytes, expected: np.ndarray) -> None:
         agent_has_run = runner.runs > 0
-        try:
-            run = runner.time_run(start_dir, case_bytes, core)
-            problem = check_output(run.output, expected)
-        except KernelFailed as error:
-            problem = str(error)
-        if problem:
+        run, problem = measure(start_dir, case_bytes, expected)
+        if run is None or problem:
             if not agent_has_run:
                 raise RuntimeError(f"the grader's starting kernel failed on {where}: {problem}")
             emit(
@@ -331,36 +316,26 @@ def grade(split: str, workspace: str, scratch: str) -> None:
                 "something your code left behind interfered with grading",
                 details={**details, "problem": problem},
             )
-        times[size]["start"].append(run.cpu.own)  # its own process: nothing else counts
-        walls[size]["start"].append(run.wall_s)
-        readings[size]["start"].append((round(run.cpu.counted, 5), round(run.cpu.own, 5)))
+        record(size, "start", run, run.cpu.own)  # its own process: nothing else counts
 
     def time_agent(size: str, where: str, case_bytes: bytes, expected: np.ndarray) -> None:
         # each run in its own fresh copy of the submitted workspace, removed after it
         with workspaces.fresh() as copy:
-            try:
-                run = runner.time_run(copy, case_bytes, core)
-                problem = check_output(run.output, expected)
-            except KernelFailed as error:
-                problem = str(error)
-        if problem:
+            run, problem = measure(copy, case_bytes, expected)
+        if run is None or problem:
             emit(None, valid=False, message=f"kernel.py failed on {where}: {problem}",
                  details=details)
-        times[size]["agent"].append(run.cpu.counted)  # all the run's work, wherever done
-        walls[size]["agent"].append(run.wall_s)
-        readings[size]["agent"].append((round(run.cpu.counted, 5), round(run.cpu.own, 5)))
+        record(size, "agent", run, run.cpu.counted)  # all the run's work, wherever done
 
-    cores = sorted(os.sched_getaffinity(0))
     for repeat in range(REPEATS):
-        core = cores[repeat % len(cores)]  # both kernels start on each core in turn
+        core = pinned_core(repeat)  # both kernels start on each core in turn
         for size in SIZE_ORDER:
             case = hidden_case(split, size, repeat)
             expected = trusted.edit_distance(**case)
             case_bytes = serialize(case)
             where = f"the {size} input (repeat {repeat + 1})"
             # alternate which kernel goes first; the start's first run precedes any agent code
-            order = (time_start, time_agent) if repeat % 2 == 0 else (time_agent, time_start)
-            for time_kernel in order:
+            for time_kernel in alternated(repeat, time_start, time_agent):
                 time_kernel(size, where, case_bytes, expected)
     speedups = {size: speedup(times[size]["start"], times[size]["agent"]) for size in SIZE_ORDER}
     raw = sum(math.log(s) for s in speedups.values()) / len(speedups)
@@ -380,16 +355,6 @@ def grade(split: str, workspace: str, scratch: str) -> None:
     )
 
 
-def main() -> None:
-    """Grade the workspace named on the command line."""
-    args = parse_args()
-    scratch = tempfile.mkdtemp(prefix="optimize-kernel-grade-")
-    os.chmod(scratch, 0o711)  # root-owned: the agent may enter it but not list or rename
-    try:
-        grade(args.split, os.path.abspath(args.workspace), scratch)
-    finally:
-        remove_tree(scratch)
-
 
 if __name__ == "__main__":
-    main()
+    grade_main(grade, scratch="optimize-kernel-grade")
