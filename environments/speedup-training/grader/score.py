@@ -48,22 +48,34 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from types import ModuleType
 from typing import Any, NoReturn
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from rdbench_grading import (  # noqa: E402
+import numpy as np
+import torch
+from rdbench_grading import (
+    ArtifactError,
     FreshWorkspaces,
     emit,
+    fastest,
+    grade_main,
     kill_agent_processes,
     make_agent_dir,
-    parse_args,
+    pinned_core,
+    read_agent_file,
     remove_tree,
     shown,
 )
-from tolerance import ORIGINAL, ModelError, compare, load_original, read_model  # noqa: E402
+from tolerance import (
+    MAX_MODEL_BYTES,
+    ORIGINAL,
+    ModelError,
+    compare,
+    load_original,
+    model_from_bytes,
+)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 SEEDS = {"validation": 52_817, "test": 90_413}  # hidden: the agent cannot precompute them
 SLOT_S = 0.5  # the original runs this long between two runs of train.py
@@ -73,6 +85,17 @@ ORIGINAL_TIMEOUT_S = 300  # running time of the original
 AGENT_TIMEOUT_S = 300  # wall-clock time of one run of train.py
 MIN_CPU_S = 0.01  # a floor for the ratio: no real training takes less
 PARAM_NAMES = ("0.weight", "0.bias", "2.weight", "2.bias", "4.weight", "4.bias")
+
+
+def read_model(path: str, original: ModuleType) -> dict[str, torch.Tensor]:
+    """The model a training saved at `path` (read_agent_file: no link followed, a regular
+    file, at most MAX_MODEL_BYTES); ModelError saying what is wrong with it."""
+    try:
+        data = read_agent_file(path, MAX_MODEL_BYTES,
+                               missing="no model file was written at the --out path")
+    except ArtifactError as error:
+        raise ModelError(str(error)) from None
+    return model_from_bytes(data, original)
 
 
 class GraderError(RuntimeError):
@@ -175,7 +198,6 @@ class Grading:
         self.models: list[dict[str, torch.Tensor]] = []
         self.details: dict[str, Any] = {"split": split, "seed": run_seed(split, 0)}
         self.workspaces = FreshWorkspaces(workspace, scratch)  # before any of the agent's code
-        self.cores = sorted(os.sched_getaffinity(0))
         self.slices = 0  # slices of the original so far
 
     def invalid(self, message: str) -> NoReturn:
@@ -198,7 +220,7 @@ class Grading:
                 cwd=copy,
                 log=log,
                 timeout=AGENT_TIMEOUT_S,
-                cpu=self.cores[number % len(self.cores)],
+                cpu=pinned_core(number),
             )
             model = self._read_model(run, number, log, model_path)
         self.models.append(model)
@@ -226,7 +248,7 @@ class Grading:
     def next_core(self) -> int:
         """The core of the original's next slice: they take turns, as train.py's runs do."""
         self.slices += 1
-        return self.cores[(self.slices - 1) % len(self.cores)]
+        return pinned_core(self.slices - 1)
 
     def more_runs(self, original_cpu_s: float) -> bool:
         """Whether train.py runs again."""
@@ -299,6 +321,7 @@ def grade(split: str, workspace: str, scratch: str) -> None:
     """Time the runs, check every model, emit the verdict."""
     if not os.path.isfile(os.path.join(workspace, "train.py")):
         emit(None, valid=False, message="there is no train.py in the workspace")
+    torch.set_num_threads(1)
     kill_agent_processes()  # nothing of the agent's may run during the original's timing
     grading = Grading(split, workspace, scratch)
     runner = Runner(scratch)
@@ -308,7 +331,7 @@ def grade(split: str, workspace: str, scratch: str) -> None:
         runner.close()
     results = grading.check(original_model)
     cpu = [run["cpu_s"] for run in grading.runs]
-    agent_s = max(min(cpu), MIN_CPU_S)
+    agent_s = fastest(cpu, MIN_CPU_S)
     raw = math.log(original_s / agent_s)
     first = results[0]
     grading.details.update(
@@ -331,17 +354,6 @@ def grade(split: str, workspace: str, scratch: str) -> None:
     emit(raw, valid=True, message=message, details=grading.details)
 
 
-def main() -> None:
-    """Grade the workspace named on the command line."""
-    args = parse_args()
-    torch.set_num_threads(1)
-    scratch = tempfile.mkdtemp(prefix="speedup-training-grade-")
-    os.chmod(scratch, 0o711)  # root-owned: the agent may enter it but not list or rename in it
-    try:
-        grade(args.split, os.path.abspath(args.workspace), scratch)
-    finally:
-        remove_tree(scratch)
-
 
 if __name__ == "__main__":
-    main()
+    grade_main(grade, scratch="speedup-training-grade")

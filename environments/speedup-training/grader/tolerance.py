@@ -30,7 +30,6 @@ import io  # noqa: E402
 import math  # noqa: E402
 import resource  # noqa: E402
 import runpy  # noqa: E402
-import stat  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
@@ -69,20 +68,18 @@ def load_original(path: Path = ORIGINAL) -> ModuleType:
 
 
 def read_model(path: str, original: ModuleType) -> dict[str, torch.Tensor]:
-    """The state_dict saved at `path` as float64 tensors; ModelError if it is not one the
-    original architecture accepts (same keys and shapes, float32 or float64, all finite)."""
-    if os.path.islink(path):
-        raise ModelError("the model file is a symlink; save a regular file")
+    """The state_dict saved at `path` (model_from_bytes), for the agent's own check (the
+    grader reads the file with rdbench_grading.read_agent_file: no link followed, a regular
+    file, at most MAX_MODEL_BYTES); ModelError if it cannot be read or is not a model."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except FileNotFoundError:
-        raise ModelError("no model file was written at the --out path") from None
-    with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise ModelError("the model file is not a regular file")
-        data = handle.read(MAX_MODEL_BYTES + 1)
-    if len(data) > MAX_MODEL_BYTES:
-        raise ModelError(f"the model file is larger than {MAX_MODEL_BYTES} bytes")
+        return model_from_bytes(Path(path).read_bytes(), original)
+    except OSError as error:
+        raise ModelError(f"could not read {path} ({error.strerror})") from None
+
+
+def model_from_bytes(data: bytes, original: ModuleType) -> dict[str, torch.Tensor]:
+    """The state_dict saved in `data` as float64 tensors; ModelError if it is not one the
+    original architecture accepts (same keys and shapes, float32 or float64, all finite)."""
     try:
         state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as error:  # any load failure is the file's fault
