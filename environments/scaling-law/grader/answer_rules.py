@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 GRID = (16, 24, 32, 48, 64, 96, 128, 192, 256)
@@ -35,15 +36,11 @@ def n_params(width: int) -> int:
 def read_answer(path: str) -> bytes:
     """The bytes of answer.json, for this check of the agent's own (the grader reads it with
     rdbench_grading.read_workspace_file: no link followed, a regular file, at most
-    MAX_ANSWER_BYTES); AnswerError if it is missing or too large."""
+    MAX_ANSWER_BYTES); AnswerError if it cannot be read."""
     try:
-        with open(path, "rb") as handle:
-            data = handle.read(MAX_ANSWER_BYTES + 1)
+        return Path(path).read_bytes()
     except OSError as error:
         raise AnswerError(f"could not read {path} ({error.strerror})") from None
-    if len(data) > MAX_ANSWER_BYTES:
-        raise AnswerError(f"answer.json is larger than {MAX_ANSWER_BYTES} bytes")
-    return data
 
 
 def _shown(value: Any) -> str:
