@@ -17,7 +17,9 @@ from rdbench.task import TaskSpec
 def copy_starting_workspace(task: TaskSpec, dest: Path) -> None:
     """Lay `task`'s starting workspace into the host folder `dest` (made if missing; what it
     holds already stays unless a starting file replaces it)."""
-    shutil.copytree(task.workspace_dir, dest, dirs_exist_ok=True)
+    if task.workspace_dir.is_dir():
+        shutil.copytree(task.workspace_dir, dest, dirs_exist_ok=True)
+    dest.mkdir(parents=True, exist_ok=True)
     for target, source in task.from_grader.items():
         path = dest / target
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -155,7 +155,8 @@ class TaskSpec(_Strict):
 
     @property
     def workspace_dir(self) -> Path:
-        """The starting solution and public data, copied to the agent's home."""
+        """The starting solution and public data, copied to the agent's home (with the files
+        of `from_grader` over it; it may be absent when those are all the workspace holds)."""
         return self.root / "workspace"
 
     @property
@@ -268,8 +269,14 @@ def load_task(folder: str | Path) -> TaskSpec:
             f"{toml_path}: id {spec.id!r} must match the folder name {root.name!r}"
         )
     for name in REQUIRED_DIRS:
+        if name == "workspace" and spec.workspace.from_grader:
+            continue  # the starting workspace may be all declared grader files
         if not (root / name).is_dir():
-            raise TaskSpecError(f"{root / name}/: missing; every task needs a {name}/ folder")
+            raise TaskSpecError(
+                f"{root / name}/: missing; every task needs a {name}/ folder"
+                + (" (or, for workspace/, files copied in by [workspace] from_grader)"
+                   if name == "workspace" else "")
+            )
     for name, purpose in REQUIRED_FILES.items():
         if not (root / name).is_file():
             raise TaskSpecError(f"{root / name}: missing; every task needs {name} ({purpose})")

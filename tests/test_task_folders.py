@@ -177,3 +177,11 @@ def test_task_check_reports_a_bad_declaration(tmp_path: Path) -> None:
     assert "from_grader entry 'missing.py'" in result.output
     good = _toy(tmp_path / "good", '[workspace]\nfrom_grader = ["rules.py"]')
     assert CliRunner().invoke(app, ["task", "check", str(good)]).exit_code == 0
+
+
+def test_a_workspace_made_only_of_grader_files_needs_no_workspace_folder(tmp_path: Path) -> None:
+    task = _toy(tmp_path, '[workspace]\nfrom_grader = ["rules.py:lib/rules.py"]')
+    shutil.rmtree(task / "workspace")
+    spec = load_task(task)
+    copy_starting_workspace(spec, tmp_path / "start")
+    assert [p.name for p in (tmp_path / "start").rglob("*")] == ["lib", "rules.py"]
