@@ -5,6 +5,7 @@ starting workspace (or the lab) is laid out; the declaration is checked when the
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 from pathlib import Path
 
@@ -185,3 +186,17 @@ def test_a_workspace_made_only_of_grader_files_needs_no_workspace_folder(tmp_pat
     spec = load_task(task)
     copy_starting_workspace(spec, tmp_path / "start")
     assert [p.name for p in (tmp_path / "start").rglob("*")] == ["lib", "rules.py"]
+
+
+@pytest.mark.docker
+def test_grading_the_tasks_own_workspace_grades_the_start_with_its_declared_files(
+    tmp_path: Path, sandbox_image: str
+) -> None:
+    """`rdbench grade <task>/workspace` grades the starting workspace, declared files and all:
+    here answer.py prints a number from a file the task copies in from grader/."""
+    task = _toy(tmp_path, '[workspace]\nfrom_grader = ["rules.py:limit.py"]')
+    (task / "workspace" / "answer.py").write_text("from limit import LIMIT\nprint(LIMIT)\n")
+    result = CliRunner().invoke(app, ["grade", str(task / "workspace"), "--task", str(task)])
+    assert result.exit_code == 0, result.output
+    verdict = json.loads(result.output)
+    assert verdict["valid"] is True and verdict["raw_score"] == 3.0, verdict
