@@ -29,6 +29,7 @@ from pathlib import Path
 import structlog
 
 from rdbench.grading import default_factory, grade_workspace
+from rdbench.starting_workspace import copy_starting_workspace
 from rdbench.task import TaskSpec, discover_tasks
 
 MAX_SPREAD = 0.1
@@ -42,7 +43,7 @@ against itself, so it scores 0 plus noise)."""
 def grade_folder(task: TaskSpec, with_solution: bool, backend: str) -> tuple[float | None, float]:
     """Raw and normalized test score of the workspace, optionally with solution/ over it."""
     with tempfile.TemporaryDirectory(prefix="rdbench-calibrate-") as folder:
-        shutil.copytree(task.workspace_dir, folder, dirs_exist_ok=True)
+        copy_starting_workspace(task, Path(folder))
         if with_solution:
             shutil.copytree(task.solution_dir, folder, dirs_exist_ok=True)
         grade = grade_workspace(task, Path(folder), split="test",

@@ -32,6 +32,7 @@ import structlog
 
 from rdbench.env import RDEnv
 from rdbench.sandbox.archive import folder_tar
+from rdbench.starting_workspace import copy_starting_workspace, starting_workspace
 from rdbench.task import TaskSpec, load_task
 
 TOY_TASK = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "toy-task"
@@ -95,7 +96,8 @@ def docker_floors(task: TaskSpec) -> Iterator[tuple[Timed, Timed]]:
 
     client = docker.from_env()
     image = image_tag()
-    archive = folder_tar(task.workspace_dir)
+    with starting_workspace(task) as folder:
+        archive = folder_tar(folder)
     container = client.containers.run(image, ["sleep", "infinity"], detach=True,
                                       network_mode="none")  # fmt: skip
 
@@ -127,7 +129,7 @@ def bwrap_floors(task: TaskSpec) -> Iterator[tuple[Timed, Timed]]:
         folder = tempfile.mkdtemp(prefix="rdbench-bench-")
         start = time.perf_counter()
         subprocess.run(command, check=True)
-        shutil.copytree(task.workspace_dir, folder, dirs_exist_ok=True)
+        copy_starting_workspace(task, Path(folder))
         elapsed = time.perf_counter() - start
         shutil.rmtree(folder)
         return elapsed

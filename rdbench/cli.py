@@ -617,12 +617,16 @@ def grade(
 
     from rdbench.grading import GradingError, grade_archive, grade_workspace
     from rdbench.sandbox.archive import ArchiveError, check_archive
+    from rdbench.starting_workspace import starting_workspace
 
     if split not in ("validation", "test"):
         raise _fail(f"--split must be validation or test, got {split!r}")
     spec = _task(task)
     try:
-        if workspace.is_dir():  # archived by the host's GNU tar, links never followed
+        if workspace.is_dir() and workspace.resolve() == spec.workspace_dir.resolve():
+            with starting_workspace(spec) as folder:  # the start: with [workspace] from_grader
+                verdict = grade_workspace(spec, folder, split=split)  # type: ignore[arg-type]
+        elif workspace.is_dir():  # archived by the host's GNU tar, links never followed
             verdict = grade_workspace(spec, workspace, split=split)  # type: ignore[arg-type]
         else:  # checked here, unpacked only inside the grading sandbox
             check_archive(workspace)

@@ -40,6 +40,7 @@ from rdbench.sandbox.base import (
     TrackedSandbox,
 )
 from rdbench.spaces import AnyText
+from rdbench.starting_workspace import starting_workspace
 from rdbench.task import Budget, TaskSpec, get_task
 from rdbench.tool_variants import ToolChoice, describe, parse_tool_set
 from rdbench.tools import (
@@ -234,7 +235,8 @@ class RDEnv(gym.Env[str, Any]):
         config = self.task.sandbox_config(labels={"rdbench.role": "agent", **self.labels})
         self.sandbox = self._factory(config)
         self.sandbox_used = getattr(self.sandbox, "backend", self.sandbox_name)
-        self.sandbox.put_dir(str(self.task.workspace_dir), AGENT_HOME)
+        with starting_workspace(self.task) as folder:  # workspace/ + [workspace] from_grader
+            self.sandbox.put_dir(str(folder), AGENT_HOME)
         if self._lab_tools:  # its sandbox starts on the first call
             self._lab = LabSession(self.task, self._grading_factory, self.labels)
         self.steps = self._scored_at = 0

@@ -59,6 +59,8 @@ class LabSession:
             )
             sandbox.exec(["mkdir", "-p", LAB_DIR], user="root", timeout=60).check("mkdir")
             sandbox.put_dir(str(self.task.lab_dir), LAB_DIR, user="root")
+            for target, source in self.task.lab_from_workspace.items():  # [lab] from_workspace
+                sandbox.write_file(f"{LAB_DIR}/{target}", source.read_bytes(), user="root")
             # root-only, whatever modes the task's files had
             sandbox.exec(["chmod", "-R", "go-rwx", GRADER_DIR], user="root",
                          timeout=60).check("chmod of the lab's files")

@@ -6,7 +6,7 @@ import json
 import re
 import tomllib
 from functools import cached_property
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -106,6 +106,32 @@ class LabTool(_Strict):
         return cast(dict[str, Any], json.loads((root / self.input_schema).read_text("utf-8")))
 
 
+class WorkspaceFiles(_Strict):
+    """What the starting workspace holds besides workspace/ ([workspace] in task.toml)."""
+
+    from_grader: list[str] = Field(default_factory=list, description=(
+        "grader files the agent sees too, copied into the workspace wherever it is laid out: "
+        "'SOURCE:TARGET' (SOURCE relative to grader/, TARGET to the workspace) or 'NAME' (the "
+        "same path in both); the grader keeps trusting its own file"))
+
+
+class LabFiles(_Strict):
+    """What the lab sandbox's lab/ holds besides the task's lab/ folder ([lab] in task.toml)."""
+
+    from_workspace: list[str] = Field(default_factory=list, description=(
+        "files of the starting workspace the lab tools run too, copied into lab/: "
+        "'SOURCE:TARGET' (SOURCE relative to the workspace, TARGET to lab/) or 'NAME'"))
+
+
+def file_pairs(entries: list[str]) -> dict[str, str]:
+    """Declared file copies ('SOURCE:TARGET' or 'NAME') as target -> source (as written)."""
+    pairs = {}
+    for entry in entries:
+        source, _, target = entry.partition(":")
+        pairs[PurePosixPath(target or source).as_posix()] = source
+    return pairs
+
+
 class TaskSpec(_Strict):
     """One task, as declared by its task.toml. `root` is the task's folder."""
 
@@ -118,6 +144,8 @@ class TaskSpec(_Strict):
     scoring: Scoring
     agent: AgentView = AgentView()
     tools: list[LabTool] = Field(default_factory=list, description="the task's lab tools")
+    workspace: WorkspaceFiles = WorkspaceFiles()
+    lab: LabFiles = LabFiles()
     root: Path = Field(exclude=True)
 
     @property
@@ -127,7 +155,8 @@ class TaskSpec(_Strict):
 
     @property
     def workspace_dir(self) -> Path:
-        """The starting solution and public data, copied to the agent's home."""
+        """The starting solution and public data, copied to the agent's home (with the files
+        of `from_grader` over it; it may be absent when those are all the workspace holds)."""
         return self.root / "workspace"
 
     @property
@@ -139,6 +168,31 @@ class TaskSpec(_Strict):
     def lab_dir(self) -> Path:
         """Hidden files of the task's lab tools; copied (root-only) into the lab sandbox."""
         return self.root / "lab"
+
+    @cached_property
+    def from_grader(self) -> dict[str, Path]:
+        """The grader's files the starting workspace holds ([workspace] from_grader): path in
+        the workspace -> host file, laid over workspace/ wherever the workspace is laid out
+        (see rdbench.starting_workspace)."""
+        return {
+            target: self.grader_dir / source
+            for target, source in file_pairs(self.workspace.from_grader).items()
+        }
+
+    def starting_file(self, name: str) -> Path:
+        """The host file that holds `name` (a workspace-relative path) of the starting
+        workspace: a declared grader file, or workspace/'s own."""
+        key = PurePosixPath(name).as_posix()
+        return self.from_grader.get(key, self.workspace_dir / name)
+
+    @cached_property
+    def lab_from_workspace(self) -> dict[str, Path]:
+        """Files of the starting workspace the lab sandbox's lab/ holds too ([lab]
+        from_workspace): path in lab/ -> host file."""
+        return {
+            target: self.starting_file(source)
+            for target, source in file_pairs(self.lab.from_workspace).items()
+        }
 
     @cached_property
     def lab_tool_specs(self) -> dict[str, dict[str, Any]]:
@@ -215,8 +269,14 @@ def load_task(folder: str | Path) -> TaskSpec:
             f"{toml_path}: id {spec.id!r} must match the folder name {root.name!r}"
         )
     for name in REQUIRED_DIRS:
+        if name == "workspace" and spec.workspace.from_grader:
+            continue  # the starting workspace may be all declared grader files
         if not (root / name).is_dir():
-            raise TaskSpecError(f"{root / name}/: missing; every task needs a {name}/ folder")
+            raise TaskSpecError(
+                f"{root / name}/: missing; every task needs a {name}/ folder"
+                + (" (or, for workspace/, files copied in by [workspace] from_grader)"
+                   if name == "workspace" else "")
+            )
     for name, purpose in REQUIRED_FILES.items():
         if not (root / name).is_file():
             raise TaskSpecError(f"{root / name}: missing; every task needs {name} ({purpose})")
@@ -225,15 +285,109 @@ def load_task(folder: str | Path) -> TaskSpec:
             f"{toml_path}: [scoring] start and reference are both {spec.scoring.start}; "
             "measure them by grading the starting and the reference solution"
         )
+    _check_from_grader(spec, toml_path)
     for name in spec.scoring.checks:
-        path = (spec.workspace_dir / name).resolve()
-        if not path.is_relative_to(spec.workspace_dir.resolve()) or not path.is_file():
+        path = spec.starting_file(name).resolve()
+        inside = path.is_relative_to(spec.workspace_dir.resolve()) or (
+            PurePosixPath(name).as_posix() in spec.from_grader)
+        if not inside or not path.is_file():
             raise TaskSpecError(
                 f"{toml_path}: [scoring] checks names {name!r}, which is no file of the "
-                "workspace; give paths relative to workspace/"
+                "workspace (workspace/ or [workspace] from_grader); give paths relative to "
+                "workspace/"
             )
     _check_lab_tools(spec, toml_path)
+    _check_lab_files(spec, toml_path)
     return spec
+
+
+def _check_entry(entry: str, where: str) -> tuple[PurePosixPath, PurePosixPath]:
+    """(source, target) of one declared copy, TaskSpecError unless both are plain relative
+    paths that stay inside their folders."""
+    parts = entry.split(":")
+    if len(parts) > 2 or not all(parts):
+        raise TaskSpecError(
+            f"{where}: write 'SOURCE:TARGET' or a single 'NAME' (one colon at most, no empty "
+            "side)"
+        )
+    paths = [PurePosixPath(part) for part in parts]
+    for path in paths:
+        if path.is_absolute() or ".." in path.parts or path.as_posix() == ".":
+            raise TaskSpecError(
+                f"{where}: {path.as_posix()!r} must be a relative path that stays inside its "
+                "folder (no leading /, no ..)"
+            )
+    return paths[0], paths[-1]
+
+
+def _check_source(folder: Path, source: PurePosixPath, where: str, fix: str) -> None:
+    """TaskSpecError unless `source` is a regular file inside `folder`, reached through no
+    symbolic link."""
+    path = folder / source
+    real = path.resolve()
+    if path.is_symlink() or not real.is_relative_to(folder.resolve()) or not real.is_file():
+        raise TaskSpecError(
+            f"{where}: {path} is no regular file inside {folder.name}/ (missing, a folder, or "
+            f"reached through a symbolic link); {fix}"
+        )
+
+
+def _check_targets(
+    targets: list[PurePosixPath], folder: Path, where: dict[PurePosixPath, str], name: str,
+) -> None:  # fmt: skip
+    """TaskSpecError when a target stands where `folder` already has a file or folder, or
+    where another target stands (the same path, or one inside the other)."""
+    for target in targets:
+        for ancestor in [target, *target.parents][:-1]:
+            if ancestor != target and ancestor in where:
+                raise TaskSpecError(
+                    f"{where[target]}: {target.as_posix()!r} lies inside another target, "
+                    f"{ancestor.as_posix()!r}; choose another path"
+                )
+            path = folder / ancestor
+            if ancestor == target and (path.exists() or path.is_symlink()):
+                raise TaskSpecError(
+                    f"{where[target]}: {name}/{target.as_posix()} exists already; delete it "
+                    f"from {name}/ (it is copied in) or choose another target"
+                )
+            if ancestor != target and (path.is_symlink() or path.is_file()):
+                raise TaskSpecError(
+                    f"{where[target]}: {name}/{ancestor.as_posix()} is a file or a link, so "
+                    f"{target.as_posix()!r} cannot be laid out; choose another target"
+                )
+
+
+def _check_from_grader(spec: TaskSpec, toml_path: Path) -> None:
+    """TaskSpecError unless every [workspace] from_grader entry copies a regular file of
+    grader/ to a new path inside the workspace."""
+    where: dict[PurePosixPath, str] = {}
+    for entry in spec.workspace.from_grader:
+        at = f"{toml_path}: [workspace] from_grader entry {entry!r}"
+        source, target = _check_entry(entry, at)
+        _check_source(spec.grader_dir, source, at, "name a file of grader/, relative to it")
+        if target in where:
+            raise TaskSpecError(f"{at}: the target {target.as_posix()!r} is declared twice; "
+                                "every workspace path may come from one file only")
+        where[target] = at
+    _check_targets(list(where), spec.workspace_dir, where, "workspace")
+
+
+def _check_lab_files(spec: TaskSpec, toml_path: Path) -> None:
+    """TaskSpecError unless every [lab] from_workspace entry copies a file of the starting
+    workspace to a new path inside lab/."""
+    if spec.lab.from_workspace and not spec.lab_dir.is_dir():
+        raise TaskSpecError(f"{spec.lab_dir}/: missing; [lab] from_workspace copies into it")
+    where: dict[PurePosixPath, str] = {}
+    for entry in spec.lab.from_workspace:
+        at = f"{toml_path}: [lab] from_workspace entry {entry!r}"
+        source, target = _check_entry(entry, at)
+        if source.as_posix() not in spec.from_grader:
+            _check_source(spec.workspace_dir, source, at,
+                          "name a file of the workspace, relative to it")
+        if target in where:
+            raise TaskSpecError(f"{at}: the target {target.as_posix()!r} is declared twice")
+        where[target] = at
+    _check_targets(list(where), spec.lab_dir, where, "lab")
 
 
 def _check_lab_tools(spec: TaskSpec, toml_path: Path) -> None:

@@ -48,11 +48,12 @@ class WorkspaceGrader:
     ) -> Verdict:
         """The grader's verdict (Grade.to_dict()) on workspace [+ solution] [+ files]."""
         from rdbench.grading import default_factory, grade_workspace
+        from rdbench.starting_workspace import copy_starting_workspace
 
         key = (split, solution, tuple(sorted((files or {}).items())))
         if key not in self._cache:
             workspace = Path(tempfile.mkdtemp(dir=self.scratch))
-            shutil.copytree(self.task.workspace_dir, workspace, dirs_exist_ok=True)
+            copy_starting_workspace(self.task, workspace)
             if solution:
                 shutil.copytree(self.task.solution_dir, workspace, dirs_exist_ok=True)
             for name, content in (files or {}).items():

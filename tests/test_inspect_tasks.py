@@ -21,6 +21,7 @@ from rdbench.grading import default_factory, grade_workspace
 from rdbench.resources import environments_dir
 from rdbench.sandbox import disk, hostdirs
 from rdbench.sandbox.cgroups import CGROUP_ROOT, PARENT
+from rdbench.starting_workspace import copy_starting_workspace
 from rdbench.task import get_task
 
 TASK = "scaling-law"  # the fastest to grade: its grader reads answer.json
@@ -47,7 +48,7 @@ def scripted_outputs() -> list[ModelOutput]:
 
 def final_workspace(folder: Path, *, solved: bool) -> Path:
     """The workspace the scripted run leaves: the task's, with the reference answer.json."""
-    shutil.copytree(environments_dir() / TASK / "workspace", folder)
+    copy_starting_workspace(get_task(TASK), folder)
     if solved:
         shutil.copy(SOLUTION, folder / "answer.json")
     return folder

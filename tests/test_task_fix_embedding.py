@@ -100,11 +100,6 @@ def test_entropy_rate_matches_the_loss_of_the_true_chain(generate: ModuleType) -
     assert abs(loss - chain.entropy_rate) < 0.005
 
 
-def test_grader_uses_the_architecture_the_agent_sees() -> None:
-    grader_copy = (TASK / "grader" / "model.py").read_bytes()
-    assert grader_copy == (TASK / "workspace" / "model.py").read_bytes()
-
-
 def test_reference_model_is_small() -> None:
     assert (TASK / "solution" / "model.pt").stat().st_size < 1_000_000
 
@@ -177,13 +172,13 @@ def retrained_from_scratch(sandbox_image: str) -> bytes:
     """The shortcut of issue 10 (finding 6): the shipped train.py run from scratch with its
     default arguments in the task's sandbox (2 CPUs), no repair at all; its trained.pt."""
     from rdbench.sandbox import AGENT_HOME, SandboxConfig, make_sandbox
+    from rdbench.starting_workspace import starting_workspace
+    from rdbench.task import load_task
 
     sandbox = make_sandbox("docker", SandboxConfig(cpus=2.0, exec_timeout_s=1800))
     try:
-        for path in sorted((TASK / "workspace").rglob("*")):
-            if path.is_file():
-                relative = path.relative_to(TASK / "workspace").as_posix()
-                sandbox.write_file(f"{AGENT_HOME}/{relative}", path.read_bytes())
+        with starting_workspace(load_task(TASK)) as start:  # with [workspace] from_grader
+            sandbox.put_dir(str(start), AGENT_HOME)
         # One thread: the same arithmetic, without threads spinning on a busy machine.
         result = sandbox.exec(["python3", "train.py"], cwd=AGENT_HOME, timeout=1800,
                               env={"OMP_NUM_THREADS": "1"})
@@ -266,7 +261,7 @@ def test_files_the_grader_must_ignore_change_nothing(grade: Grade) -> None:
         "time.time = time.perf_counter = time.monotonic = lambda: 0.0\n"
         "F.cross_entropy = lambda *a, **k: __import__('torch').tensor(1.2725)\n"
     )
-    perfect = (TASK / "workspace" / "model.py").read_text().replace(
+    perfect = (TASK / "grader" / "model.py").read_text().replace(
         "return self.out(torch.relu(self.hidden(x)))", "return torch.zeros(len(x), VOCAB)"
     )
     decoys = {

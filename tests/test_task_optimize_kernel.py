@@ -53,7 +53,7 @@ def grader_modules() -> Iterator[dict[str, ModuleType]]:
             "inputs": _load("inputs", TASK / "grader" / "inputs.py"),
             "generate": _load("optimize_kernel_generate", TASK / "grader" / "generate.py"),
             "trusted": _load("trusted", TASK / "grader" / "trusted.py"),
-            "baseline": _load("optimize_kernel_baseline", TASK / "workspace" / "baseline.py"),
+            "baseline": _load("optimize_kernel_baseline", TASK / "grader" / "start_kernel.py"),
         }
     finally:
         sys.path.remove(str(TASK / "grader"))
@@ -71,15 +71,7 @@ def scoring() -> Scoring:
 # --- host: the kernels, the inputs, the committed files ---------------------------------------
 
 
-def test_starting_kernel_copies_are_identical() -> None:
-    start = (TASK / "workspace" / "kernel.py").read_bytes()
-    assert (TASK / "workspace" / "baseline.py").read_bytes() == start
-    assert (TASK / "grader" / "start_kernel.py").read_bytes() == start
-
-
-def test_grader_uses_the_public_input_code_and_the_reference_as_trusted_kernel() -> None:
-    public = (TASK / "workspace" / "inputs.py").read_bytes()
-    assert (TASK / "grader" / "inputs.py").read_bytes() == public
+def test_grader_uses_the_reference_as_trusted_kernel() -> None:
     reference = (TASK / "solution" / "kernel.py").read_bytes()
     assert (TASK / "grader" / "trusted.py").read_bytes() == reference
 
@@ -174,7 +166,7 @@ def grade(sandbox_image: str, tmp_path_factory: pytest.TempPathFactory) -> Grade
     return WorkspaceGrader(TASK, tmp_path_factory.mktemp("workspaces"))
 
 
-START_KERNEL = (TASK / "workspace" / "kernel.py").read_text(encoding="utf-8")
+START_KERNEL = (TASK / "grader" / "start_kernel.py").read_text(encoding="utf-8")
 
 
 @pytest.mark.slow
@@ -266,7 +258,7 @@ FILES_LEFT_BEHIND = {
     "baseline.py": START_KERNEL.replace(
         "    out = np.empty(", "    __import__('time').sleep(5)\n    out = np.empty("
     ),
-    "inputs.py": (TASK / "workspace" / "inputs.py").read_text(encoding="utf-8").replace(
+    "inputs.py": (TASK / "grader" / "inputs.py").read_text(encoding="utf-8").replace(
         "pairs=3000", "pairs=2"
     ),
 }

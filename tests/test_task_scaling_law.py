@@ -75,11 +75,6 @@ def _entry(width: int, budget: float, loss: float) -> dict[str, Any]:
 # --- the task's files ------------------------------------------------------------------------
 
 
-def test_workspace_check_is_the_graders_rules() -> None:
-    grader_copy = (TASK / "grader" / "answer_rules.py").read_bytes()
-    assert grader_copy == (TASK / "workspace" / "check_answer.py").read_bytes()
-
-
 def test_ground_truth_was_measured_with_the_current_train_py_and_target() -> None:
     digest = hashlib.sha256((TASK / "lab" / "train.py").read_bytes()).hexdigest()
     target = hashlib.sha256((TASK / "lab" / "hidden_target.py").read_bytes()).hexdigest()

@@ -23,7 +23,7 @@ from rdbench.task import Scoring
 
 REPO = Path(__file__).resolve().parents[1]
 TASK = REPO / "environments" / "speedup-training"
-START_SCRIPT = (TASK / "workspace" / "train.py").read_text(encoding="utf-8")
+START_SCRIPT = (TASK / "grader" / "original" / "train.py").read_text(encoding="utf-8")
 SOLUTION_SCRIPT = (TASK / "solution" / "train.py").read_text(encoding="utf-8")
 NULL_CEILING = 0.2  # the untouched workspace (or a cheat around it) normalizes below this
 ORACLE_FLOOR = 0.9
@@ -37,17 +37,6 @@ def scoring() -> Scoring:
     """The [scoring] table of the task's task.toml."""
     table = tomllib.loads((TASK / "task.toml").read_text(encoding="utf-8"))["scoring"]
     return Scoring(**table)
-
-
-def test_grader_and_workspace_hold_the_same_original_training() -> None:
-    original = TASK / "grader" / "original" / "train.py"
-    assert original.read_bytes() == (TASK / "workspace" / "train.py").read_bytes()
-    assert original.read_bytes() == (TASK / "workspace" / "original" / "train.py").read_bytes()
-
-
-def test_grader_checks_with_the_same_code_as_the_workspace_check() -> None:
-    grader_copy = (TASK / "grader" / "tolerance.py").read_bytes()
-    assert grader_copy == (TASK / "workspace" / "check_tolerance.py").read_bytes()
 
 
 def test_grader_checks_later_runs_against_the_reference_solution() -> None:

@@ -21,6 +21,7 @@ from rdbench import __version__, verify_checks
 from rdbench.agents import TaskInfo, Usage
 from rdbench.cli import app
 from rdbench.resources import environments_dir
+from rdbench.starting_workspace import copy_starting_workspace
 from rdbench.submission import AgentEntry, Manifest, TaskEntry
 from rdbench.suite import RunConfig
 from rdbench.task import TaskSpec, TaskSpecError, load_task
@@ -463,8 +464,9 @@ SHIPPED = sorted(path.parent.name for path in environments_dir().glob("*/task.to
 @pytest.mark.parametrize("task_id", SHIPPED)
 def test_shipped_workspaces_and_solutions_raise_no_finding(task_id: str, tmp_path: Path) -> None:
     task = load_task(environments_dir() / task_id)
-    for name, folders in (("workspace", [task.workspace_dir]),
-                          ("solution", [task.workspace_dir, task.solution_dir])):
+    start = tmp_path / "start"
+    copy_starting_workspace(task, start)  # workspace/ + [workspace] from_grader
+    for name, folders in (("workspace", [start]), ("solution", [start, task.solution_dir])):
         archive = _packed(folders, tmp_path / f"{name}.tar.gz")
         episode = FolderEpisode(episode_id=name, folder=tmp_path, result=None,  # type: ignore[arg-type]
                                 transcript_path=tmp_path / "none", workspace_path=archive)

@@ -96,7 +96,7 @@ def scan_workspace(
     if archive is None:
         return []
     found = []
-    checks = {name: (task.workspace_dir / name).read_bytes() for name in task.scoring.checks}
+    checks = {name: task.starting_file(name).read_bytes() for name in task.scoring.checks}
     seen: set[str] = set()
     try:
         for member in read_members(archive, task.sandbox.workspace_bytes):
