@@ -82,3 +82,31 @@ class ClosesOnlyWhenStarted:
         """Fail when called before reset()."""
         if not self.started:
             raise RuntimeError("close() called on an agent that was never started")
+
+
+class Relayer:
+    """A relay's agent without a model: submits at once, records the notes it starts with
+    (as the successor scaffold does) and leaves notes naming its seed."""
+
+    name = "relayer"
+
+    def __init__(self, scaffold: str | None = None):
+        self.seed = -1
+
+    def reset(self, info: TaskInfo, observation: str) -> None:
+        """Note the notes."""
+        self.seed = info.seed
+        if info.handoff:
+            info.record("scaffold", {"action": "handoff_in", "text": info.handoff})
+
+    def act(self, observation: str) -> dict[str, Any]:
+        """Submit."""
+        return {"tool": "submit", "input": {}}
+
+    def end(self, reason: str) -> str:
+        """Notes for the successor."""
+        return f"notes of seed {self.seed}: {reason}"
+
+    def usage(self) -> Usage:
+        """No model."""
+        return Usage()

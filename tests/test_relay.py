@@ -10,12 +10,12 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
+from agents_for_tests import Relayer
 from helpers import TOY_TASK
 
-from rdbench.agents import AGENTS, TaskInfo, Usage
+from rdbench.agents import AGENTS, TaskInfo
 from rdbench.executors import LocalExecutor, pack_task, remote_episode
 from rdbench.records import ScaffoldEvent
 from rdbench.relay import HANDOFF, link, predecessors
@@ -44,36 +44,22 @@ class Log:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-class NoteTaker:
-    """Submits at once; at the end leaves notes naming its seed. Records the handoff it
-    starts with (as the successor scaffold does) and whether its predecessor had finished."""
+class NoteTaker(Relayer):
+    """A Relayer that also notes, in the test's log, the handoff it starts with and whether
+    its predecessor had finished."""
 
     name = "note-taker"
 
     def __init__(self, log: Log, out: Path, scaffold: str | None = None):
+        super().__init__(scaffold)
         self.log, self.out = log, out
-        self.seed = -1
 
     def reset(self, info: TaskInfo, observation: str) -> None:
         """Note what the episode starts with."""
-        self.seed = info.seed
         done = any(self.out.glob(f"*__seed{info.seed - 1}__*/result.json"))
         with self.log.lock:
             self.log.started.append(Started(info.seed, info.handoff, done))
-        if info.handoff:
-            info.record("scaffold", {"action": "handoff_in", "text": info.handoff})
-
-    def act(self, observation: str) -> dict[str, Any]:
-        """Submit the workspace as it is."""
-        return {"tool": "submit", "input": {}}
-
-    def end(self, reason: str) -> str:
-        """Notes for the successor."""
-        return f"notes of seed {self.seed}: {reason}"
-
-    def usage(self) -> Usage:
-        """No model."""
-        return Usage()
+        super().reset(info, observation)
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from agents_for_tests import Relayer
 from bundle_fixtures import edit_json, rehashed, retamper
 from helpers import TOY_TASK
 from typer.testing import CliRunner
@@ -67,34 +68,6 @@ class Teammate:
     def usage(self) -> Usage:
         """A token a step: the team's usage is the workers' sum."""
         return Usage(input_tokens=self.acts, requests=self.acts)
-
-
-class Relayer:
-    """Submits at once; records the notes it starts with (as the successor scaffold does) and
-    leaves notes naming its seed."""
-
-    name = "relayer"
-
-    def __init__(self, scaffold: str | None = None):
-        self.seed = -1
-
-    def reset(self, info: TaskInfo, observation: str) -> None:
-        """Note the notes."""
-        self.seed = info.seed
-        if info.handoff:
-            info.record("scaffold", {"action": "handoff_in", "text": info.handoff})
-
-    def act(self, observation: str) -> dict[str, Any]:
-        """Submit."""
-        return {"tool": "submit", "input": {}}
-
-    def end(self, reason: str) -> str:
-        """Notes for the successor."""
-        return f"notes of seed {self.seed}: {reason}"
-
-    def usage(self) -> Usage:
-        """No model."""
-        return Usage()
 
 
 @dataclass(frozen=True)
