@@ -201,7 +201,8 @@ def task_test(
     if not generic.is_file():
         raise _fail(f"{generic} is missing: `rdbench task test` runs the test suite of a "
                     "source checkout of rdbench (git clone, then pip install -e '.[dev]')")
-    args = [sys.executable, "-m", "pytest", "--rootdir", str(suite.parent), str(generic)]
+    args = [sys.executable, "-m", "pytest", "-c", str(suite.parent / "pyproject.toml"),
+            "--rootdir", str(suite.parent), str(generic)]
     if (spec.root / "tests").is_dir():
         args.append(str(spec.root / "tests"))
     if not (spec.root.parent / "conftest.py").is_file():  # outside environments/
