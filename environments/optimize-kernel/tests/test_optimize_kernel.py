@@ -25,7 +25,7 @@ from helpers import WorkspaceGrader
 
 from rdbench.task import Scoring
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 TASK = REPO / "environments" / "optimize-kernel"
 START_AT_MOST = 0.2  # normalized score of the untouched workspace (timing noise only)
 REFERENCE_AT_LEAST = 0.9  # normalized score of the reference solution

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from helpers import WorkspaceGrader
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 TASK = REPO / "environments" / "tabular-credit"
 ANCHOR_TOLERANCE = 0.003
 

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from helpers import WorkspaceGrader
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 TASK = REPO / "environments" / "restricted-architecture"
 ANCHOR_TOLERANCE = 0.002  # the grading is deterministic: this only absorbs float differences
 

@@ -24,7 +24,7 @@ from helpers import WorkspaceGrader
 
 from rdbench.task import Scoring
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 TASK = REPO / "environments" / "control-policy"
 ANCHOR_TOLERANCE = 1.0  # mean return; exact in the image, see the module docstring
 UNTOUCHED_RAW = -102.566667  # the untouched workspace on the test seeds (below the start anchor)

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from helpers import WorkspaceGrader
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 TASK = REPO / "environments" / "fix-embedding"
 ANCHOR_TOLERANCE = 0.002  # the grading is deterministic: this only absorbs float differences
 UNTOUCHED_RAW = 1.4385  # the corrupted model.pt on the test split (worse than the start anchor)

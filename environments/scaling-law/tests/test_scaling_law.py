@@ -30,7 +30,7 @@ from rdbench.env import RDEnv
 from rdbench.grading import grade_workspace
 from rdbench.task import Scoring, load_task
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 TASK = REPO / "environments" / "scaling-law"
 GROUND_TRUTH = json.loads((TASK / "grader" / "ground_truth.json").read_text(encoding="utf-8"))
 EXAMPLE = json.loads((TASK / "workspace" / "example" / "budget_1e6.json").read_text())
