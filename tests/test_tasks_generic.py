@@ -30,7 +30,7 @@ from rdbench.sandbox.base import AGENT_USER, GRADER_DIR
 from rdbench.task import TaskSpec, discover_tasks, load_task
 
 MIN_ORACLE = 0.9
-DETERMINISTIC_TOLERANCE = 0.002
+DETERMINISTIC_TOLERANCE = 0.005
 """Anchor tolerance of a deterministic task, normalized: absorbs float differences only."""
 
 
@@ -116,10 +116,20 @@ def test_validation_and_test_splits_grade_differently(
     task_id: str, graders: dict[tuple[str, str], WorkspaceGrader],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
+    """Compared on the reference (graded on test for its anchor already): its raw score, or
+    where both splits reach a floor, what the grader measured (its details but the split's
+    name)."""
     grade = _grader(graders, task_id, BACKENDS[0], tmp_path_factory)
-    validation, test = grade(split="validation"), grade()
+    validation, test = grade(split="validation", solution=True), grade(solution=True)
     assert validation["valid"], validation["message"]
-    assert (validation["raw_score"], validation["details"]) != (test["raw_score"], test["details"])
+
+    def measured(verdict: dict[str, object]) -> tuple[object, object]:
+        details = verdict["details"]
+        assert isinstance(details, dict)
+        return verdict["raw_score"], {key: value for key, value in details.items()
+                                      if key != "split"}
+
+    assert measured(validation) != measured(test)
 
 
 @pytest.mark.parametrize(("task_id", "backend"), _pairs())

@@ -221,13 +221,8 @@ def test_code_that_would_look_ahead_is_never_run(grade: Grade) -> None:
 
 @pytest.mark.slow
 @pytest.mark.docker
-def test_reference_solution_reproduces_the_reference_anchor(
-    grade: Grade, scoring: Scoring
-) -> None:
-    verdict = grade(solution=True)
-    assert verdict["valid"], verdict["message"]
-    assert verdict["raw_score"] == pytest.approx(scoring.reference, abs=ANCHOR_TOLERANCE)
-    assert verdict["normalized_score"] >= 0.9
+def test_reference_solution_is_a_network_of_163_numbers(grade: Grade) -> None:
+    verdict = grade(solution=True)  # its anchor: tests/test_tasks_generic.py
     assert verdict["details"]["numbers"] == 7 * 16 + 17 * 3
 
 
