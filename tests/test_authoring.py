@@ -126,3 +126,15 @@ def test_task_test_and_calibrate_write_pass_on_the_skeleton(tmp_path: Path) -> N
     assert calibrated.output.count("start     #") == 2
     assert "spread 0.000" in calibrated.output
     assert toml.read_text() == before  # the measured anchors, every other byte kept
+
+
+def test_a_tasks_own_tests_are_not_part_of_its_content_hash(tmp_path: Path) -> None:
+    """The wheel leaves tests/ out: an installed task must hash as its source folder does."""
+    from rdbench.identity import task_content_hash
+
+    root = new_task("demo-task", tmp_path)
+    before = task_content_hash(root)
+    (root / "tests" / "test_more.py").write_text("def test_x() -> None: ...\n")
+    assert task_content_hash(root) == before
+    (root / "grader" / "extra.py").write_text("X = 1\n")
+    assert task_content_hash(root) != before
