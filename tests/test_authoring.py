@@ -90,6 +90,15 @@ def test_write_calibration_keeps_a_shortcut_start_and_writes_a_timing_tolerance(
     assert after.regrade_tolerance == pytest.approx(round(3 * 0.03 / (0.99 - 0.485), 2))
     assert any(line.startswith("start kept at 0.6") for line in written)
 
+    toml.write_text(toml.read_text().replace("start = 0.6  ", "start = 0.48 "))
+    near = Calibration("demo-task", [0.485, 0.49], [1.0, 0.96, 0.99], timing=True)
+    written = write_calibration(load_task(root), near)
+    assert load_task(root).scoring.start == 0.48  # timing noise: the anchor stays
+    assert any("within the timing noise" in line for line in written)
+    far = Calibration("demo-task", [0.7, 0.7], [1.0, 0.99], timing=True)  # better: moved
+    write_calibration(load_task(root), far)
+    assert load_task(root).scoring.start == 0.7
+
 
 @pytest.mark.bwrap
 def test_skeleton_scores_oracle_1_and_null_0(tmp_path: Path) -> None:

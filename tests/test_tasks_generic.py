@@ -76,7 +76,7 @@ def _changed_files(spec: TaskSpec) -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def graders(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], WorkspaceGrader]:
+def graders() -> dict[tuple[str, str], WorkspaceGrader]:
     """One WorkspaceGrader per (task, backend), made on first use."""
     return {}
 
@@ -177,12 +177,12 @@ def test_a_link_or_fifo_in_place_of_a_file_the_grader_reads_is_refused(
     task_id: str, name: str, kind: str, graders: dict[tuple[str, str], WorkspaceGrader],
     tmp_path_factory: pytest.TempPathFactory, tmp_path: Path,
 ) -> None:
-    spec = TASKS[task_id]
-    grade = _grader(graders, task_id, LINK_BACKEND, tmp_path_factory)
-    workspace = tmp_path / "workspace"
     from rdbench.authoring import lay_out
     from rdbench.grading import default_factory, grade_workspace
 
+    spec = TASKS[task_id]
+    grade = _grader(graders, task_id, LINK_BACKEND, tmp_path_factory)
+    workspace = tmp_path / "workspace"
     lay_out(spec, workspace, solution=True)
     target = workspace / name
     target.unlink()

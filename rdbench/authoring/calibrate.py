@@ -5,7 +5,8 @@ task.toml, editing only those values.
 The start workspace is workspace/ as shipped; the reference is workspace/ with solution/ laid
 over it. Anchors are the medians of the raw test scores. A task whose start anchor is a
 shortcut's level (its untouched workspace scores worse, see [scoring] start in rdbench/task.py)
-keeps its start: calibration writes only what it measured.
+keeps its start: calibration writes only what it measured. So does a timing task whose start
+(timed against itself: 0 by construction) measures within its tolerance of the anchor.
 """
 
 from __future__ import annotations
@@ -136,9 +137,14 @@ def write_calibration(task: TaskSpec, calibration: Calibration) -> list[str]:
     text = toml_path.read_text(encoding="utf-8")
     values: dict[str, float] = {"reference": calibration.reference_anchor}
     written = []
+    span = abs(calibration.reference_anchor - calibration.start_anchor)
     if start_is_shortcut(task, calibration):
         written.append(f"start kept at {task.scoring.start:g}: the untouched workspace scores "
                        f"{calibration.start_anchor:g}, worse (the anchor is a shortcut's level)")
+    elif (calibration.timing
+          and abs(calibration.start_anchor - task.scoring.start) <= calibration.tolerance * span):
+        written.append(f"start kept at {task.scoring.start:g}: the measured "
+                       f"{calibration.start_anchor:g} is within the timing noise")
     else:
         values["start"] = calibration.start_anchor
     if calibration.timing:
