@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -66,13 +67,18 @@ def _tolerance(spec: TaskSpec) -> float:
 
 
 def _changed_files(spec: TaskSpec) -> list[str]:
-    """The workspace files the reference solution replaces: the artifacts the grader reads
-    or runs."""
-    return sorted(
-        str(path.relative_to(spec.solution_dir)) for path in spec.solution_dir.rglob("*")
-        if path.is_file() and "__pycache__" not in path.parts
-        and (spec.workspace_dir / path.relative_to(spec.solution_dir)).is_file()
-    )
+    """The files of the starting workspace (as an episode starts: laid out, with what it
+    copies from the grader) that the reference solution replaces: the artifacts the grader
+    reads or runs."""
+    from rdbench.authoring import lay_out
+
+    with tempfile.TemporaryDirectory(prefix="rdbench-generic-") as folder:
+        start = lay_out(spec, Path(folder))
+        return sorted(
+            str(path.relative_to(spec.solution_dir)) for path in spec.solution_dir.rglob("*")
+            if path.is_file() and "__pycache__" not in path.parts
+            and (start / path.relative_to(spec.solution_dir)).is_file()
+        )
 
 
 @pytest.fixture(scope="session")
