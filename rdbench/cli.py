@@ -165,6 +165,97 @@ def task_check(
     console.print(f"[green]ok[/] {spec.id} {spec.version}: {spec.title}")
 
 
+@task_app.command("new")
+def task_new(
+    task_id: Annotated[str, typer.Argument(metavar="ID", help="The new task's id (my-task).")],
+    into: Annotated[Path | None, typer.Option(help=(
+        "The folder to make it in (default: ./environments if it exists, else here)."))] = None,
+) -> None:
+    """Make a working skeleton task: task.toml, instructions, workspace/, grader/, solution/
+    and tests/, ready for `task check`, `task test` and `task calibrate` (docs/tasks.md)."""
+    from rdbench.authoring import new_task
+    from rdbench.task import TaskSpecError
+
+    try:
+        root = new_task(task_id, into)
+    except TaskSpecError as error:
+        raise _fail(str(error)) from error
+    console.print(f"[green]made[/] {root}; next: rdbench task test {root}")
+
+
+@task_app.command("test")
+def task_test(
+    task: Annotated[str, typer.Argument(metavar="ID", help="Task id or folder.")],
+    sandbox: Annotated[list[str] | None, typer.Option(help=(
+        "Backends to grade on (repeatable; default: docker and bwrap); the task's own tests "
+        "marked for another backend are left out."))] = None,
+) -> None:
+    """Run the generic checks every task must pass and the task's own tests (its tests/
+    folder) with pytest, from a source checkout of rdbench."""
+    import os
+    import subprocess
+    import sys
+
+    spec = _task(task)
+    suite = Path(__file__).resolve().parents[1] / "tests"
+    generic = suite / "test_tasks_generic.py"
+    if not generic.is_file():
+        raise _fail(f"{generic} is missing: `rdbench task test` runs the test suite of a "
+                    "source checkout of rdbench (git clone, then pip install -e '.[dev]')")
+    args = [sys.executable, "-m", "pytest", "-c", str(suite.parent / "pyproject.toml"),
+            "--rootdir", str(suite.parent), str(generic)]
+    if (spec.root / "tests").is_dir():
+        args.append(str(spec.root / "tests"))
+    if not (spec.root.parent / "conftest.py").is_file():  # outside environments/
+        args += ["-p", "task_fixtures"]
+    env = {**os.environ, "RDBENCH_TEST_TASKS": str(spec.root),
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(suite),
+                                                       os.environ.get("PYTHONPATH")]))}
+    if sandbox:
+        env["RDBENCH_TEST_BACKENDS"] = ",".join(sandbox)
+        others = [name for name in ("docker", "bwrap") if name not in sandbox]
+        if others:  # the task's own tests that need another backend are left out
+            args += ["-m", " and ".join(f"not {name}" for name in others)]
+    raise typer.Exit(code=subprocess.run(args, env=env, check=False).returncode)
+
+
+@task_app.command("calibrate")
+def task_calibrate(
+    task: Annotated[str, typer.Argument(metavar="ID", help="Task id or folder.")],
+    repeats: Annotated[int, typer.Option(help="Gradings of each of start and reference.")] = 3,
+    write: Annotated[bool, typer.Option(help=(
+        "Write the anchors (and a timing task's regrade_tolerance) into task.toml."))] = False,
+    sandbox: Annotated[str, typer.Option(help="Sandbox backend to grade in.")] = "auto",
+) -> None:
+    """Grade the start and the reference workspaces --repeats times each on the test split,
+    print every raw score and the spread, and with --write put the anchors in task.toml."""
+    from rdbench.authoring.calibrate import CalibrationError, calibrate, write_calibration
+    from rdbench.grading import GradingError
+
+    _check_at_least("--repeats", repeats, 1)
+    _check_sandbox(sandbox)
+    spec = _task(task)
+
+    def show(which: str, number: int, raw: float) -> None:
+        console.print(f"{which:9} #{number}: raw {raw:.6g}")
+
+    try:
+        result = calibrate(spec, repeats, backend=sandbox, on_grade=show)
+    except (CalibrationError, GradingError) as error:
+        raise _fail(str(error)) from error
+    console.print(
+        f"start     median {result.start_anchor:.6g} (task.toml {spec.scoring.start:g}), "
+        f"spread {result.spread(result.start):.3f} normalized\n"
+        f"reference median {result.reference_anchor:.6g} (task.toml "
+        f"{spec.scoring.reference:g}), spread {result.spread(result.reference):.3f} normalized"
+        + (f"\ntiming task: regrade_tolerance {result.tolerance:g} (3x the reference's spread; "
+           f"task.toml {spec.scoring.regrade_tolerance:g})" if result.timing else "")
+    )
+    if write:
+        for line in write_calibration(spec, result):
+            console.print(f"[green]wrote[/] {escape(line)}")
+
+
 def _results_table(results: list[EpisodeResult]) -> Table:
     """The episodes of a run, one row each (names fold, so that it fits 80 columns)."""
     table = Table(title="episodes", box=box.SIMPLE_HEAD)

@@ -16,17 +16,20 @@ from rdbench.task import Budget, TaskSpec
 
 IDENTITY_VERSION = 1  # part of every identity: bump it when what goes into one changes
 _NOT_CONTENT = {"__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache"}
+_NOT_TASK = {"tests"}  # a task's own tests: in the repository, not in the wheel, not its outcome
 
 
 def task_content_hash(root: Path) -> str:
     """sha256 (hex) over every file of the task folder `root`: sorted relative paths and
     their bytes (bytecode caches left out: they are made by reading the task, not part of
-    it). Symbolic links count as their target's text, never followed."""
+    it; so is its own tests/ folder, which the wheel leaves out). Symbolic links count as
+    their target's text, never followed."""
     digest = hashlib.sha256(b"rdbench-task-v1\0")
     files = sorted(
         path for path in root.rglob("*")
         if (path.is_file() or path.is_symlink())
         and not _NOT_CONTENT.intersection(path.relative_to(root).parts)
+        and path.relative_to(root).parts[0] not in _NOT_TASK
         and path.suffix != ".pyc"
     )
     for path in files:

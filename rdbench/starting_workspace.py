@@ -14,9 +14,10 @@ from rdbench.sandbox import hostdirs
 from rdbench.task import TaskSpec
 
 
-def copy_starting_workspace(task: TaskSpec, dest: Path) -> None:
+def copy_starting_workspace(task: TaskSpec, dest: Path, *, solution: bool = False) -> Path:
     """Lay `task`'s starting workspace into the host folder `dest` (made if missing; what it
-    holds already stays unless a starting file replaces it)."""
+    holds already stays unless a starting file replaces it), with the reference solution/ laid
+    over it for `solution`; returns `dest`."""
     if task.workspace_dir.is_dir():
         shutil.copytree(task.workspace_dir, dest, dirs_exist_ok=True)
     dest.mkdir(parents=True, exist_ok=True)
@@ -25,6 +26,9 @@ def copy_starting_workspace(task: TaskSpec, dest: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, path)
         shutil.copymode(source, path)
+    if solution:
+        shutil.copytree(task.solution_dir, dest, dirs_exist_ok=True)
+    return dest
 
 
 @contextmanager

@@ -30,7 +30,11 @@ Verdict = dict[str, Any]
 
 class WorkspaceGrader:
     """Grades a task's workspace with files laid over it, the way every episode is graded: in
-    a fresh sandbox with the real grader. Verdicts are cached by their arguments."""
+    a fresh sandbox with the real grader. Verdicts are cached by the task, the backend and
+    their arguments for the whole session: the generic suite (test_tasks_generic.py) and a
+    task's own tests share the gradings of its start and reference."""
+
+    _verdicts: dict[tuple[Any, ...], Verdict] = {}  # noqa: RUF012 (shared on purpose)
 
     def __init__(self, task_dir: Path, scratch: Path, backend: str = "docker"):
         from rdbench.task import load_task
@@ -38,7 +42,7 @@ class WorkspaceGrader:
         self.task = load_task(task_dir)
         self.scratch = scratch
         self.backend = backend
-        self._cache: dict[tuple[Any, ...], Verdict] = {}
+        self._cache = self._verdicts
 
     def __call__(
         self,
@@ -50,12 +54,11 @@ class WorkspaceGrader:
         from rdbench.grading import default_factory, grade_workspace
         from rdbench.starting_workspace import copy_starting_workspace
 
-        key = (split, solution, tuple(sorted((files or {}).items())))
+        key = (self.task.root, self.backend, split, solution,
+               tuple(sorted((files or {}).items())))
         if key not in self._cache:
             workspace = Path(tempfile.mkdtemp(dir=self.scratch))
-            copy_starting_workspace(self.task, workspace)
-            if solution:
-                shutil.copytree(self.task.solution_dir, workspace, dirs_exist_ok=True)
+            copy_starting_workspace(self.task, workspace, solution=solution)
             for name, content in (files or {}).items():
                 path = workspace / name
                 path.parent.mkdir(parents=True, exist_ok=True)

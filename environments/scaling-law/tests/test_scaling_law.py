@@ -30,7 +30,7 @@ from rdbench.env import RDEnv
 from rdbench.grading import grade_workspace
 from rdbench.task import Scoring, load_task
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 TASK = REPO / "environments" / "scaling-law"
 GROUND_TRUTH = json.loads((TASK / "grader" / "ground_truth.json").read_text(encoding="utf-8"))
 EXAMPLE = json.loads((TASK / "workspace" / "example" / "budget_1e6.json").read_text())
@@ -286,26 +286,6 @@ def test_reference_answer_is_what_the_fit_produces(
 def grade(sandbox_image: str, tmp_path_factory: pytest.TempPathFactory) -> Grade:
     """Grade a copy of the workspace with solution/ or files laid over it, in Docker."""
     return WorkspaceGrader(TASK, tmp_path_factory.mktemp("workspaces"))
-
-
-@pytest.mark.slow
-@pytest.mark.docker
-def test_start_reproduces_the_start_anchor_and_normalizes_to_zero(
-    grade: Grade, scoring: Scoring
-) -> None:
-    verdict = grade()
-    assert verdict["valid"], verdict["message"]
-    assert verdict["raw_score"] == pytest.approx(scoring.start, abs=ANCHOR_TOLERANCE)
-    assert verdict["normalized_score"] == pytest.approx(0.0, abs=1e-6)
-
-
-@pytest.mark.slow
-@pytest.mark.docker
-def test_reference_reproduces_the_reference_anchor(grade: Grade, scoring: Scoring) -> None:
-    verdict = grade(solution=True)
-    assert verdict["valid"], verdict["message"]
-    assert verdict["raw_score"] == pytest.approx(scoring.reference, abs=ANCHOR_TOLERANCE)
-    assert verdict["normalized_score"] >= 0.9
 
 
 @pytest.mark.slow

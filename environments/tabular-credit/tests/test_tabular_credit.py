@@ -13,9 +13,8 @@ from typing import Any
 import pytest
 from helpers import WorkspaceGrader
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 TASK = REPO / "environments" / "tabular-credit"
-ANCHOR_TOLERANCE = 0.003
 
 Verdict = dict[str, Any]
 Grade = Callable[..., Verdict]
@@ -103,36 +102,8 @@ def _script(body: str) -> str:
 
 @pytest.mark.slow
 @pytest.mark.docker
-def test_start_workspace_reproduces_the_start_anchor(grade: Grade, scoring: dict[str, Any]) -> None:
-    verdict = grade()
-    assert verdict["valid"], verdict["message"]
-    assert verdict["raw_score"] == pytest.approx(scoring["start"], abs=ANCHOR_TOLERANCE)
-    assert verdict["message"].startswith("ROC AUC on the test split")
-
-
-@pytest.mark.slow
-@pytest.mark.docker
-def test_reference_solution_reproduces_the_reference_anchor(
-    grade: Grade, scoring: dict[str, Any]
-) -> None:
-    verdict = grade(solution=True)
-    assert verdict["valid"], verdict["message"]
-    assert verdict["raw_score"] == pytest.approx(scoring["reference"], abs=ANCHOR_TOLERANCE)
-
-
-@pytest.mark.slow
-@pytest.mark.docker
 def test_reference_beats_start_by_a_clear_margin(grade: Grade) -> None:
     assert grade(solution=True)["raw_score"] - grade()["raw_score"] >= 0.05
-
-
-@pytest.mark.slow
-@pytest.mark.docker
-def test_validation_and_test_splits_score_differently(grade: Grade) -> None:
-    validation, test = grade(split="validation"), grade(split="test")
-    assert validation["valid"] and test["valid"]
-    assert validation["details"]["n_rows"] != test["details"]["n_rows"]
-    assert abs(validation["raw_score"] - test["raw_score"]) > 1e-4
 
 
 @pytest.mark.slow

@@ -19,9 +19,8 @@ from typing import Any
 import pytest
 from helpers import WorkspaceGrader
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 TASK = REPO / "environments" / "restricted-architecture"
-ANCHOR_TOLERANCE = 0.002  # the grading is deterministic: this only absorbs float differences
 
 Verdict = dict[str, Any]
 Grade = Callable[..., Verdict]
@@ -434,35 +433,6 @@ def _invalid(verdict: Verdict, *expected: str) -> None:
 
 @pytest.mark.slow
 @pytest.mark.docker
-def test_start_workspace_reproduces_the_start_anchor(grade: Grade, scoring: Any) -> None:
-    verdict = grade()
-    assert verdict["valid"], verdict["message"]
-    assert verdict["raw_score"] == pytest.approx(scoring.start, abs=ANCHOR_TOLERANCE)
-    assert verdict["normalized_score"] == pytest.approx(0.0, abs=0.01)
-    assert verdict["message"].startswith("test split: cross-entropy")
-
-
-@pytest.mark.slow
-@pytest.mark.docker
-def test_reference_solution_reproduces_the_reference_anchor(grade: Grade, scoring: Any) -> None:
-    verdict = grade(solution=True)
-    assert verdict["valid"], verdict["message"]
-    assert verdict["raw_score"] == pytest.approx(scoring.reference, abs=ANCHOR_TOLERANCE)
-    assert verdict["normalized_score"] >= 0.9
-
-
-@pytest.mark.slow
-@pytest.mark.docker
-def test_validation_and_test_splits_score_differently(grade: Grade) -> None:
-    """Compared on the loss: the reference reaches the floor (MIN_EXCESS) on both splits."""
-    validation, test = grade(split="validation", solution=True), grade(solution=True)
-    assert validation["valid"] and test["valid"]
-    assert abs(validation["details"]["loss"] - test["details"]["loss"]) > 1e-3
-    assert validation["message"].startswith("validation split")
-
-
-@pytest.mark.slow
-@pytest.mark.docker
 def test_forbidden_source_is_invalid_even_with_the_workspace_checker_edited(grade: Grade) -> None:
     """Static check, on model.py and the files it imports; the workspace's checker (and a
     restrictions.py of the agent's) are not what the grader uses."""
@@ -617,18 +587,6 @@ def test_lingering_process_started_at_import_is_killed_and_changes_nothing(grade
     })
     assert verdict["valid"], verdict["message"]
     assert verdict["raw_score"] == grade(split="validation")["raw_score"]
-
-
-@pytest.mark.slow
-@pytest.mark.docker
-def test_model_cannot_read_the_hidden_grader_files(grade: Grade) -> None:
-    """The agent's code runs as the agent user: opening the grader's files (its generator, the
-    chain's seed) fails, and the submission scores nothing."""
-    verdict = grade(split="validation", files={
-        "model.py": _model("return self.table(tokens)",
-                           head="SECRET = open('/grader/generate.py').read()"),
-    })
-    _invalid(verdict, "PermissionError", "/grader/generate.py")
 
 
 TABLE_MODEL = '''import os

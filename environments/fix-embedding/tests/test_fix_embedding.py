@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import importlib.util
 import io
-import math
-import os
-import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +20,7 @@ from typing import Any
 import pytest
 from helpers import WorkspaceGrader
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 TASK = REPO / "environments" / "fix-embedding"
 ANCHOR_TOLERANCE = 0.002  # the grading is deterministic: this only absorbs float differences
 UNTOUCHED_RAW = 1.4385  # the corrupted model.pt on the test split (worse than the start anchor)
@@ -207,24 +204,6 @@ def test_retraining_from_scratch_with_the_shipped_train_py_scores_under_0_3(
 
 @pytest.mark.slow
 @pytest.mark.docker
-def test_reference_solution_reproduces_the_reference_anchor(grade: Grade, scoring: Any) -> None:
-    verdict = grade(solution=True)
-    assert verdict["valid"], verdict["message"]
-    assert verdict["raw_score"] == pytest.approx(scoring.reference, abs=ANCHOR_TOLERANCE)
-    assert verdict["normalized_score"] >= 0.9
-
-
-@pytest.mark.slow
-@pytest.mark.docker
-def test_validation_and_test_splits_score_differently(grade: Grade) -> None:
-    validation, test = grade(split="validation", solution=True), grade(solution=True)
-    assert validation["valid"] and test["valid"]
-    assert abs(validation["raw_score"] - test["raw_score"]) > 1e-3
-    assert validation["message"].startswith("validation split")
-
-
-@pytest.mark.slow
-@pytest.mark.docker
 @pytest.mark.parametrize(
     ("variant", "expected"),
     [
@@ -290,24 +269,3 @@ def test_rescaling_the_corrupted_embedding_earns_next_to_nothing(
         verdict = grade(files={"model.pt": variants[name]})
         assert verdict["valid"], verdict["message"]
         assert verdict["normalized_score"] < 0.1
-
-
-@pytest.mark.slow
-@pytest.mark.docker
-def test_model_pt_linking_to_hidden_grader_files_is_refused(
-    sandbox_image: str, tmp_path: Path
-) -> None:
-    """model.pt is the only thing read, and it is read as root: a link to the hidden grader
-    files (which the agent itself cannot read) is refused, never followed."""
-    from rdbench.grading import default_factory, grade_workspace
-    from rdbench.task import load_task
-
-    workspace = tmp_path / "workspace"
-    shutil.copytree(TASK / "workspace", workspace)
-    (workspace / "model.pt").unlink()
-    os.symlink("/grader/generate.py", workspace / "model.pt")
-    verdict = grade_workspace(load_task(TASK), workspace, split="validation",
-                              factory=default_factory("docker"))
-    assert verdict.valid is False
-    assert "symlink" in verdict.message
-    assert "generate" not in verdict.message and not math.isfinite(verdict.raw_score or math.nan)

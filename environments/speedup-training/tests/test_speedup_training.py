@@ -21,7 +21,7 @@ from helpers import WorkspaceGrader
 
 from rdbench.task import Scoring
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 TASK = REPO / "environments" / "speedup-training"
 START_SCRIPT = (TASK / "grader" / "original" / "train.py").read_text(encoding="utf-8")
 SOLUTION_SCRIPT = (TASK / "solution" / "train.py").read_text(encoding="utf-8")

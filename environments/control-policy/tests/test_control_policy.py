@@ -24,7 +24,7 @@ from helpers import WorkspaceGrader
 
 from rdbench.task import Scoring
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 TASK = REPO / "environments" / "control-policy"
 ANCHOR_TOLERANCE = 1.0  # mean return; exact in the image, see the module docstring
 UNTOUCHED_RAW = -102.566667  # the untouched workspace on the test seeds (below the start anchor)
@@ -216,13 +216,8 @@ def test_code_that_would_look_ahead_is_never_run(grade: Grade) -> None:
 
 @pytest.mark.slow
 @pytest.mark.docker
-def test_reference_solution_reproduces_the_reference_anchor(
-    grade: Grade, scoring: Scoring
-) -> None:
-    verdict = grade(solution=True)
-    assert verdict["valid"], verdict["message"]
-    assert verdict["raw_score"] == pytest.approx(scoring.reference, abs=ANCHOR_TOLERANCE)
-    assert verdict["normalized_score"] >= 0.9
+def test_reference_solution_is_a_network_of_163_numbers(grade: Grade) -> None:
+    verdict = grade(solution=True)  # its anchor: tests/test_tasks_generic.py
     assert verdict["details"]["numbers"] == 7 * 16 + 17 * 3
 
 

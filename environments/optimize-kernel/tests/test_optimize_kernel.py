@@ -25,7 +25,7 @@ from helpers import WorkspaceGrader
 
 from rdbench.task import Scoring
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 TASK = REPO / "environments" / "optimize-kernel"
 START_AT_MOST = 0.2  # normalized score of the untouched workspace (timing noise only)
 REFERENCE_AT_LEAST = 0.9  # normalized score of the reference solution
@@ -467,25 +467,6 @@ def test_an_answer_cache_in_xattrs_and_directory_times_gains_nothing(
     verdict = grade(files=files)
     assert verdict["valid"], verdict["message"]
     assert verdict["normalized_score"] < START_AT_MOST, verdict["details"]
-
-
-# The agent's code runs as the unprivileged user: the grader's files (hidden seeds, trusted
-# kernel) are out of its reach, and trying to read them only crashes the submission.
-READ_THE_GRADER = """
-import glob, os
-_found = glob.glob('/grader/*') + glob.glob('/tmp/optimize-kernel-grade-*/*')
-with open('/grader/generate.py') as handle:
-    _seeds = handle.read()
-"""
-
-
-@pytest.mark.slow
-@pytest.mark.docker
-def test_agent_code_cannot_read_the_grader(grade: Grade) -> None:
-    verdict = grade(split="validation", files={"kernel.py": START_KERNEL + READ_THE_GRADER})
-    assert verdict["valid"] is False
-    assert "PermissionError" in verdict["message"]
-    assert "/grader/generate.py" in verdict["message"]
 
 
 @pytest.mark.slow
