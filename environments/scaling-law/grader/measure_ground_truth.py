@@ -5,8 +5,8 @@ minutes on 2 cores; not in tests), in the sandbox image:
     docker run --rm --network none -v "$PWD/environments/scaling-law:/task" -w /task \\
         rdbench-sandbox:<tag> python3 grader/measure_ground_truth.py --jobs 2
 
-It trains on the hidden target (lab/hidden_target.py) with the lab's copy of train.py (the
-recipe, identical to the workspace's; the `run_experiment` tool trains the same way) and writes
+It trains on the hidden target (lab/hidden_target.py) with the workspace's train.py (the
+recipe; task.toml's [lab] from_workspace gives the `run_experiment` tool the same file) and writes
 grader/ground_truth.json (validation and test budgets; hidden) and workspace/example/ (the
 public example budget, one seed). ground_truth.json records the SHA-256 of train.py and of the
 hidden target, so a test notices when either changed and the ground truth is stale.
@@ -25,7 +25,7 @@ from pathlib import Path
 from types import ModuleType
 
 TASK = Path(__file__).resolve().parents[1]
-TRAIN_PY = TASK / "lab" / "train.py"
+TRAIN_PY = TASK / "workspace" / "train.py"  # the lab runs it too: [lab] from_workspace
 HIDDEN_TARGET = TASK / "lab" / "hidden_target.py"
 GROUND_TRUTH = TASK / "grader" / "ground_truth.json"
 EXAMPLE = TASK / "workspace" / "example" / "budget_1e6.json"

@@ -76,19 +76,14 @@ def _entry(width: int, budget: float, loss: float) -> dict[str, Any]:
 
 
 def test_ground_truth_was_measured_with_the_current_train_py_and_target() -> None:
-    digest = hashlib.sha256((TASK / "lab" / "train.py").read_bytes()).hexdigest()
+    digest = hashlib.sha256((TASK / "workspace" / "train.py").read_bytes()).hexdigest()
     target = hashlib.sha256((TASK / "lab" / "hidden_target.py").read_bytes()).hexdigest()
     assert (GROUND_TRUTH["train_py_sha256"], GROUND_TRUTH.get("hidden_target_sha256")) == (
         digest, target
     ), (
-        "lab/train.py or lab/hidden_target.py changed since grader/ground_truth.json was "
+        "workspace/train.py or lab/hidden_target.py changed since grader/ground_truth.json was "
         "measured: rerun grader/measure_ground_truth.py (see its docstring)"
     )
-
-
-def test_the_lab_trains_with_the_workspaces_recipe() -> None:
-    lab_copy = (TASK / "lab" / "train.py").read_bytes()
-    assert lab_copy == (TASK / "workspace" / "train.py").read_bytes()
 
 
 def test_the_hidden_target_is_nowhere_in_the_workspace() -> None:
