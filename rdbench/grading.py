@@ -38,6 +38,16 @@ Split = Literal["validation", "test"]
 SandboxFactory = Callable[[SandboxConfig], Sandbox]
 
 
+def install_grader(sandbox: Sandbox, task: TaskSpec) -> None:
+    """Lay out the task's grader in `sandbox`'s /grader, root-only: grader/, the solution
+    files task.toml's [grader] from_solution declares, and the grading kit as
+    rdbench_grading.py."""
+    sandbox.put_dir(str(task.grader_dir), GRADER_DIR, user="root")
+    for target, source in task.grader_from_solution.items():
+        sandbox.write_file(f"{GRADER_DIR}/{target}", source.read_bytes(), user="root")
+    sandbox.write_file(f"{GRADER_DIR}/rdbench_grading.py", GRADING_KIT.read_bytes(), user="root")
+
+
 class GradingError(RuntimeError):
     """The grading machinery failed (sandbox died, grader crashed): not the agent's fault."""
 
@@ -142,12 +152,7 @@ def grade_archive(
     except SandboxError as error:
         raise GradingError(f"Could not start a grading sandbox: {error}") from error
     try:
-        sandbox.put_dir(str(task.grader_dir), GRADER_DIR, user="root")
-        sandbox.write_file(
-            f"{GRADER_DIR}/rdbench_grading.py",
-            GRADING_KIT.read_bytes(),
-            user="root",
-        )
+        install_grader(sandbox, task)
         try:
             sandbox.import_archive(Path(archive), AGENT_HOME)
         except ArchiveError as error:

@@ -19,7 +19,7 @@ from typing import Any
 
 import structlog
 
-from rdbench.grading import GRADING_KIT, SandboxFactory
+from rdbench.grading import SandboxFactory, install_grader
 from rdbench.sandbox.base import GRADER_DIR, Sandbox, SandboxError
 from rdbench.task import LabTool, TaskSpec
 from rdbench.tools import ActionError
@@ -53,10 +53,7 @@ class LabSession:
         started = time.monotonic()
         sandbox = self._factory(config)
         try:
-            sandbox.put_dir(str(self.task.grader_dir), GRADER_DIR, user="root")
-            sandbox.write_file(
-                f"{GRADER_DIR}/rdbench_grading.py", GRADING_KIT.read_bytes(), user="root"
-            )
+            install_grader(sandbox, self.task)
             sandbox.exec(["mkdir", "-p", LAB_DIR], user="root", timeout=60).check("mkdir")
             sandbox.put_dir(str(self.task.lab_dir), LAB_DIR, user="root")
             for target, source in self.task.lab_from_workspace.items():  # [lab] from_workspace

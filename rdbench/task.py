@@ -115,6 +115,15 @@ class WorkspaceFiles(_Strict):
         "same path in both); the grader keeps trusting its own file"))
 
 
+class GraderFiles(_Strict):
+    """What the grading sandbox's /grader holds besides grader/ ([grader] in task.toml)."""
+
+    from_solution: list[str] = Field(default_factory=list, description=(
+        "files of the reference solution the grader trusts (a reference to time or compare "
+        "against), copied into /grader when it is laid out: 'SOURCE:TARGET' (SOURCE relative "
+        "to solution/, TARGET to grader/) or 'NAME'"))
+
+
 class LabFiles(_Strict):
     """What the lab sandbox's lab/ holds besides the task's lab/ folder ([lab] in task.toml)."""
 
@@ -145,6 +154,7 @@ class TaskSpec(_Strict):
     agent: AgentView = AgentView()
     tools: list[LabTool] = Field(default_factory=list, description="the task's lab tools")
     workspace: WorkspaceFiles = WorkspaceFiles()
+    grader: GraderFiles = GraderFiles()
     lab: LabFiles = LabFiles()
     root: Path = Field(exclude=True)
 
@@ -177,6 +187,15 @@ class TaskSpec(_Strict):
         return {
             target: self.grader_dir / source
             for target, source in file_pairs(self.workspace.from_grader).items()
+        }
+
+    @cached_property
+    def grader_from_solution(self) -> dict[str, Path]:
+        """The solution's files /grader holds too ([grader] from_solution): path in /grader
+        -> host file."""
+        return {
+            target: self.solution_dir / source
+            for target, source in file_pairs(self.grader.from_solution).items()
         }
 
     def starting_file(self, name: str) -> Path:
@@ -298,6 +317,7 @@ def load_task(folder: str | Path) -> TaskSpec:
             )
     _check_lab_tools(spec, toml_path)
     _check_lab_files(spec, toml_path)
+    _check_grader_files(spec, toml_path)
     return spec
 
 
@@ -388,6 +408,20 @@ def _check_lab_files(spec: TaskSpec, toml_path: Path) -> None:
             raise TaskSpecError(f"{at}: the target {target.as_posix()!r} is declared twice")
         where[target] = at
     _check_targets(list(where), spec.lab_dir, where, "lab")
+
+
+def _check_grader_files(spec: TaskSpec, toml_path: Path) -> None:
+    """TaskSpecError unless every [grader] from_solution entry copies a regular file of
+    solution/ to a new path inside grader/."""
+    where: dict[PurePosixPath, str] = {}
+    for entry in spec.grader.from_solution:
+        at = f"{toml_path}: [grader] from_solution entry {entry!r}"
+        source, target = _check_entry(entry, at)
+        _check_source(spec.solution_dir, source, at, "name a file of solution/, relative to it")
+        if target in where:
+            raise TaskSpecError(f"{at}: the target {target.as_posix()!r} is declared twice")
+        where[target] = at
+    _check_targets(list(where), spec.grader_dir, where, "grader")
 
 
 def _check_lab_tools(spec: TaskSpec, toml_path: Path) -> None:

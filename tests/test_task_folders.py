@@ -1,6 +1,7 @@
 """Self-contained task folders: the files the agent sees and the grader trusts are declared once
-in task.toml (`[workspace] from_grader`, `[lab] from_workspace`) and copied wherever the
-starting workspace (or the lab) is laid out; the declaration is checked when the task loads."""
+in task.toml (`[workspace] from_grader`, `[grader] from_solution`, `[lab] from_workspace`) and
+copied wherever the starting workspace (or the grader, or the lab) is laid out; the declaration
+is checked when the task loads."""
 
 from __future__ import annotations
 
@@ -200,3 +201,59 @@ def test_grading_the_tasks_own_workspace_grades_the_start_with_its_declared_file
     assert result.exit_code == 0, result.output
     verdict = json.loads(result.output)
     assert verdict["valid"] is True and verdict["raw_score"] == 3.0, verdict
+
+
+# --- [grader] from_solution: the reference the grader trusts, kept once in solution/ ---------
+
+REFERENCE_PROBE = '''\
+import hashlib, os, stat
+from rdbench_grading import emit, parse_args, run_as_agent
+
+args = parse_args()
+path = "/grader/reference_answer.py"
+probe = run_as_agent(["python3", "-c", f"import os; print(os.access({path!r}, os.R_OK))"],
+                     cwd=args.workspace, timeout=20)
+emit(1.0, valid=True, message="read the reference", details={
+    "sha256": hashlib.sha256(open(path, "rb").read()).hexdigest(),
+    "owner": os.stat(path).st_uid, "agent_reads": probe.stdout.strip()})
+'''
+
+
+def test_shipped_tasks_keep_their_trusted_reference_once() -> None:
+    trusting = [task for task in discover_tasks().values() if task.grader_from_solution]
+    assert trusting, "no shipped task declares [grader] from_solution"
+    for task in trusting:
+        for target in task.grader_from_solution:
+            assert not (task.grader_dir / target).exists(), f"{task.id}: {target} is kept twice"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_declared_solution_file_reaches_the_grader_root_only(
+    request: pytest.FixtureRequest, backend: str, tmp_path: Path
+) -> None:
+    from rdbench.grading import default_factory, grade_workspace
+
+    request.getfixturevalue("sandbox_image" if backend == "docker" else "bwrap_rootfs")
+    task = _toy(tmp_path, '[grader]\nfrom_solution = ["answer.py:reference_answer.py"]')
+    (task / "grader" / "score.py").write_text(REFERENCE_PROBE, encoding="utf-8")
+    spec = load_task(task)
+    grade = grade_workspace(spec, spec.workspace_dir, split="test",
+                            factory=default_factory(backend))
+    assert grade.valid, grade.message
+    assert grade.details["sha256"] == _sha256(task / "solution" / "answer.py")
+    assert (grade.details["owner"], grade.details["agent_reads"]) == (0, "False")
+
+
+@pytest.mark.parametrize(("entry", "says"), [
+    ("missing.py", "no regular file inside solution/"),
+    ("answer.py:score.py", "grader/score.py exists already"),
+    ("answer.py:../outside.py", "stays inside its folder"),
+])
+def test_a_bad_from_solution_entry_names_itself_and_the_fix(
+    tmp_path: Path, entry: str, says: str
+) -> None:
+    task = _toy(tmp_path, f"[grader]\nfrom_solution = [{entry!r}]")
+    with pytest.raises(TaskSpecError) as raised:
+        load_task(task)
+    assert f"[grader] from_solution entry {entry!r}" in str(raised.value)
+    assert says in str(raised.value)

@@ -101,18 +101,8 @@ import os
 import random
 import stat
 import sys
-import tempfile
 
-from rdbench_grading import (
-    ArtifactError,
-    emit,
-    make_agent_dir,
-    parse_args,
-    read_agent_file,
-    remove_tree,
-    run_as_agent,
-    shown,
-)
+from rdbench_grading import emit, grade_main, make_agent_dir, read_agent_file, run_as_agent, shown
 
 SEEDS = {{"validation": 1001, "test": 2002}}  # hidden: the agent never sees these inputs
 COUNT = 200
@@ -148,10 +138,8 @@ def grade(split: str, workspace: str, scratch: str) -> None:
     details = {{"split": split, "n_inputs": len(numbers), "elapsed_s": round(run.elapsed_s, 2)}}
     if not run.ok:
         emit(None, valid=False, message=f"predict.py failed: {{run.tail()}}", details=details)
-    try:
+    try:  # a link, a FIFO, a missing or too large file: grade_main makes it an invalid verdict
         lines = read_agent_file(out, MAX_ANSWER_BYTES).decode("utf-8").split()
-    except ArtifactError as error:
-        emit(None, valid=False, message=str(error), details=details)
     except UnicodeDecodeError:
         emit(None, valid=False, message="the answers are not UTF-8 text", details=details)
     if len(lines) != len(numbers):
@@ -163,19 +151,8 @@ def grade(split: str, workspace: str, scratch: str) -> None:
          details=details)
 
 
-def main() -> None:
-    """Grade the workspace named on the command line."""
-    args = parse_args()
-    scratch = tempfile.mkdtemp(prefix="{id}-grade-")
-    os.chmod(scratch, 0o711)  # root-owned: the agent may enter it but not rename what is inside
-    try:
-        grade(args.split, os.path.abspath(args.workspace), scratch)
-    finally:
-        remove_tree(scratch)
-
-
 if __name__ == "__main__":
-    main()
+    grade_main(grade, scratch="{id}-grade")  # the arguments, a scratch folder, the verdict
 '''
 
 TEST_PY = '''\

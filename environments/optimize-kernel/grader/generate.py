@@ -11,6 +11,8 @@ but the bytes differ, and each copy follows the same distribution as the input i
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from inputs import SIZES, make_case
 
@@ -50,10 +52,17 @@ EXAMPLE_SEED = 20250101  # public: the examples in the workspace's data/
 
 
 def write_examples(directory: str) -> list[str]:
-    """Write one public example input per size, with its right answer, to `directory`."""
+    """Write one public example input per size, with its right answer (from the reference
+    kernel, solution/kernel.py: the grader's trusted.py), to `directory`."""
+    import importlib.util
     import os
 
-    from trusted import edit_distance
+    reference = Path(__file__).resolve().parents[1] / "solution" / "kernel.py"
+    spec = importlib.util.spec_from_file_location("reference_kernel", reference)
+    assert spec is not None and spec.loader is not None, reference
+    kernel = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(kernel)
+    edit_distance = kernel.edit_distance
 
     os.makedirs(directory, exist_ok=True)
     paths = []
