@@ -223,6 +223,20 @@ class RDEnv(gym.Env[str, Any]):
         self._record("error", message=reason, agent=True)
         return self._finish(terminated=False, info={"step": self.steps, "ended_early": reason})
 
+    def _prepare_image(self) -> None:
+        """Build the task's own image (its requirements.txt layered on the sandbox image)
+        if it is missing; its failure is SandboxUnavailable, saying why. A task that needs
+        nothing extra runs the sandbox image: nothing to do."""
+        if not self.task.own_image:
+            return
+        from rdbench.image import ImageBuildError
+        from rdbench.task_image import prepare_task_image
+
+        try:
+            prepare_task_image(self.task)
+        except ImageBuildError as error:
+            raise SandboxUnavailable(str(error)) from error
+
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[str, dict[str, Any]]:
@@ -232,6 +246,7 @@ class RDEnv(gym.Env[str, Any]):
         self._closing = False
         self._remove_scratch()
         self.labels.setdefault("rdbench.episode", uuid.uuid4().hex[:12])
+        self._prepare_image()
         config = self.task.sandbox_config(labels={"rdbench.role": "agent", **self.labels})
         self.sandbox = self._factory(config)
         self.sandbox_used = getattr(self.sandbox, "backend", self.sandbox_name)
