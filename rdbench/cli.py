@@ -671,10 +671,11 @@ def image_build(
         try:
             own = ensure_task_image(spec, client, rebuild=rebuild, base=base)
         except ImageBuildError as error:
-            console.print(f"[bold red]{spec.id}[/]: {escape(str(error))}", highlight=False)
+            console.print(f"[bold red]{spec.id}[/]: {escape(str(error))}", highlight=False,
+                          soft_wrap=True)
             failed.append(spec.id)
             continue
-        console.print(f"task {spec.id}: {own}", highlight=False)
+        console.print(f"task {spec.id}: {own}", highlight=False, soft_wrap=True)
         tags.append(own)
     for name in backend_names():  # each backend makes what it needs from each image
         for built in dict.fromkeys(tags):

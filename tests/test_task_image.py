@@ -185,6 +185,45 @@ def test_a_layer_build_has_no_network(
         docker_client.images.remove(tag)  # type: ignore[attr-defined]
 
 
+@pytest.fixture
+def clashing_task(tmp_path: Path) -> Path:
+    """A copy of the layered task asking for another numpy than the sandbox image pins."""
+    task_dir = copy_task(LAYERED_TASK, tmp_path)
+    (task_dir / "requirements.txt").write_text("tabulate==0.9.0\nnumpy==1.26.4\n")
+    return task_dir
+
+
+@pytest.mark.docker
+def test_a_requirement_against_the_images_pins_fails_naming_the_task(
+    sandbox_image: str, clashing_task: Path
+) -> None:
+    from rdbench.image import ImageBuildError
+    from rdbench.task_image import ensure_task_image
+
+    task = load_task(clashing_task)
+    with pytest.raises(ImageBuildError) as caught:
+        ensure_task_image(task)
+    message = str(caught.value)
+    assert "image layer of task layered-task" in message
+    assert "numpy==1.26.4" in message and "image/requirements.txt" in message
+
+
+@pytest.mark.docker
+def test_a_failed_layer_build_is_a_sandbox_start_failure(
+    sandbox_image: str, clashing_task: Path
+) -> None:
+    from rdbench.env import RDEnv
+    from rdbench.sandbox import SandboxUnavailable
+
+    env = RDEnv(load_task(clashing_task), sandbox="docker")
+    try:
+        with pytest.raises(SandboxUnavailable, match="image layer of task layered-task"):
+            env.reset()
+        assert env.sandbox is None
+    finally:
+        env.close()
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_oracle_scores_1_and_null_0_on_the_layer(
     backend: str, layer_image: str, tmp_path: Path
@@ -225,9 +264,16 @@ def test_the_package_is_there_only_in_the_layered_task(backend: str, layer_image
 
 
 @pytest.mark.docker
-def test_image_build_builds_and_exports_a_named_tasks_layer(layer_image: str) -> None:
+@pytest.mark.bwrap
+def test_image_build_builds_and_exports_a_named_tasks_layer(
+    sandbox_image: str, layer_image: str
+) -> None:
     from rdbench.cli import app
+    from rdbench.sandbox.rootfs import rootfs_dir
 
     result = CliRunner().invoke(app, ["image", "build", "--task", str(LAYERED_TASK)])
     assert result.exit_code == 0, result.output
-    assert f"task layered-task: {layer_image}" in result.output
+    lines = result.output.splitlines()
+    assert lines[:2] == [f"sandbox image: {sandbox_image}", f"task layered-task: {layer_image}"]
+    assert f"bwrap root filesystem: {rootfs_dir(layer_image) / 'root'}" in lines
+    assert f"bwrap root filesystem: {rootfs_dir(sandbox_image) / 'root'}" in lines
