@@ -137,7 +137,10 @@ def prepare_task_image(task: TaskSpec) -> str | None:
         client = _docker_client()
     except ImageBuildError:
         return task_image_tag(task)
-    return ensure_task_image(task, client)
+    try:
+        return ensure_task_image(task, client)
+    finally:
+        client.close()
 
 
 def layer_context(ctx: Path, requirements: Path, wheelhouse: Path) -> Path:
