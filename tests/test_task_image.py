@@ -25,6 +25,14 @@ def copy_task(source: Path, destination: Path) -> Path:
     return Path(shutil.copytree(source, destination / source.name))
 
 
+def named_image_task(destination: Path, name: str) -> Path:
+    """A copy of the toy task whose task.toml names the image `name`."""
+    task_dir = copy_task(TOY_TASK, destination)
+    with (task_dir / "task.toml").open("a") as toml:
+        toml.write(f'\n[image]\nname = "{name}"\n')
+    return task_dir
+
+
 def configuration(task_dir: Path) -> dict[str, object]:
     """The identity configuration of a null episode of the task in `task_dir`, on docker."""
     return episode_configuration(
@@ -101,9 +109,7 @@ def test_requirements_and_an_image_name_together_are_refused(tmp_path: Path) -> 
 
 
 def test_a_named_image_is_run_as_is(tmp_path: Path) -> None:
-    task_dir = copy_task(TOY_TASK, tmp_path)
-    with (task_dir / "task.toml").open("a") as toml:
-        toml.write('\n[image]\nname = "my-lab/image:1"\n')
+    task_dir = named_image_task(tmp_path, "my-lab/image:1")
     task = load_task(task_dir)
     assert task.image_name == "my-lab/image:1" == task_image_tag(task)
     assert task.sandbox_config(grading=True).image == "my-lab/image:1"
@@ -111,9 +117,7 @@ def test_a_named_image_is_run_as_is(tmp_path: Path) -> None:
 
 
 def test_a_malformed_image_name_is_refused(tmp_path: Path) -> None:
-    task_dir = copy_task(TOY_TASK, tmp_path)
-    with (task_dir / "task.toml").open("a") as toml:
-        toml.write('\n[image]\nname = "My Image"\n')
+    task_dir = named_image_task(tmp_path, "My Image")
     with pytest.raises(TaskSpecError, match=r"\[image\] name"):
         load_task(task_dir)
 
@@ -222,6 +226,43 @@ def test_a_failed_layer_build_is_a_sandbox_start_failure(
         assert env.sandbox is None
     finally:
         env.close()
+
+
+@pytest.mark.docker
+def test_a_missing_named_image_is_an_error_naming_the_task_and_the_fix(
+    docker_client: object, tmp_path: Path
+) -> None:
+    from rdbench.image import ImageBuildError
+    from rdbench.task_image import ensure_task_image
+
+    name = f"rdbench-test-missing:{uuid.uuid4().hex[:12]}"
+    task = load_task(named_image_task(tmp_path, name))
+    with pytest.raises(ImageBuildError) as caught:
+        ensure_task_image(task, docker_client)
+    message = str(caught.value)
+    assert f"Task toy-task runs the image {name}" in message and "docker load" in message
+
+
+@pytest.mark.docker
+def test_a_named_image_is_what_the_tasks_sandboxes_run(
+    docker_client: object, sandbox_image: str, tmp_path: Path
+) -> None:
+    from rdbench.env import RDEnv
+
+    repository, tag = "rdbench-test-named", uuid.uuid4().hex[:12]
+    name = f"{repository}:{tag}"
+    docker_client.images.get(sandbox_image).tag(repository, tag)  # type: ignore[attr-defined]
+    try:
+        env = RDEnv(load_task(named_image_task(tmp_path, name)), sandbox="docker")
+        try:
+            env.reset()
+            assert env.sandbox is not None
+            container = docker_client.containers.get(env.sandbox.id)  # type: ignore[attr-defined]
+            assert container.attrs["Config"]["Image"] == name
+        finally:
+            env.close()
+    finally:
+        docker_client.images.remove(name)  # type: ignore[attr-defined]  # the tag only
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
