@@ -735,24 +735,49 @@ def image_build(
                      "or a base image to build on."),
     ] = "auto",
     rebuild: Annotated[bool, typer.Option(help="Build even if the tag exists.")] = False,
+    task: Annotated[list[str] | None, typer.Option(
+        help="Build this task's own image (an id or a task folder; repeatable) instead of "
+             "every shipped task's.")] = None,
 ) -> None:
-    """Build the sandbox image if its inputs changed (the tag carries their hash)."""
+    """Build the sandbox image if its inputs changed (the tag carries their hash), and the
+    image layer of every task with its own requirements.txt."""
     from rdbench.image import ImageBuildError, ensure_image
     from rdbench.sandbox import SandboxUnavailable, backend_names, get_backend
     from rdbench.sandbox.docker import connect
+    from rdbench.task import TaskSpecError, discover_tasks, get_task
+    from rdbench.task_image import ensure_task_image
 
     try:
-        tag = ensure_image(connect(), base=base, rebuild=rebuild)
-    except (ImageBuildError, SandboxUnavailable) as error:
+        client = connect()
+        tag = ensure_image(client, base=base, rebuild=rebuild)
+        tasks = [get_task(name) for name in task] if task else list(discover_tasks().values())
+    except (ImageBuildError, SandboxUnavailable, TaskSpecError) as error:
         raise _fail(str(error)) from error
     console.print(f"sandbox image: {tag}")
-    for name in backend_names():  # each backend makes what it needs from the image
+    tags = [tag]
+    failed = []
+    for spec in tasks:
+        if not spec.own_image:
+            continue
         try:
-            made = get_backend(name).prepare(tag)
-        except SandboxUnavailable as error:
-            raise _fail(f"{name}: {error}") from error
-        if made is not None:
-            console.print(made)
+            own = ensure_task_image(spec, client, rebuild=rebuild, base=base)
+        except ImageBuildError as error:
+            console.print(f"[bold red]{spec.id}[/]: {escape(str(error))}", highlight=False,
+                          soft_wrap=True)
+            failed.append(spec.id)
+            continue
+        console.print(f"task {spec.id}: {own}", highlight=False, soft_wrap=True)
+        tags.append(own)
+    for name in backend_names():  # each backend makes what it needs from each image
+        for built in dict.fromkeys(tags):
+            try:
+                made = get_backend(name).prepare(built)
+            except SandboxUnavailable as error:
+                raise _fail(f"{name}: {error}") from error
+            if made is not None:
+                console.print(made)
+    if failed:
+        raise _fail(f"the image of task(s) {', '.join(failed)} could not be made (see above)")
 
 
 @sandbox_app.command("check")

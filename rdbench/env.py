@@ -42,6 +42,7 @@ from rdbench.sandbox.base import (
 from rdbench.spaces import AnyText
 from rdbench.starting_workspace import starting_workspace
 from rdbench.task import Budget, TaskSpec, get_task
+from rdbench.task_image import prepare_task_image
 from rdbench.tool_variants import ToolChoice, describe, parse_tool_set
 from rdbench.tools import (
     DEFAULT_TOOLS,
@@ -232,6 +233,7 @@ class RDEnv(gym.Env[str, Any]):
         self._closing = False
         self._remove_scratch()
         self.labels.setdefault("rdbench.episode", uuid.uuid4().hex[:12])
+        prepare_task_image(self.task)  # a task with its own packages: its layer, if missing
         config = self.task.sandbox_config(labels={"rdbench.role": "agent", **self.labels})
         self.sandbox = self._factory(config)
         self.sandbox_used = getattr(self.sandbox, "backend", self.sandbox_name)

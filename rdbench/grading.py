@@ -30,6 +30,7 @@ from rdbench.sandbox.base import (
     SandboxError,
 )
 from rdbench.task import Scoring, TaskSpec
+from rdbench.task_image import prepare_task_image
 
 log = structlog.get_logger()
 
@@ -148,6 +149,7 @@ def grade_archive(
     started = time.monotonic()
     log.info("grade.start", task=task.id, split=split)
     try:
+        prepare_task_image(task)  # a task with its own packages: its layer, if missing
         sandbox = factory(config)
     except SandboxError as error:
         raise GradingError(f"Could not start a grading sandbox: {error}") from error

@@ -62,6 +62,17 @@ def sandbox_image() -> str:
     return image_tag()
 
 
+def task_image(task: TaskSpec) -> dict[str, str]:
+    """What identifies a task's own image, beyond the sandbox image: {"task_image": tag} for
+    a task with a layer or a named image (see rdbench.task_image), {} for one that runs the
+    sandbox image (so its identity is what it was before task images existed)."""
+    if not task.own_image:
+        return {}
+    from rdbench.task_image import task_image_tag
+
+    return {"task_image": task_image_tag(task)}
+
+
 def resolved_tools(task: TaskSpec, tools: list[str] | None) -> list[str]:
     """The tool set an env of `task` gives the agent for the requested `tools` (the task's
     default for None), each entry in its canonical text with its tool variant
@@ -93,6 +104,7 @@ def episode_configuration(
         "identity_version": IDENTITY_VERSION,
         "task": {"id": task.id, "version": task.version, "hash": task_content_hash(task.root)},
         "image": sandbox_image(),
+        **task_image(task),
         "agent": agent,
         "agent_options": agent_options,
         "scaffold": scaffold,

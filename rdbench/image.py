@@ -368,10 +368,12 @@ def _build_lock() -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _wheelhouse(requirements: Path, arch: str) -> Path:
-    """A folder of wheels for `requirements` on CPython 3.11 / glibc 2.36 / `arch`, downloaded
-    on the host once and cached."""
+def _wheelhouse(requirements: Path, arch: str, *, constraints: Path | None = None) -> Path:
+    """A folder of wheels for `requirements` (held to the pins of `constraints`, if given) on
+    CPython 3.11 / glibc 2.36 / `arch`, downloaded on the host once and cached."""
     data = requirements.read_bytes()
+    if constraints is not None:
+        data += b"\0constraints\0" + constraints.read_bytes()
     key = hashlib.sha256(data + f"\0{PYTHON_VERSION}\0{arch}".encode()).hexdigest()[:12]
     folder = _cache_dir() / "wheelhouse" / key
     if (folder / ".complete").is_file():
@@ -389,6 +391,8 @@ def _wheelhouse(requirements: Path, arch: str) -> Path:
     ]  # fmt: skip
     for platform in platforms:
         command += ["--platform", platform]
+    if constraints is not None:
+        command += ["-c", str(constraints)]
     log.info("image.wheelhouse.download", requirements=str(requirements), arch=arch)
     folder.mkdir(parents=True, exist_ok=True)
     done = subprocess.run(command, capture_output=True, text=True, check=False)
@@ -404,8 +408,13 @@ def _wheelhouse(requirements: Path, arch: str) -> Path:
     return folder
 
 
-def _build(client: Any, ctx: Path, *, tag: str, base: str, nocache: bool = False) -> str:
-    """Build the image in `ctx` as `tag` on `base`, logging progress; return its id."""
+def _build(
+    client: Any, ctx: Path, *, tag: str, base: str, nocache: bool = False,
+    network_mode: str | None = None,
+) -> str:
+    """Build the image in `ctx` as `tag` on `base` (its RUN steps on the network
+    `network_mode`, "none" for none; default: the engine's), logging progress; return its
+    id."""
     import docker.errors
 
     started = time.monotonic()
@@ -420,6 +429,7 @@ def _build(client: Any, ctx: Path, *, tag: str, base: str, nocache: bool = False
             rm=True,
             forcerm=True,
             nocache=nocache,
+            network_mode=network_mode,
             decode=True,
             timeout=1800,
         ):

@@ -23,6 +23,12 @@ REQUIRED_FILES = {
 }
 TASK_ID_PATTERN = re.compile(r"^[a-z][a-z0-9-]*[a-z0-9]$")
 TOOL_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+IMAGE_NAME_PATTERN = re.compile(
+    r"^[a-z0-9][a-z0-9._/-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[0-9a-f]{64})?$"
+)
+# A task's own Python packages, layered on the sandbox image: one `name==version` a line.
+IMAGE_REQUIREMENTS = "requirements.txt"
+PINNED_LINE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9._,-]+\])?==[A-Za-z0-9.+!_-]+$")
 
 
 class TaskSpecError(ValueError):
@@ -124,6 +130,17 @@ class GraderFiles(_Strict):
         "to solution/, TARGET to grader/) or 'NAME'"))
 
 
+class TaskImage(_Strict):
+    """The image the task's sandboxes run ([image] in task.toml); without it, the sandbox
+    image, with a layer of the task's requirements.txt when its folder holds one (see
+    rdbench/task_image.py and docs/task-images.md)."""
+
+    name: str | None = Field(None, pattern=IMAGE_NAME_PATTERN.pattern, description=(
+        "a prebuilt image the Docker engine has ('repository:tag'), run as is by the "
+        "task's agent, grading and lab sandboxes; it must hold what the sandbox image holds "
+        "(the agent user, /opt/rdbench-venv, /grader); not together with requirements.txt"))
+
+
 class LabFiles(_Strict):
     """What the lab sandbox's lab/ holds besides the task's lab/ folder ([lab] in task.toml)."""
 
@@ -156,6 +173,7 @@ class TaskSpec(_Strict):
     workspace: WorkspaceFiles = WorkspaceFiles()
     grader: GraderFiles = GraderFiles()
     lab: LabFiles = LabFiles()
+    image: TaskImage = TaskImage()
     root: Path = Field(exclude=True)
 
     @property
@@ -224,6 +242,24 @@ class TaskSpec(_Strict):
         }
 
     @property
+    def image_requirements(self) -> Path | None:
+        """The task's requirements.txt (its own packages, layered on the sandbox image), or
+        None when its folder holds none."""
+        path = self.root / IMAGE_REQUIREMENTS
+        return path if path.is_file() else None
+
+    @property
+    def image_name(self) -> str | None:
+        """The prebuilt image named by [image] name in task.toml, or None."""
+        return self.image.name
+
+    @property
+    def own_image(self) -> bool:
+        """Whether the task runs an image of its own (a layer, or a named image) instead of
+        the sandbox image."""
+        return self.image_name is not None or self.image_requirements is not None
+
+    @property
     def solution_dir(self) -> Path:
         """Hidden reference solution, laid over the workspace by the oracle."""
         return self.root / "solution"
@@ -232,7 +268,13 @@ class TaskSpec(_Strict):
         self, *, grading: bool = False, labels: dict[str, str] | None = None,
         image: str | None = None,
     ) -> SandboxConfig:
-        """The sandbox this task's episodes (or, with `grading`, its gradings) run in."""
+        """The sandbox this task's episodes (or, with `grading`, its gradings) run in: on
+        `image`, by default the task's own image (see rdbench.task_image) or, for a task that
+        needs nothing extra, the backend's default (the sandbox image)."""
+        if image is None and self.own_image:
+            from rdbench.task_image import task_image_tag
+
+            image = task_image_tag(self)
         return SandboxConfig(
             cpus=self.sandbox.cpus,
             memory_mb=self.sandbox.memory_mb,
@@ -318,7 +360,38 @@ def load_task(folder: str | Path) -> TaskSpec:
     _check_lab_tools(spec, toml_path)
     _check_lab_files(spec, toml_path)
     _check_grader_files(spec, toml_path)
+    _check_image(spec, toml_path)
     return spec
+
+
+def _check_image(spec: TaskSpec, toml_path: Path) -> None:
+    """TaskSpecError when the task both names an image and has a requirements.txt, or when a
+    line of its requirements.txt is not pinned as `name==version`."""
+    requirements = spec.image_requirements
+    if requirements is None:
+        return
+    if spec.image_name is not None:
+        raise TaskSpecError(
+            f"{toml_path}: [image] name = {spec.image_name!r} and {requirements} both choose "
+            "the task's image; keep one: the named image is run as is, requirements.txt is "
+            "layered on the sandbox image"
+        )
+    pinned = 0
+    for number, raw in enumerate(requirements.read_text(encoding="utf-8").splitlines(), 1):
+        line = raw.split(" #", 1)[0].strip() if not raw.lstrip().startswith("#") else ""
+        if not line:
+            continue
+        if not PINNED_LINE.fullmatch(line):
+            raise TaskSpecError(
+                f"{requirements}:{number}: {line!r} is not pinned; write one requirement a "
+                "line as name==version (for example tabulate==0.9.0), no options, ranges or "
+                "URLs, so the layer's tag names exactly what is inside"
+            )
+        pinned += 1
+    if pinned == 0:
+        raise TaskSpecError(
+            f"{requirements}: names no package; add name==version lines or delete the file"
+        )
 
 
 def _check_entry(entry: str, where: str) -> tuple[PurePosixPath, PurePosixPath]:
