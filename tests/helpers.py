@@ -1,13 +1,19 @@
-"""Shared test helpers: the toy task and small task-folder builders."""
+"""Shared test helpers: the toy task, small task-folder builders, and what a task's own tests
+need (its grader's modules imported by path, its [scoring] table, a cached grader)."""
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
+import sys
 import tempfile
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
+
+from rdbench.task import Scoring, load_task
 
 # Both sandbox backends, each marked with what it needs (see conftest.py).
 BACKENDS = [
@@ -15,6 +21,22 @@ BACKENDS = [
     pytest.param("bwrap", marks=pytest.mark.bwrap),
 ]
 TOY_TASK = Path(__file__).parent / "fixtures" / "toy-task"
+
+
+def load_module(path: Path, name: str) -> ModuleType:
+    """The Python file `path` imported as the module `name`, registered in sys.modules (the
+    dataclasses it defines look their module up there while it executes)."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None, path
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def task_scoring(task: Path) -> Scoring:
+    """The [scoring] table of the task folder `task`, as the framework reads it."""
+    return load_task(task).scoring
 
 
 def copy_toy_task(destination: Path) -> Path:

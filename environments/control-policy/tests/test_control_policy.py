@@ -9,18 +9,16 @@ differences of numpy's math across CPUs.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
-from helpers import WorkspaceGrader
+from helpers import WorkspaceGrader, load_module, task_scoring
 
 from rdbench.task import Scoring
 
@@ -36,12 +34,7 @@ Grade = WorkspaceGrader  # called like grade(split=..., solution=..., files=...)
 
 def _module(path: Path, name: str) -> ModuleType:
     pytest.importorskip("gymnasium")
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_module(path, name)
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +52,7 @@ def network() -> ModuleType:
 @pytest.fixture(scope="module")
 def scoring() -> Scoring:
     """The task's [scoring] table."""
-    table = tomllib.loads((TASK / "task.toml").read_text(encoding="utf-8"))["scoring"]
-    return Scoring(**table)
+    return task_scoring(TASK)
 
 
 def one_line_rule() -> str:

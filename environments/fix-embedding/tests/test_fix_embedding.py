@@ -9,16 +9,16 @@ ignore, and the cheats on the one file it reads (model.pt) are tested one by one
 
 from __future__ import annotations
 
-import importlib.util
 import io
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
-from helpers import WorkspaceGrader
+from helpers import WorkspaceGrader, load_module, task_scoring
+
+from rdbench.task import Scoring
 
 REPO = Path(__file__).resolve().parents[3]
 TASK = REPO / "environments" / "fix-embedding"
@@ -29,29 +29,17 @@ Verdict = dict[str, Any]
 Grade = Callable[..., Verdict]
 
 
-def _load(name: str) -> ModuleType:
-    path = TASK / "grader" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"fix_embedding_{name}", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def generate() -> ModuleType:
     """The task's grader/generate.py, imported by path."""
     pytest.importorskip("numpy")
-    return _load("generate")
+    return load_module(TASK / "grader" / "generate.py", "fix_embedding_generate")
 
 
 @pytest.fixture(scope="module")
-def scoring() -> Any:
+def scoring() -> Scoring:
     """The task's [scoring] table as the framework reads it."""
-    from rdbench.task import load_task
-
-    return load_task(TASK).scoring
+    return task_scoring(TASK)
 
 
 def test_generate_is_deterministic(generate: ModuleType) -> None:

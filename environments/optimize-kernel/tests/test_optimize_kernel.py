@@ -10,18 +10,16 @@ than compare raw scores with the anchors.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
 import subprocess
 import sys
-import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
-from helpers import WorkspaceGrader
+from helpers import WorkspaceGrader, load_module, task_scoring
 
 from rdbench.task import Scoring
 
@@ -34,29 +32,21 @@ Verdict = dict[str, Any]
 Grade = Callable[..., Verdict]
 
 
-def _load(name: str, path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up while it executes
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def grader_modules() -> Iterator[dict[str, ModuleType]]:
     """The grader's inputs, generate and trusted modules, and the workspace's baseline."""
     pytest.importorskip("numpy")
-    sys.path.insert(0, str(TASK / "grader"))
+    grader = TASK / "grader"
+    sys.path.insert(0, str(grader))
     try:
         yield {
-            "inputs": _load("inputs", TASK / "grader" / "inputs.py"),
-            "generate": _load("optimize_kernel_generate", TASK / "grader" / "generate.py"),
-            "trusted": _load("trusted", TASK / "solution" / "kernel.py"),  # [grader] from_solution
-            "baseline": _load("optimize_kernel_baseline", TASK / "grader" / "start_kernel.py"),
+            "inputs": load_module(grader / "inputs.py", "inputs"),
+            "generate": load_module(grader / "generate.py", "optimize_kernel_generate"),
+            "trusted": load_module(TASK / "solution" / "kernel.py", "trusted"),  # from_solution
+            "baseline": load_module(grader / "start_kernel.py", "optimize_kernel_baseline"),
         }
     finally:
-        sys.path.remove(str(TASK / "grader"))
+        sys.path.remove(str(grader))
         for name in ("inputs", "trusted", "optimize_kernel_generate", "optimize_kernel_baseline"):
             sys.modules.pop(name, None)
 
@@ -64,8 +54,7 @@ def grader_modules() -> Iterator[dict[str, ModuleType]]:
 @pytest.fixture(scope="module")
 def scoring() -> Scoring:
     """The task's [scoring] table."""
-    table = tomllib.loads((TASK / "task.toml").read_text(encoding="utf-8"))["scoring"]
-    return Scoring(**table)
+    return task_scoring(TASK)
 
 
 # --- host: the kernels, the inputs, the committed files ---------------------------------------
@@ -441,13 +430,13 @@ def test_the_answer_cache_works_when_runs_share_a_workspace(
     (tmp_path / "kernel.py").write_text(ANSWER_CACHE, encoding="utf-8")
     for size in ("short", "long"):
         first, copy = (generate.hidden_case("test", size, repeat) for repeat in (0, 1))
-        kernel = _load("answer_cache_kernel", tmp_path / "kernel.py")
+        kernel = load_module(tmp_path / "kernel.py", "answer_cache_kernel")
         assert np.array_equal(kernel.edit_distance(**first), trusted.edit_distance(**first))
         assert kernel.HITS == 0
         for folder in (tmp_path / "cache").iterdir():  # the mtimes alone carry the answers
             with contextlib.suppress(OSError):
                 os.removexattr(folder, "user.answers")
-        kernel = _load("answer_cache_kernel", tmp_path / "kernel.py")  # a new run
+        kernel = load_module(tmp_path / "kernel.py", "answer_cache_kernel")  # a new run
         assert np.array_equal(kernel.edit_distance(**copy), trusted.edit_distance(**copy))
         assert kernel.HITS == 1, size
     sys.modules.pop("answer_cache_kernel", None)

@@ -9,7 +9,6 @@ export small models on the host: they need torch there and skip without it.
 from __future__ import annotations
 
 import ast
-import importlib.util
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +16,9 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from helpers import WorkspaceGrader
+from helpers import WorkspaceGrader, load_module, task_scoring
+
+from rdbench.task import Scoring
 
 REPO = Path(__file__).resolve().parents[3]
 TASK = REPO / "environments" / "restricted-architecture"
@@ -27,13 +28,7 @@ Grade = Callable[..., Verdict]
 
 
 def _load(name: str, path: Path | None = None) -> ModuleType:
-    path = path or TASK / "grader" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"restricted_architecture_{name}", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_module(path or TASK / "grader" / f"{name}.py", f"restricted_architecture_{name}")
 
 
 @pytest.fixture(scope="module")
@@ -50,11 +45,9 @@ def restrictions() -> ModuleType:
 
 
 @pytest.fixture(scope="module")
-def scoring() -> Any:
+def scoring() -> Scoring:
     """The task's [scoring] table as the framework reads it."""
-    from rdbench.task import load_task
-
-    return load_task(TASK).scoring
+    return task_scoring(TASK)
 
 
 def _model(forward: str, head: str = "") -> str:

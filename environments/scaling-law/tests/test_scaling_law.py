@@ -14,17 +14,15 @@ from __future__ import annotations
 
 import ast
 import hashlib
-import importlib.util
 import json
 import shutil
-import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
-from helpers import WorkspaceGrader
+from helpers import WorkspaceGrader, load_module, task_scoring
 
 from rdbench.env import RDEnv
 from rdbench.grading import grade_workspace
@@ -42,25 +40,16 @@ Verdict = dict[str, Any]
 Grade = Callable[..., Verdict]
 
 
-def _load(path: Path, name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def rules() -> ModuleType:
     """The grader's answer rules (grader/answer_rules.py), imported by path."""
-    return _load(TASK / "grader" / "answer_rules.py", "scaling_law_answer_rules")
+    return load_module(TASK / "grader" / "answer_rules.py", "scaling_law_answer_rules")
 
 
 @pytest.fixture(scope="module")
 def scoring() -> Scoring:
     """The [scoring] table of the task's task.toml."""
-    table = tomllib.loads((TASK / "task.toml").read_text(encoding="utf-8"))["scoring"]
-    return Scoring(**table)
+    return task_scoring(TASK)
 
 
 def _answer(**entries: dict[str, Any]) -> str:

@@ -11,13 +11,12 @@ lower quartile of repeated gradings, idle and loaded, see the comment there).
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import WorkspaceGrader
+from helpers import WorkspaceGrader, task_scoring
 
 from rdbench.task import Scoring
 
@@ -35,8 +34,7 @@ Grade = Callable[..., Verdict]
 @pytest.fixture(scope="module")
 def scoring() -> Scoring:
     """The [scoring] table of the task's task.toml."""
-    table = tomllib.loads((TASK / "task.toml").read_text(encoding="utf-8"))["scoring"]
-    return Scoring(**table)
+    return task_scoring(TASK)
 
 
 def test_solution_trains_the_same_configuration_as_the_original() -> None:

@@ -3,15 +3,15 @@
 
 from __future__ import annotations
 
-import importlib.util
-import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
-from helpers import WorkspaceGrader
+from helpers import WorkspaceGrader, load_module, task_scoring
+
+from rdbench.task import Scoring
 
 REPO = Path(__file__).resolve().parents[3]
 TASK = REPO / "environments" / "tabular-credit"
@@ -20,27 +20,17 @@ Verdict = dict[str, Any]
 Grade = Callable[..., Verdict]
 
 
-def _load_generate() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "tabular_credit_generate", TASK / "grader" / "generate.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def generate() -> ModuleType:
     """The task's grader/generate.py, imported by path."""
     pytest.importorskip("numpy")
-    return _load_generate()
+    return load_module(TASK / "grader" / "generate.py", "tabular_credit_generate")
 
 
 @pytest.fixture(scope="module")
-def scoring() -> dict[str, Any]:
+def scoring() -> Scoring:
     """The [scoring] table of the task's task.toml."""
-    return tomllib.loads((TASK / "task.toml").read_text(encoding="utf-8"))["scoring"]
+    return task_scoring(TASK)
 
 
 def test_generate_is_deterministic(generate: ModuleType) -> None:
@@ -168,7 +158,7 @@ def test_model_of_the_leaky_column_alone_scores_below_the_start(
     )
     verdict = grade(files={"train.py": _script(body)})
     assert verdict["valid"], verdict["message"]
-    assert verdict["raw_score"] < scoring["start"] - 0.1
+    assert verdict["raw_score"] < scoring.start - 0.1
 
 
 @pytest.mark.slow
