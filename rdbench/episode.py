@@ -23,7 +23,7 @@ import structlog
 
 from rdbench import __version__, infrastructure
 from rdbench.agents import Agent, TaskInfo, Usage, make_agent
-from rdbench.agents.base import TeamSeat
+from rdbench.agents.base import TeamSeat, TerminalAccess
 from rdbench.agents.scaffold import load_scaffold
 from rdbench.env import RDEnv
 from rdbench.grading import default_factory, grade_archive
@@ -202,7 +202,9 @@ def _act(
                      reset_info["budget"], seed=spec.seed,
                      record=_model_event_recorder(
                          transcript, episode, None if seat is None else seat.index),
-                     handoff=handoff, seat=seat),
+                     handoff=handoff, seat=seat,
+                     terminal=TerminalAccess(open=env.open_terminal,
+                                             time_left=lambda: env.time_left_s)),
             observation,
         )
         while not (episode.terminated or episode.truncated):
