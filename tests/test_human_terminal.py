@@ -1,0 +1,218 @@
+"""`rdbench run --agent human` driven as a person would, through a real terminal (tmux): a
+shell in the sandbox with a PTY on both backends, Ctrl-C that interrupts only the command,
+REPLs, full-screen programs, the size followed, and an episode limited by working time."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from helpers import BACKENDS, copy_toy_task
+
+from rdbench.records import load_result
+from rdbench.transcript import read_transcript
+
+PROMPT = r"left\] ~\$ ?$"  # in the home (capture-pane drops trailing spaces)
+ANY_PROMPT = r"left\] [^\n]*\$ ?$"
+# A full-screen program: curses in raw mode, showing its screen size, taking keys one by one
+# until `~`, then writing them to answer.py (what an editor does, without needing one).
+FULL_SCREEN_EDITOR = """\
+import curses
+
+def main(screen):
+    curses.raw()
+    rows, cols = screen.getmaxyx()
+    screen.addstr(0, 0, f"EDITING answer.py on a {rows}x{cols} screen")
+    screen.refresh()
+    typed = ""
+    while (key := screen.getkey()) != "~":
+        typed += key
+        screen.addstr(1, 0, typed)
+        screen.refresh()
+    with open("answer.py", "w") as file:
+        file.write(typed)
+
+curses.wrapper(main)
+"""
+
+
+class Tmux:
+    """One tmux session on its own server (its own socket), typed into with send-keys and
+    read with capture-pane, as a person at a terminal would use rdbench."""
+
+    def __init__(self, command: list[str], *, cwd: Path, rows: int = 40, cols: int = 120):
+        if shutil.which("tmux") is None:
+            pytest.skip("tmux is not installed (apt-get install tmux, or scripts/setup-host.sh)")
+        self.server = f"rdbench-test-{uuid.uuid4().hex[:8]}"
+        line = " ".join(_quote(part) for part in command)
+        self._tmux("new-session", "-d", "-s", "main", "-x", str(cols), "-y", str(rows),
+                   "-c", str(cwd), f"{line}; echo RUN-EXIT=$?; sleep 120")
+
+    def _tmux(self, *args: str) -> str:
+        return subprocess.run(["tmux", "-L", self.server, "-f", "/dev/null", *args],
+                              check=True, capture_output=True, text=True).stdout
+
+    def screen(self) -> str:
+        """The pane's text with its scrollback, trailing blank lines dropped."""
+        return self._tmux("capture-pane", "-p", "-J", "-S", "-2000", "-t", "main").rstrip()
+
+    def expect(self, pattern: str, timeout: float = 30.0) -> str:
+        """Wait until the screen matches `pattern` (multi-line); return the screen."""
+        deadline = time.monotonic() + timeout
+        while True:
+            screen = self.screen()
+            if re.search(pattern, screen, re.MULTILINE):
+                return screen
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no {pattern!r} on the screen:\n{screen[-3000:]}")
+            time.sleep(0.1)
+
+    def type(self, text: str, *, enter: bool = True) -> None:
+        """Type `text` literally (and Enter)."""
+        self._tmux("send-keys", "-t", "main", "-l", text)
+        if enter:
+            self.keys("Enter")
+
+    def keys(self, *names: str) -> None:
+        """Press keys by tmux's names (C-c, Enter, Escape)."""
+        self._tmux("send-keys", "-t", "main", *names)
+
+    def run(self, command: str, then: str, timeout: float = 30.0) -> str:
+        """Type `command` at the prompt and wait for `then` followed by the next prompt."""
+        self.type(command)
+        return self.expect(rf"{then}\n.*{ANY_PROMPT}", timeout)
+
+    def resize(self, rows: int, cols: int) -> None:
+        """Resize the window, as a person dragging their terminal's corner."""
+        self._tmux("resize-window", "-t", "main", "-x", str(cols), "-y", str(rows))
+
+    def kill(self) -> None:
+        """End the tmux server and what runs in it."""
+        subprocess.run(["tmux", "-L", self.server, "kill-server"], capture_output=True)
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "'\\''") + "'"
+
+
+def _rdbench_run(task: Path, out: Path, backend: str, *extra: str) -> list[str]:
+    return [sys.executable, "-c", "from rdbench.cli import app; app()", "run", "--task",
+            str(task), "--agent", "human", "--sandbox", backend, "--out", str(out), *extra]
+
+
+@pytest.fixture
+def toy_task_with_editor(tmp_path: Path) -> Path:
+    """The toy task, its workspace holding the full-screen editor edit.py."""
+    task = copy_toy_task(tmp_path / "tasks")
+    (task / "workspace" / "edit.py").write_text(FULL_SCREEN_EDITOR)
+    return task
+
+
+def _ready(backend: str, request: pytest.FixtureRequest) -> None:
+    request.getfixturevalue("sandbox_image")  # both: bwrap's files come from the image
+    if backend == "bwrap":
+        request.getfixturevalue("bwrap_rootfs")
+
+
+def _only_episode(out: Path) -> Path:
+    (folder,) = [path for path in out.iterdir() if path.is_dir()]
+    return folder
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_person_works_in_a_real_terminal_and_leaving_submits(
+    backend: str, tmp_path: Path, toy_task_with_editor: Path, request: pytest.FixtureRequest
+) -> None:
+    _ready(backend, request)
+    out = tmp_path / "runs"
+    tmux = Tmux(_rdbench_run(toy_task_with_editor, out, backend), cwd=tmp_path)
+    try:
+        screen = tmux.expect(PROMPT, timeout=90)
+        assert "Make `answer.py` print a bigger number" in screen
+        assert "score tool" not in screen and "call submit" not in screen.lower()
+        assert re.search(r"\[0:(09:5\d|10:00) left\] ~\$ ?$", screen, re.MULTILINE)
+        # cd into a folder and back: the shell keeps its working folder
+        tmux.type("mkdir -p sub && cd sub")
+        tmux.expect(r"left\] ~/sub\$ ?$")
+        tmux.run("pwd", r"^/home/agent/sub")
+        tmux.type("cd ..")
+        tmux.run("pwd", r"^/home/agent")
+        tmux.run("id -un", r"^agent")
+        # an interactive python3
+        tmux.type("python3")
+        tmux.expect(r"^>>> ?$")
+        tmux.type("2+3")
+        tmux.expect(r"^>>> 2\+3\n5\n>>> ?$")
+        tmux.type("exit()")
+        tmux.expect(PROMPT)
+        # Ctrl-C interrupts the running command, not the episode; the shell goes on
+        tmux.type("sleep 30")
+        tmux.expect(r"sleep 30$")
+        time.sleep(0.3)
+        started = time.monotonic()
+        tmux.keys("C-c")
+        tmux.expect(rf"\^C\n.*{PROMPT}", timeout=10)
+        assert time.monotonic() - started < 10
+        tmux.run("echo still-here-$((6 * 7))", r"^still-here-42")
+        # a full-screen program in raw mode: it sees the terminal's size and every key
+        tmux.type("python3 edit.py")
+        tmux.expect(r"EDITING answer.py on a 40x120 screen")
+        tmux.type("print(4)", enter=False)
+        tmux.expect(r"^print\(4\)")
+        tmux.type("~", enter=False)
+        tmux.expect(PROMPT)
+        tmux.run("cat answer.py; echo", r"^print\(4\)")
+        # the terminal's size is followed
+        tmux.resize(30, 100)
+        tmux.run("stty size", r"^30 100")
+        # leaving the shell ends the episode, graded
+        tmux.type("exit")
+        tmux.expect(r"RUN-EXIT=0", timeout=90)
+    finally:
+        tmux.kill()
+    folder = _only_episode(out)
+    result = load_result(folder)
+    assert result.agent == "human" and result.outcome == "submitted"
+    assert result.sandbox == backend
+    assert result.raw_score == 4.0 and result.normalized_score == pytest.approx(0.75)
+    assert result.steps == 1  # the whole session is one action
+    events = read_transcript(folder)
+    sessions = [event for event in events if event["type"] == "scaffold"]
+    assert [event["action"] for event in sessions] == ["terminal_open", "terminal_closed"]
+    assert sessions[1]["details"]["ended"] == "exit"
+    assert sessions[1]["details"]["exit_code"] == 0
+    assert sessions[1]["details"]["seconds"] > 1
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_working_time_running_out_closes_the_shell_and_grades(
+    backend: str, tmp_path: Path, toy_task_with_editor: Path, request: pytest.FixtureRequest
+) -> None:
+    _ready(backend, request)
+    out = tmp_path / "runs"
+    tmux = Tmux(_rdbench_run(toy_task_with_editor, out, backend, "--max-time", "8"),
+                cwd=tmp_path)
+    try:
+        tmux.expect(r"\[0:00:0\d left\] ~\$ ?$", timeout=90)
+        tmux.type("echo 'print(2)' > answer.py")
+        tmux.expect(PROMPT)
+        tmux.type("sleep 60")  # still running when the time is up
+        tmux.expect(r"Working time is up", timeout=30)
+        tmux.expect(r"RUN-EXIT=0", timeout=90)
+    finally:
+        tmux.kill()
+    result = load_result(_only_episode(out))
+    assert result.outcome == "limit" and result.limit_hit == "time"
+    assert result.raw_score == 2.0
+    assert 7 <= result.working_s < 30
+    events = read_transcript(_only_episode(out))
+    closed = [event for event in events if event.get("action") == "terminal_closed"]
+    assert closed[0]["details"]["ended"] == "time"
+    assert json.loads((_only_episode(out) / "result.json").read_text())["truncated"] is True
