@@ -145,6 +145,7 @@ def test_person_works_in_a_real_terminal_and_leaving_submits(
         tmux.type("cd ..")
         tmux.run("pwd", r"^/home/agent")
         tmux.run("id -un", r"^agent")
+        tmux.run("tty; stat -c %U $(tty)", r"^/dev/pts/\d+\nagent")  # its own, in the sandbox
         # an interactive python3
         tmux.type("python3")
         tmux.expect(r"^>>> ?$")

@@ -98,7 +98,7 @@ from rdbench.sandbox.rootfs import (
     image_env,
     rootfs_dir,
 )
-from rdbench.sandbox.terminal import PtyTerminal, set_pty_size
+from rdbench.sandbox.terminal import PtyTerminal, open_pty_in, set_pty_size
 
 log = structlog.get_logger()
 
@@ -116,6 +116,7 @@ SHM_BYTES = 64 * 1024 * 1024  # /dev/shm, as Docker sizes it
 # What /sys shows (read-only): the CPUs, which libraries read to size their thread pools.
 SYS_SHOWN = ["/sys/devices/system/cpu"]
 CGROUP_SHOWN = "/sys/fs/cgroup/cpuacct"  # where the sandbox's CPU-accounting group is shown
+TTY_GID = 5  # the group `tty` of Debian images, which owns terminals (as on Docker)
 READ_ONLY_HINT = (
     "the bwrap sandbox is read-only outside /home/agent, /tmp, /var/tmp and /grader"
 )
@@ -353,8 +354,9 @@ class BwrapSandbox:
         size: tuple[int, int] = (24, 80),
         timeout: float | None = None,
     ) -> PtyTerminal:
-        """Start `cmd` inside with a terminal: a host pseudo-terminal whose slave end the
-        command holds as its controlling terminal (`setsid --ctty` from the image), joined to
+        """Start `cmd` inside with a terminal: a pseudo-terminal of the sandbox's own
+        /dev/pts (see open_pty_in), made by the host, whose slave end the command holds as
+        its controlling terminal (`setsid --ctty` from the image), joined to
         the sandbox as every command is (nsenter, identity, seccomp, a cgroup leaf, rlimits
         for `timeout`, default the exec timeout). Closing the terminal kills the command and
         what is left in its leaf. See rdbench/sandbox/terminal.py."""
@@ -371,9 +373,11 @@ class BwrapSandbox:
             cwd=posixpath.normpath(cwd or AGENT_HOME), env=self._command_env(user, env),
             callers_env=bool(env), caps=caps, timeout=limit,
         )  # fmt: skip
+        master, slave = open_pty_in(self._holder.root)
         leaf = self.cgroups.exec_group() if self.cgroups is not None else None
-        master, slave = os.openpty()
         try:
+            if owner == AGENT_USER:  # as Docker gives a container's user its terminal
+                os.fchown(slave, AGENT_UID, TTY_GID)
             set_pty_size(slave, *size)
             process = launch(
                 argv, confined=True, cgroup=leaf, pid_namespace=self._holder.pid_namespace,

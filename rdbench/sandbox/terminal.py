@@ -22,6 +22,7 @@ import contextlib
 import fcntl
 import os
 import socket
+import stat
 import struct
 import subprocess
 import termios
@@ -38,6 +39,9 @@ log = structlog.get_logger()
 DEFAULT_SIZE = (24, 80)  # rows, columns
 DEFAULT_TERM = "xterm-256color"
 WAIT_POLL_S = 0.05
+PTMX_DEVICE = (5, 2)  # major, minor of /dev/ptmx (and of a devpts instance's own ptmx)
+TIOCSPTLCK = 0x40045431  # _IOW('T', 0x31, int): lock or unlock a pseudo-terminal's slave
+TIOCGPTPEER = 0x5441  # _IO('T', 0x41): open the slave of a master (Linux 4.13)
 
 
 class TerminalUnsupported(SandboxError):
@@ -106,6 +110,43 @@ def open_terminal(
     terminal: Terminal = opener(cmd or ["/bin/bash", "-i"], user=user, cwd=cwd,
                                 env=environment, size=size, timeout=timeout)
     return terminal
+
+
+def open_pty_in(root: int) -> tuple[int, int]:
+    """A new pseudo-terminal of the devpts mounted at dev/pts under the folder `root` (a
+    descriptor of a sandbox's root): (master, slave), both close-on-exec. Its slave is a
+    device of the sandbox's own /dev/pts, so programs inside find their terminal's name.
+
+    Nothing inside the sandbox may lead this elsewhere: each step is opened below the one
+    before without following symbolic links, the master must be a ptmx device, and the slave
+    comes from the master itself (TIOCGPTPEER), never from a path. SandboxError when the
+    sandbox has no such devpts."""
+    flags = os.O_NOFOLLOW | os.O_CLOEXEC
+    dev = pts = master = -1
+    try:
+        dev = os.open("dev", os.O_RDONLY | os.O_DIRECTORY | flags, dir_fd=root)
+        pts = os.open("pts", os.O_RDONLY | os.O_DIRECTORY | flags, dir_fd=dev)
+        master = os.open("ptmx", os.O_RDWR | os.O_NOCTTY | flags, dir_fd=pts)
+        found = os.fstat(master)
+        if not stat.S_ISCHR(found.st_mode) or (os.major(found.st_rdev),
+                                                os.minor(found.st_rdev)) != PTMX_DEVICE:
+            raise SandboxError("The sandbox's /dev/pts/ptmx is not the ptmx device")
+        fcntl.ioctl(master, TIOCSPTLCK, struct.pack("i", 0))  # unlock the slave
+        slave = fcntl.ioctl(master, TIOCGPTPEER, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as error:
+        if master >= 0:
+            os.close(master)
+        raise SandboxError(f"Could not make a terminal in the sandbox's /dev/pts: {error}"
+                           ) from error
+    except BaseException:
+        if master >= 0:
+            os.close(master)
+        raise
+    finally:
+        for fd in (pts, dev):
+            if fd >= 0:
+                os.close(fd)
+    return master, int(slave)
 
 
 def set_pty_size(fd: int, rows: int, cols: int) -> None:
