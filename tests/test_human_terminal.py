@@ -6,17 +6,21 @@ from __future__ import annotations
 
 import json
 import re
+import select
 import shutil
 import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from helpers import BACKENDS, copy_toy_task
 
 from rdbench.records import load_result
+from rdbench.sandbox import Sandbox, SandboxConfig, make_sandbox
+from rdbench.sandbox.terminal import Terminal, open_terminal
 from rdbench.transcript import read_transcript
 
 PROMPT = r"left\] ~\$ ?$"  # in the home (capture-pane drops trailing spaces)
@@ -119,6 +123,70 @@ def _ready(backend: str, request: pytest.FixtureRequest) -> None:
     request.getfixturevalue("sandbox_image")  # both: bwrap's files come from the image
     if backend == "bwrap":
         request.getfixturevalue("bwrap_rootfs")
+
+
+@pytest.fixture
+def sandbox(backend: str, request: pytest.FixtureRequest) -> Iterator[Sandbox]:
+    """A small sandbox of each backend, labelled as this test's."""
+    _ready(backend, request)
+    config = SandboxConfig(cpus=1.0, memory_mb=512, disk_mb=256,
+                           labels={"rdbench.test": f"terminal-{uuid.uuid4().hex[:8]}"})
+    with make_sandbox(backend, config) as started:
+        yield started
+
+
+def _session_output(terminal: Terminal, typed: bytes, timeout: float = 30.0) -> str:
+    """Type `typed` into `terminal` and read until it ends (the text ends with `exit`)."""
+    terminal.write(typed)
+    output = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if select.select([terminal], [], [], 0.2)[0]:
+            chunk = terminal.read()
+            if not chunk:
+                break
+            output += chunk
+        elif terminal.wait(timeout=0) is not None:
+            break
+    return output.decode(errors="replace").replace("\r\n", "\n")
+
+
+# Identity, capabilities, no_new_privs, seccomp and rlimits (but CPU time, which follows
+# each command's timeout), as a command and as a terminal's program see them.
+WALLS = ("grep -E '^(Uid|Gid|Groups|CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs|Seccomp):'"
+         " /proc/self/status; grep -v 'Max cpu time' /proc/self/limits")
+
+
+def test_terminal_has_the_walls_and_limits_of_an_agents_commands(sandbox: Sandbox) -> None:
+    command = sandbox.exec(["/bin/sh", "-c", WALLS])
+    assert command.ok, command.stderr
+    terminal = open_terminal(sandbox, ["/bin/sh", "-c", WALLS])
+    try:
+        shown = _session_output(terminal, b"")
+        assert terminal.wait(timeout=10) == 0
+    finally:
+        terminal.close()
+    assert shown.split() == command.stdout.split()
+    assert "NoNewPrivs:\t1" in command.stdout and "CapEff:\t0000000000000000" in command.stdout
+
+
+def test_closing_a_terminal_ends_everything_it_started(sandbox: Sandbox) -> None:
+    terminal = open_terminal(sandbox, env={"PS1": "READY$ "})
+    try:
+        terminal.write(b"sleep 4321 & disown; echo started-$((40 + 2))\n")
+        seen = b""
+        deadline = time.monotonic() + 30
+        while b"started-42" not in seen and time.monotonic() < deadline:
+            if select.select([terminal], [], [], 0.2)[0]:
+                seen += terminal.read()
+        assert b"started-42" in seen
+        assert sandbox.exec(["pgrep", "-f", "sleep 4321"]).returncode == 0
+    finally:
+        terminal.close()
+    assert terminal.wait(timeout=10) is not None
+    left = sandbox.exec(["pgrep", "-f", "sleep 4321"])
+    assert left.returncode == 1, left.stdout  # none left
+    assert sandbox.exec(["true"]).ok  # the sandbox itself goes on
 
 
 def _only_episode(out: Path) -> Path:
