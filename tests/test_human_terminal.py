@@ -230,6 +230,17 @@ def test_person_works_in_a_real_terminal_and_leaving_submits(
         tmux.expect(rf"\^C\n.*{PROMPT}", timeout=10)
         assert time.monotonic() - started < 10
         tmux.run("echo still-here-$((6 * 7))", r"^still-here-42")
+        # job control: Ctrl-Z stops the job, the shell takes it back
+        tmux.type("sleep 31")
+        tmux.expect(r"sleep 31$")
+        time.sleep(0.3)
+        tmux.keys("C-z")
+        tmux.expect(rf"Stopped\s+sleep 31\n.*{PROMPT}", timeout=10)
+        tmux.type("fg")
+        tmux.expect(r"\$ fg\nsleep 31\s*$")
+        tmux.keys("C-c")
+        tmux.expect(rf"\^C\n.*{PROMPT}", timeout=10)
+        tmux.run("jobs | wc -l", r"^0")
         # a full-screen program in raw mode: it sees the terminal's size and every key
         tmux.type("python3 edit.py")
         tmux.expect(r"EDITING answer.py on a 40x120 screen")
