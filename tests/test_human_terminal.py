@@ -189,6 +189,19 @@ def test_closing_a_terminal_ends_everything_it_started(sandbox: Sandbox) -> None
     assert sandbox.exec(["true"]).ok  # the sandbox itself goes on
 
 
+def test_a_terminal_ends_when_its_sandbox_is_closed(sandbox: Sandbox) -> None:
+    terminal = open_terminal(sandbox)
+    try:
+        assert select.select([terminal], [], [], 30)[0]  # the prompt
+        sandbox.close()  # a run being stopped removes its sandboxes
+        deadline = time.monotonic() + 30
+        while terminal.read() and time.monotonic() < deadline:
+            pass
+        assert terminal.wait(timeout=10) is not None
+    finally:
+        terminal.close()
+
+
 def _only_episode(out: Path) -> Path:
     (folder,) = [path for path in out.iterdir() if path.is_dir()]
     return folder

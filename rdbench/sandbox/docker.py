@@ -271,7 +271,10 @@ class DockerSandbox:
             api.exec_resize(exec_id, height=rows, width=cols)
 
         def exit_code() -> int | None:
-            state = api.exec_inspect(exec_id)
+            try:
+                state = api.exec_inspect(exec_id)
+            except docker.errors.NotFound:  # removed with its container: killed
+                return -9
             code = state.get("ExitCode")
             return None if state.get("Running") or code is None else int(code)
 
