@@ -107,7 +107,8 @@ class HumanAgent:
             self._say("\n[rdbench] Working time is up: the shell was closed. Grading your "
                       "workspace on the hidden test split...\n")
             return NO_OP
-        self._say("\n[rdbench] Grading your workspace on the hidden test split...\n")
+        self._say("\n[rdbench] The shell ended: grading your workspace on the hidden test "
+                  "split...\n")
         return SUBMIT
 
     def usage(self) -> Usage:
