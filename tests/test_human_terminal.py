@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from helpers import BACKENDS, copy_toy_task
 
+from rdbench.agents.human import DEADLINE_FILE, SHELL, shell_env
 from rdbench.records import load_result
 from rdbench.sandbox import Sandbox, SandboxConfig, make_sandbox
 from rdbench.sandbox.terminal import Terminal, open_terminal
@@ -200,6 +201,38 @@ def test_a_terminal_ends_when_its_sandbox_is_closed(sandbox: Sandbox) -> None:
         assert terminal.wait(timeout=10) is not None
     finally:
         terminal.close()
+
+
+def _read_until(terminal: Terminal, pattern: str, timeout: float = 30.0) -> str:
+    seen = ""
+    deadline = time.monotonic() + timeout
+    while not re.search(pattern, seen) and time.monotonic() < deadline:
+        if select.select([terminal], [], [], 0.2)[0]:
+            seen += terminal.read().decode(errors="replace")
+    assert re.search(pattern, seen), f"no {pattern!r} in {seen[-500:]!r}"
+    return seen
+
+
+def test_the_prompt_shows_the_time_left_and_follows_a_moved_deadline(
+    sandbox: Sandbox,
+) -> None:
+    terminal = open_terminal(sandbox, SHELL,
+                             env=shell_env(int(time.time()) + 125, "tmux-256color"))
+    try:
+        _read_until(terminal, r"\[0:02:0[45] left\] ~\$ $")
+        terminal.write(b"echo $TERM\n")
+        _read_until(terminal, r"tmux-256color\r\n")
+        sandbox.write_file(DEADLINE_FILE, str(int(time.time()) + 3600), user="root")
+        terminal.write(b"\n")
+        _read_until(terminal, r"\[(0:59:5\d|1:00:00) left\] ~\$ $")
+    finally:
+        terminal.close()
+
+
+def test_an_unknown_terminal_type_is_shown_as_xterm() -> None:
+    assert shell_env(0, "my-own-term")["TERM"] == "xterm-256color"
+    assert shell_env(0, None)["TERM"] == "xterm-256color"
+    assert shell_env(0, "screen-256color")["TERM"] == "screen-256color"
 
 
 def _only_episode(out: Path) -> Path:

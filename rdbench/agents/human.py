@@ -6,7 +6,8 @@ an interactive bash in the episode's sandbox, as the agent user in its home, wit
 walls and limits as an AI agent's commands (TaskInfo.terminal, rdbench/sandbox/terminal.py).
 Their keys go there raw (rdbench/agents/terminal_session.py): editors, REPLs, job control and
 Ctrl-C work as in any terminal, and Ctrl-C interrupts the command, never the episode. The
-prompt shows the working time left.
+prompt shows the working time left, from the deadline the shell is given (RDBENCH_DEADLINE),
+or from DEADLINE_FILE once something that paused the working-time clock wrote a later one.
 
 A human episode is limited by working time (the task's time budget, or `rdbench run
 --max-time`), not by steps: the whole session is one action of the env. How it maps:
@@ -22,6 +23,7 @@ chunk of the session's output with its time (for a recorder).
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import Any, TextIO
@@ -34,9 +36,21 @@ from rdbench.sandbox.terminal import pty_size
 SHELL = ["/bin/bash", "--norc", "-i"]
 SUBMIT: dict[str, Any] = {"tool": "submit", "input": {}}
 NO_OP: dict[str, Any] = {"tool": "bash", "input": {"command": "true  # working time is up"}}
-# Bash computes the time left before each prompt, from the deadline it was given (epoch s).
+# Bash computes the time left before each prompt, from the deadline it was given (epoch s),
+# or the one in DEADLINE_FILE once that exists: whoever stops the working-time clock for a
+# while (a validation grading) writes the moved deadline there, as root.
+DEADLINE_FILE = "/tmp/.rdbench-deadline"
+# Terminal types the image's terminfo knows (Debian's ncurses-base); another is shown as
+# xterm-256color.
+KNOWN_TERMS = frozenset({
+    "ansi", "dumb", "linux", "rxvt-unicode", "rxvt-unicode-256color", "screen",
+    "screen-256color", "tmux", "tmux-256color", "vt100", "vt220", "xterm", "xterm-256color",
+    "xterm-color",
+})
 PROMPT_COMMAND = (
-    "__rdbench_s=$(( ${RDBENCH_DEADLINE:-0} - EPOCHSECONDS )); "
+    "__rdbench_d=${RDBENCH_DEADLINE:-0}; "
+    '[[ -r $RDBENCH_DEADLINE_FILE ]] && read -r __rdbench_d < "$RDBENCH_DEADLINE_FILE"; '
+    "__rdbench_s=$(( ${__rdbench_d:-0} - EPOCHSECONDS )); "
     "(( __rdbench_s < 0 )) && __rdbench_s=0; "
     "printf -v RDBENCH_LEFT '%d:%02d:%02d' $(( __rdbench_s / 3600 )) "
     "$(( __rdbench_s % 3600 / 60 )) $(( __rdbench_s % 60 ))"
@@ -95,7 +109,8 @@ class HumanAgent:
         deadline = int(time.time() + left)
         stdin_fd, stdout_fd = self._in.fileno(), self._out.fileno()
         size = pty_size(stdin_fd) or pty_size(stdout_fd) or (24, 80)
-        terminal = access.open(SHELL, env=shell_env(deadline), size=size, timeout=left)
+        terminal = access.open(SHELL, env=shell_env(deadline, os.environ.get("TERM")),
+                               size=size, timeout=left)  # fmt: skip
         self._record("terminal_open", f"an interactive shell, {left:.0f} s of working time "
                      "left", {"time_left_s": round(left, 3), "rows": size[0], "cols": size[1]})
         end = self.session = run_session(terminal, time_left=access.time_left,
@@ -131,11 +146,13 @@ def briefing(info: TaskInfo) -> str:
                            minutes=_duration(time_s))  # fmt: skip
 
 
-def shell_env(deadline: int) -> dict[str, str]:
+def shell_env(deadline: int, term: str | None = None) -> dict[str, str]:
     """The environment of the person's shell: a prompt showing the working time left until
-    `deadline` (epoch seconds), and a history kept out of the workspace."""
-    return {"RDBENCH_DEADLINE": str(deadline), "PROMPT_COMMAND": PROMPT_COMMAND, "PS1": PS1,
-            "HISTFILE": "/tmp/.bash_history"}  # fmt: skip
+    `deadline` (epoch seconds; DEADLINE_FILE, once written, moves it), the person's terminal
+    type `term` where the image knows it, and a history kept out of the workspace."""
+    return {"RDBENCH_DEADLINE": str(deadline), "RDBENCH_DEADLINE_FILE": DEADLINE_FILE,
+            "PROMPT_COMMAND": PROMPT_COMMAND, "PS1": PS1, "HISTFILE": "/tmp/.bash_history",
+            "TERM": term if term in KNOWN_TERMS else "xterm-256color"}  # fmt: skip
 
 
 def _ending_text(end: SessionEnd) -> str:
