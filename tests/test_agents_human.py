@@ -13,12 +13,14 @@ import termios
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from helpers import TOY_TASK
 
 from rdbench.agents import AgentError, TaskInfo, make_agent
+from rdbench.agents.base import TerminalAccess
 from rdbench.agents.human import briefing
 from rdbench.agents.terminal_session import SessionEnd, run_session
 from rdbench.sandbox.terminal import PtyTerminal, pty_size, set_pty_size
@@ -175,4 +177,15 @@ def test_human_agent_without_a_terminal_says_what_is_missing(tmp_path: Path) -> 
     agent._out = io.StringIO()  # type: ignore[attr-defined]
     agent.reset(human_info(tmp_path), "the env's briefing")
     with pytest.raises(AgentError, match="no terminal into its sandbox"):
+        agent.act("the env's briefing")
+
+
+def test_human_agent_without_a_real_terminal_says_so(tmp_path: Path) -> None:
+    agent = make_agent("human")
+    agent._in, agent._out = io.StringIO(), io.StringIO()  # type: ignore[attr-defined]
+    info = replace(human_info(tmp_path), terminal=TerminalAccess(
+        open=lambda *args, **options: pytest.fail("no terminal may open"),
+        time_left=lambda: 60.0))
+    agent.reset(info, "the env's briefing")
+    with pytest.raises(AgentError, match="needs the person's terminal"):
         agent.act("the env's briefing")

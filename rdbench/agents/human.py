@@ -107,7 +107,11 @@ class HumanAgent:
             self.session = SessionEnd(ended="time", exit_code=None, seconds=0.0)
             return NO_OP
         deadline = int(time.time() + left)
-        stdin_fd, stdout_fd = self._in.fileno(), self._out.fileno()
+        try:
+            stdin_fd, stdout_fd = self._in.fileno(), self._out.fileno()
+        except (OSError, ValueError) as error:  # io.UnsupportedOperation among them
+            raise AgentError(f"The human agent needs the person's terminal as its stdin and "
+                             f"stdout, which have no file descriptor here ({error})") from error
         size = pty_size(stdin_fd) or pty_size(stdout_fd) or (24, 80)
         terminal = access.open(SHELL, env=shell_env(deadline, os.environ.get("TERM")),
                                size=size, timeout=left)  # fmt: skip
