@@ -116,6 +116,23 @@ def test_keys_reach_the_program_raw_and_ctrl_c_interrupts_only_it(
     assert times == sorted(times) and times[0] >= 0
 
 
+def test_a_failing_recorder_never_ends_the_session(person: PersonAtTerminal) -> None:
+    calls: list[bytes] = []
+
+    def recorder(seconds: float, chunk: bytes) -> None:
+        calls.append(chunk)
+        raise OSError("the disk is full")
+
+    terminal = local_terminal(PROGRAM)
+    thread, ends = in_thread(terminal, person, on_output=recorder)
+    person.expect(b"READY")
+    person.type(b"bye\r")
+    person.expect(b"GOT bye")  # still shown to the person
+    thread.join(10)
+    assert ends[0].ended == "exit" and ends[0].exit_code == 7
+    assert len(calls) == 1  # dropped after it failed
+
+
 def test_the_persons_terminal_size_is_followed(person: PersonAtTerminal) -> None:
     terminal = local_terminal(
         "import os, sys, signal, time\n"

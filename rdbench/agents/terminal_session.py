@@ -8,7 +8,8 @@ when the program in the sandbox ends (the shell exited), when the working time i
 when the person's terminal goes away (end of input).
 
 Every output chunk passes through `on_output(seconds_since_start, chunk)` and every typed
-chunk through `on_input`: the place a recorder (an asciinema cast, say) tees the session.
+chunk through `on_input`: the place a recorder (an asciinema cast, say) tees the session. A
+hook that raises is logged and dropped; the session goes on.
 
 The size is followed by looking at the person's terminal at least every POLL_S seconds, and
 at once on SIGWINCH where the session runs in the main thread (only the main thread may take
@@ -85,16 +86,14 @@ def run_session(
                     if not data:
                         break
                     _write_all(stdout_fd, data)
-                    if on_output is not None:
-                        on_output(time.monotonic() - started, data)
+                    on_output = _told(on_output, time.monotonic() - started, data)
                 if stdin_fd in ready:
                     typed = _read(stdin_fd)
                     if not typed:
                         ended = "closed"
                         break
                     terminal.write(typed)
-                    if on_input is not None:
-                        on_input(time.monotonic() - started, typed)
+                    on_input = _told(on_input, time.monotonic() - started, typed)
                 if wake is not None and wake in ready:
                     with contextlib.suppress(BlockingIOError):
                         os.read(wake, 64)
@@ -108,6 +107,19 @@ def run_session(
     seconds = round(time.monotonic() - started, 3)
     log.info("terminal.session_end", ended=ended, exit_code=code, seconds=seconds)
     return SessionEnd(ended=ended, exit_code=code, seconds=seconds)
+
+
+def _told(hook: SessionHook | None, seconds: float, data: bytes) -> SessionHook | None:
+    """Call `hook` with a chunk; the hook, or None from now on once it failed (a failing
+    recorder is logged and dropped: it never ends the person's session)."""
+    if hook is None:
+        return None
+    try:
+        hook(seconds, data)
+    except Exception as error:
+        log.warning("terminal.hook_failed", error=f"{type(error).__name__}: {error}")
+        return None
+    return hook
 
 
 def _size_of(*fds: int) -> tuple[int, int] | None:
