@@ -89,6 +89,18 @@ class Tmux:
         """Press keys by tmux's names (C-c, Enter, Escape)."""
         self._tmux("send-keys", "-t", "main", *names)
 
+    def press_until(self, key: str, pattern: str, timeout: float = 15.0) -> str:
+        """Press `key` (again each second: a key pressed before the command started is lost
+        on the shell) until the screen matches `pattern`; return the screen."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.keys(key)
+            try:
+                return self.expect(pattern, timeout=1.0)
+            except AssertionError:
+                if time.monotonic() > deadline:
+                    raise
+
     def run(self, command: str, then: str, timeout: float = 30.0) -> str:
         """Type `command` at the prompt and wait for `then` followed by the next prompt."""
         self.type(command)
@@ -270,22 +282,17 @@ def test_person_works_in_a_real_terminal_and_leaving_submits(
         # Ctrl-C interrupts the running command, not the episode; the shell goes on
         tmux.type("sleep 30")
         tmux.expect(r"sleep 30$")
-        time.sleep(0.3)
         started = time.monotonic()
-        tmux.keys("C-c")
-        tmux.expect(rf"\^C\n.*{PROMPT}", timeout=10)
-        assert time.monotonic() - started < 10
+        tmux.press_until("C-c", rf"sleep 30\n\^C\n.*{PROMPT}")
+        assert time.monotonic() - started < 15
         tmux.run("echo still-here-$((6 * 7))", r"^still-here-42")
         # job control: Ctrl-Z stops the job, the shell takes it back
         tmux.type("sleep 31")
         tmux.expect(r"sleep 31$")
-        time.sleep(0.3)
-        tmux.keys("C-z")
-        tmux.expect(rf"Stopped\s+sleep 31\n.*{PROMPT}", timeout=10)
+        tmux.press_until("C-z", rf"Stopped\s+sleep 31\n.*{PROMPT}")
         tmux.type("fg")
         tmux.expect(r"\$ fg\nsleep 31\s*$")
-        tmux.keys("C-c")
-        tmux.expect(rf"\^C\n.*{PROMPT}", timeout=10)
+        tmux.press_until("C-c", rf"fg\nsleep 31\n\^C\n.*{PROMPT}")
         tmux.run("jobs | wc -l", r"^0")
         # a full-screen program in raw mode: it sees the terminal's size and every key
         tmux.type("python3 edit.py")
