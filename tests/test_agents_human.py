@@ -133,6 +133,19 @@ def test_a_failing_recorder_never_ends_the_session(person: PersonAtTerminal) -> 
     assert len(calls) == 1  # dropped after it failed
 
 
+def test_a_long_paste_never_stalls_the_session(person: PersonAtTerminal) -> None:
+    terminal = local_terminal("import sys\nfor line in sys.stdin: print(line.upper(), end='')")
+    thread, _ = in_thread(terminal, person)
+    paste = b"".join(b"line %05d of a long paste into a program\r" % n for n in range(5000))
+    writer = threading.Thread(target=lambda: person.type(paste + b"the end\r"))
+    writer.start()  # the person's terminal takes it in pieces, as the session reads them
+    person.expect(b"THE END", timeout=60)
+    writer.join(10)
+    terminal.close()
+    thread.join(10)
+    assert b"LINE 04999 OF A LONG PASTE" in person.screen
+
+
 def test_the_persons_terminal_size_is_followed(person: PersonAtTerminal) -> None:
     terminal = local_terminal(
         "import os, sys, signal, time\n"

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import select
 import signal
 import termios
@@ -37,6 +38,7 @@ from rdbench.sandbox.terminal import Terminal, pty_size
 log = structlog.get_logger()
 
 POLL_S = 0.25
+TYPIST_JOIN_S = 5.0
 CHUNK = 65536
 SessionHook = Callable[[float, bytes], None]
 """Called with (seconds since the session started, bytes) for each chunk of a stream."""
@@ -70,6 +72,8 @@ def run_session(
     size = _size_of(stdin_fd, stdout_fd)
     if size is not None:
         terminal.resize(*size)
+    typist = _Typist(terminal)
+    typist.start()
     try:
         with _raw(stdin_fd), _woken_on_resize() as wake:
             watched = [terminal.fileno(), stdin_fd, *([wake] if wake is not None else [])]
@@ -92,7 +96,7 @@ def run_session(
                     if not typed:
                         ended = "closed"
                         break
-                    terminal.write(typed)
+                    typist.type(typed)
                     on_input = _told(on_input, time.monotonic() - started, typed)
                 if wake is not None and wake in ready:
                     with contextlib.suppress(BlockingIOError):
@@ -103,10 +107,35 @@ def run_session(
                     terminal.resize(*size)
         code = terminal.wait(timeout=0 if ended != "exit" else 5)
     finally:
-        terminal.close()
+        typist.stop()
+        terminal.close()  # which ends a write the program would never have taken
+        typist.join(TYPIST_JOIN_S)
     seconds = round(time.monotonic() - started, 3)
     log.info("terminal.session_end", ended=ended, exit_code=code, seconds=seconds)
     return SessionEnd(ended=ended, exit_code=code, seconds=seconds)
+
+
+class _Typist(threading.Thread):
+    """Types the person's keys into the terminal in order, from its own thread: a long paste
+    that the program takes slowly (or not at all while its own output waits to be read)
+    never stops the session from reading that output."""
+
+    def __init__(self, terminal: Terminal):
+        super().__init__(name="rdbench-terminal-typist", daemon=True)
+        self._terminal = terminal
+        self._keys: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+
+    def type(self, keys: bytes) -> None:
+        """Queue `keys` to be typed after those queued before."""
+        self._keys.put(keys)
+
+    def stop(self) -> None:
+        """Type nothing more once what is queued is typed."""
+        self._keys.put(None)
+
+    def run(self) -> None:
+        while (keys := self._keys.get()) is not None:
+            self._terminal.write(keys)
 
 
 def _told(hook: SessionHook | None, seconds: float, data: bytes) -> SessionHook | None:

@@ -21,12 +21,14 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import select
 import signal
 import socket
 import stat
 import struct
 import subprocess
 import termios
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
@@ -166,19 +168,24 @@ def pty_size(fd: int) -> tuple[int, int] | None:
 
 
 class PtyTerminal:
-    """A program holding the slave end of a host pseudo-terminal whose master end is here.
+    """A program holding the slave end of a pseudo-terminal whose master end is here.
 
     `on_close` ends what the program left (its cgroup, say) after the program itself was
-    killed; it runs once."""
+    killed; it runs once. The master is non-blocking, so that no read or write ever hangs
+    in the kernel: `write` (from any thread) waits in select and gives up once the terminal
+    is closed, and the master's descriptor is never used after it was closed."""
 
     def __init__(
         self, master: int, process: subprocess.Popen[bytes],
         on_close: Callable[[], None] | None = None,
     ):  # fmt: skip
+        os.set_blocking(master, False)
         self._master = master
         self._process = process
         self._on_close = on_close
         self._closed = False
+        self._fd_lock = threading.Lock()  # held while the descriptor is used or closed
+        self._fd_open = True
 
     @property
     def pid(self) -> int:
@@ -190,28 +197,50 @@ class PtyTerminal:
         return self._master
 
     def read(self, size: int = 65536) -> bytes:
-        """Output of the program; b"" once every holder of the slave end is gone."""
-        try:
-            return os.read(self._master, size)
-        except OSError:  # EIO: nothing holds the slave end any more
-            return b""
+        """Output of the program, waiting for some; b"" once every holder of the slave end
+        is gone (or the terminal was closed)."""
+        while True:
+            with self._fd_lock:
+                if not self._fd_open:
+                    return b""
+                try:
+                    return os.read(self._master, size)
+                except BlockingIOError:
+                    pass
+                except OSError:  # EIO: nothing holds the slave end any more
+                    return b""
+            self._wait_for(readable=True)
 
     def write(self, data: bytes) -> None:
-        """Type `data` (all of it, waiting while the terminal's input queue is full)."""
+        """Type `data`, all of it, waiting while the terminal's input queue is full; what is
+        left untyped when the program ends or the terminal is closed is dropped."""
         view = memoryview(data)
         while view:
-            try:
-                view = view[os.write(self._master, view):]
-            except BlockingIOError:
-                time.sleep(0.01)
-            except OSError as error:  # the program ended: nothing reads what is typed
-                log.debug("terminal.write_after_end", error=str(error))
-                return
+            with self._fd_lock:
+                if not self._fd_open:
+                    return
+                try:
+                    view = view[os.write(self._master, view):]
+                    continue
+                except BlockingIOError:
+                    pass
+                except OSError as error:  # the program ended: nothing reads what is typed
+                    log.debug("terminal.write_after_end", error=str(error))
+                    return
+            self._wait_for(readable=False)
+
+    def _wait_for(self, *, readable: bool) -> None:
+        """Wait (a little at most) until the master can be read or written."""
+        watched = [self._master]
+        with contextlib.suppress(OSError, ValueError):  # closed meanwhile: the caller sees
+            select.select(watched if readable else [], [] if readable else watched, [],
+                          WAIT_POLL_S)
 
     def resize(self, rows: int, cols: int) -> None:
         """TIOCSWINSZ on the master: the kernel sends the foreground job SIGWINCH."""
-        with contextlib.suppress(OSError):
-            set_pty_size(self._master, rows, cols)
+        with self._fd_lock, contextlib.suppress(OSError):
+            if self._fd_open:
+                set_pty_size(self._master, rows, cols)
 
     def wait(self, timeout: float | None = None) -> int | None:
         """The program's exit status (as a shell reports it: 128 + a signal's number)."""
@@ -235,7 +264,9 @@ class PtyTerminal:
             if self._on_close is not None:
                 self._on_close()
         finally:
-            os.close(self._master)
+            with self._fd_lock:
+                self._fd_open = False
+                os.close(self._master)
 
 
 class SocketTerminal:
