@@ -23,6 +23,8 @@ from rdbench.agents import AgentError, TaskInfo, make_agent
 from rdbench.agents.base import TerminalAccess
 from rdbench.agents.human import briefing
 from rdbench.agents.terminal_session import SessionEnd, run_session
+from rdbench.env import RDEnv
+from rdbench.episode import _terminal_access
 from rdbench.sandbox.terminal import PtyTerminal, pty_size, set_pty_size
 from rdbench.task import load_task
 from rdbench.tools import tool_definitions
@@ -219,3 +221,16 @@ def test_human_agent_without_a_real_terminal_says_so(tmp_path: Path) -> None:
     agent.reset(info, "the env's briefing")
     with pytest.raises(AgentError, match="needs the person's terminal"):
         agent.act("the env's briefing")
+
+
+def test_only_an_agent_of_a_person_is_given_a_terminal() -> None:
+    env = RDEnv(load_task(TOY_TASK))
+    try:
+        assert _terminal_access(make_agent("null"), env) is None
+        access = _terminal_access(make_agent("human"), env)
+        assert access is not None
+        assert access.time_left() == 600.0  # not started: the whole budget (toy task: 600 s)
+        with pytest.raises(RuntimeError, match="call reset"):
+            access.open(["bash"])
+    finally:
+        env.close()

@@ -28,8 +28,8 @@ class TaskInfo:
     requests, replies and retries, so that the transcript shows why it did what it did.
     `handoff` holds the notes the previous episode of a relay left (the successor
     scaffold); `seat` is this worker's place in a team episode (None outside a team);
-    `terminal` opens an interactive terminal in the sandbox, for a person (None where the
-    episode's sandbox gives none).
+    `terminal` opens an interactive terminal in the sandbox, given only to an agent of a
+    person (one whose `uses_terminal` is True; None for every other agent).
     """
 
     task: TaskSpec
@@ -128,6 +128,7 @@ class Agent(Protocol):
     episode ended without an error (reason: "submitted", "limit", ...), returning notes for
     the next episode of a relay (or None); and `close()` (no arguments), called once at the
     end of the episode whatever happened, to free what it holds (a subprocess, a client).
+    An agent of a person sets `uses_terminal = True` to be given TaskInfo.terminal.
     `act` raises AgentError when it cannot go on; the episode then ends and is graded.
     """
 

@@ -77,6 +77,7 @@ class HumanAgent:
     the working time runs out."""
 
     name = "human"
+    uses_terminal = True  # the episode gives it TaskInfo.terminal
 
     def __init__(self) -> None:
         self._in: TextIO = sys.stdin
