@@ -63,7 +63,7 @@ BRIEFING = """\
 You work in a terminal inside the task's sandbox: bash, as the user `agent`, in your home
 {home}, which is the workspace that gets graded. Editors, REPLs, job control and Ctrl-C
 work as in any terminal (Ctrl-C interrupts the running command, not the episode).
-Working time: {minutes}. The prompt shows the time left; when it runs out the shell is
+Working time: {working_time}. The prompt shows the time left; when it runs out the shell is
 closed and your workspace is graded.
 To finish earlier, leave the shell (`exit` or Ctrl-D): your workspace is then graded on
 the hidden test split.
@@ -148,7 +148,7 @@ def briefing(info: TaskInfo) -> str:
     """What the person reads before their shell opens."""
     time_s = float(info.budget.get("time_s") or 0)
     return BRIEFING.format(instructions=info.instructions.strip(), home=AGENT_HOME,
-                           minutes=_duration(time_s))  # fmt: skip
+                           working_time=_duration(time_s))  # fmt: skip
 
 
 def shell_env(deadline: int, term: str | None = None) -> dict[str, str]:
