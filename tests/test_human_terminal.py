@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import missing
 from helpers import BACKENDS, copy_toy_task
 
 from rdbench.agents.human import DEADLINE_FILE, SHELL, shell_env
@@ -54,14 +55,14 @@ class Tmux:
 
     def __init__(self, command: list[str], *, cwd: Path, rows: int = 40, cols: int = 120):
         if shutil.which("tmux") is None:
-            pytest.skip("tmux is not installed (apt-get install tmux, or scripts/setup-host.sh)")
-        self.server = f"rdbench-test-{uuid.uuid4().hex[:8]}"
+            missing("tmux is not installed (apt-get install tmux, or scripts/setup-host.sh)")
+        self.socket = str(cwd / "tmux.sock")  # the test's own: nothing is left in /tmp
         line = " ".join(_quote(part) for part in command)
         self._tmux("new-session", "-d", "-s", "main", "-x", str(cols), "-y", str(rows),
                    "-c", str(cwd), f"{line}; echo RUN-EXIT=$?; sleep 120")
 
     def _tmux(self, *args: str) -> str:
-        return subprocess.run(["tmux", "-L", self.server, "-f", "/dev/null", *args],
+        return subprocess.run(["tmux", "-S", self.socket, "-f", "/dev/null", *args],
                               check=True, capture_output=True, text=True).stdout
 
     def screen(self) -> str:
@@ -112,7 +113,7 @@ class Tmux:
 
     def kill(self) -> None:
         """End the tmux server and what runs in it."""
-        subprocess.run(["tmux", "-L", self.server, "kill-server"], capture_output=True)
+        subprocess.run(["tmux", "-S", self.socket, "kill-server"], capture_output=True)
 
 
 def _quote(text: str) -> str:
