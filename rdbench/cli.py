@@ -378,7 +378,9 @@ def run(
         help="The Ray cluster to join (--executor ray), e.g. ray://head:10001; default: "
         "RAY_ADDRESS, else a local Ray instance.")] = None,
     max_steps: Annotated[int | None, typer.Option(help="Override the steps budget.")] = None,
-    max_time: Annotated[float | None, typer.Option(help="Override the time budget (s).")] = None,
+    max_time: Annotated[float | None, typer.Option(
+        help="Override the time budget (s) of working time: for a person (--agent human) the "
+        "one limit, shown at their prompt.")] = None,
     max_tokens_total: Annotated[int | None, typer.Option(
         help="Override the token budget (all model tokens, in and out).")] = None,
     max_cost: Annotated[float | None, typer.Option(

@@ -32,6 +32,7 @@ from rdbench.resources import environments_dir
 from rdbench.sandbox import hostdirs
 from rdbench.sandbox.base import (
     AGENT_HOME,
+    AGENT_USER,
     ArchiveError,
     Sandbox,
     SandboxConfig,
@@ -39,6 +40,7 @@ from rdbench.sandbox.base import (
     SandboxUnavailable,
     TrackedSandbox,
 )
+from rdbench.sandbox.terminal import Terminal, open_terminal
 from rdbench.spaces import AnyText
 from rdbench.starting_workspace import starting_workspace
 from rdbench.task import Budget, TaskSpec, get_task
@@ -213,6 +215,20 @@ class RDEnv(gym.Env[str, Any]):
         self.tokens_used = tokens
         self.cost_usd = cost_usd
         self._waited_s = retry_wait_s
+
+    @property
+    def time_left_s(self) -> float:
+        """Working time left in the time budget, in seconds (0 once spent)."""
+        return max(self.budget.time_s - self.elapsed_s, 0.0)
+
+    def open_terminal(self, cmd: list[str] | None = None, **options: Any) -> Terminal:
+        """An interactive terminal running `cmd` (default bash) in the episode's sandbox as
+        the agent user, in its home: how a person works in the sandbox (the human agent).
+        `options` are rdbench.sandbox.terminal.open_terminal's (env, size, timeout);
+        TerminalUnsupported when the backend has none."""
+        if self._done or self.sandbox is None:
+            raise RuntimeError("The episode is over or not started; call reset() first")
+        return open_terminal(self.sandbox, cmd, user=AGENT_USER, cwd=AGENT_HOME, **options)
 
     def end_early(self, reason: str) -> tuple[str, SupportsFloat, bool, bool, dict[str, Any]]:
         """End the episode now (the agent failed, say) and grade the workspace as it is.

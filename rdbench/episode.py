@@ -23,7 +23,7 @@ import structlog
 
 from rdbench import __version__, infrastructure
 from rdbench.agents import Agent, TaskInfo, Usage, make_agent
-from rdbench.agents.base import TeamSeat
+from rdbench.agents.base import TeamSeat, TerminalAccess
 from rdbench.agents.scaffold import load_scaffold
 from rdbench.env import RDEnv
 from rdbench.grading import default_factory, grade_archive
@@ -202,7 +202,7 @@ def _act(
                      reset_info["budget"], seed=spec.seed,
                      record=_model_event_recorder(
                          transcript, episode, None if seat is None else seat.index),
-                     handoff=handoff, seat=seat),
+                     handoff=handoff, seat=seat, terminal=_terminal_access(agent, env)),
             observation,
         )
         while not (episode.terminated or episode.truncated):
@@ -230,6 +230,14 @@ def _act(
     if episode.agent_error is None:
         _hand_off(agent, env, transcript, episode, _end_reason(episode, info))
     return info
+
+
+def _terminal_access(agent: Agent, env: RDEnv) -> TerminalAccess | None:
+    """A terminal into the env's sandbox for an agent of a person (`uses_terminal`), else
+    None: other agents act only through the env's recorded tools."""
+    if not getattr(agent, "uses_terminal", False):
+        return None
+    return TerminalAccess(open=env.open_terminal, time_left=lambda: env.time_left_s)
 
 
 def _end_reason(episode: EpisodeState, info: dict[str, Any]) -> str:

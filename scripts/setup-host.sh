@@ -5,7 +5,8 @@
 #  - debootstrap, to bootstrap the sandbox image's base where no registry can be reached;
 #  - bubblewrap, the daemon-less sandbox backend;
 #  - e2fsprogs (mkfs.ext4), for each sandbox's size-limited disk (a loop-mounted ext4 image);
-#  - chromium and chromium-driver, the headless browser the leaderboard site's tests drive.
+#  - chromium and chromium-driver, the headless browser the leaderboard site's tests drive;
+#  - tmux, the terminal the human agent's tests type into.
 # Needs root to install; without root it only says what is missing.
 set -uo pipefail
 
@@ -23,6 +24,7 @@ command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
 command -v mkfs.ext4 >/dev/null 2>&1 || [ -x /sbin/mkfs.ext4 ] || missing+=(e2fsprogs)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+command -v tmux >/dev/null 2>&1 || missing+=(tmux)
 
 if [ "${#missing[@]}" -gt 0 ]; then
     if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -4,7 +4,6 @@ fake model APIs on loopback, and real subprocesses for the command protocol."""
 
 from __future__ import annotations
 
-import io
 import json
 import random
 import sys
@@ -28,7 +27,6 @@ from helpers import TOY_TASK
 
 from rdbench.agents import AgentError, TaskInfo, make_agent
 from rdbench.agents.claude import ClaudeAgent
-from rdbench.agents.human import HumanAgent
 from rdbench.agents.openai_compat import OpenAICompatAgent
 from rdbench.observation import Observation
 from rdbench.records import (
@@ -312,37 +310,3 @@ def test_command_agent_rejects_a_malformed_model_event(
         agent.close()
     assert record.events == []
 
-
-# --- observation facts ----------------------------------------------------------------------
-
-
-def human(lines: str) -> HumanAgent:
-    agent: HumanAgent = make_agent("human", editor="true")  # type: ignore[assignment]
-    agent._in, agent._out = io.StringIO(lines), io.StringIO()
-    task = load_task(TOY_TASK)
-    agent.reset(TaskInfo(task, task.instructions, tool_definitions(["bash", "submit"]),
-                         {"steps": 5}), "the briefing")
-    return agent
-
-
-def test_human_agent_reads_the_exit_code_fact_not_the_text() -> None:
-    agent = human("cd data\nls\n")
-    agent.act("the briefing")
-    # the text says 1, the fact says 0: the fact wins
-    action = agent.act(Observation("exit code: 1\nstdout:\n/home/agent/data\n", tool="bash",
-                                   exit_code=0))
-    assert action["input"]["command"] == "cd /home/agent/data && ls"
-
-    agent = human("cd data\nls\n")
-    agent.act("the briefing")
-    action = agent.act(Observation("exit code: 0\nstdout:\n/home/agent/data\n", tool="bash",
-                                   exit_code=1))
-    assert action["input"]["command"] == "ls"  # the cd failed: the directory is unchanged
-
-
-def test_human_editor_refuses_a_file_the_facts_say_was_truncated() -> None:
-    agent = human(":edit big.txt\n:submit\ny\n")
-    agent.act("the briefing")
-    screen = agent._out
-    agent.act(Observation("the head of the file", tool="read_file", truncated=True))
-    assert "too large to edit here" in screen.getvalue()  # type: ignore[attr-defined]

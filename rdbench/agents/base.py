@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from rdbench.sandbox.terminal import Terminal
 from rdbench.task import TaskSpec
 
 ModelEventRecorder = Callable[[str, dict[str, Any]], None]
@@ -26,7 +27,9 @@ class TaskInfo:
     model where the provider takes one. `record` is where the agent reports its model
     requests, replies and retries, so that the transcript shows why it did what it did.
     `handoff` holds the notes the previous episode of a relay left (the successor
-    scaffold); `seat` is this worker's place in a team episode (None outside a team).
+    scaffold); `seat` is this worker's place in a team episode (None outside a team);
+    `terminal` opens an interactive terminal in the sandbox, given only to an agent of a
+    person (one whose `uses_terminal` is True; None for every other agent).
     """
 
     task: TaskSpec
@@ -37,6 +40,21 @@ class TaskInfo:
     record: ModelEventRecorder = field(default=_discard, compare=False, repr=False)
     handoff: str | None = None
     seat: TeamSeat | None = field(default=None, compare=False)
+    terminal: TerminalAccess | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class TerminalAccess:
+    """How an agent of a person (the human agent) works in the episode's sandbox itself.
+
+    `open(cmd, *, env, size, timeout)` starts `cmd` as the agent user in its home with an
+    interactive terminal (rdbench.sandbox.terminal.Terminal), under the same walls and limits
+    as the agent's tools; `time_left()` is the episode's working time left in seconds (the
+    env's clock, which stops while the workspace is graded). What the person does there
+    reaches the records through the agent's own actions and events."""
+
+    open: Callable[..., Terminal]
+    time_left: Callable[[], float]
 
 
 @dataclass(frozen=True)
@@ -110,6 +128,7 @@ class Agent(Protocol):
     episode ended without an error (reason: "submitted", "limit", ...), returning notes for
     the next episode of a relay (or None); and `close()` (no arguments), called once at the
     end of the episode whatever happened, to free what it holds (a subprocess, a client).
+    An agent of a person sets `uses_terminal = True` to be given TaskInfo.terminal.
     `act` raises AgentError when it cannot go on; the episode then ends and is graded.
     """
 

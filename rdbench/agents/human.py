@@ -1,231 +1,170 @@
-"""human: a person works on the task from a terminal; this is how human baselines are recorded.
+"""human: a person works on the task in a real terminal inside the sandbox; this is how human
+baselines are recorded.
 
-Every line typed at the prompt runs in the episode's sandbox, through the same bash tool an
-AI agent uses (the working directory is kept between lines), so the record is the same
-transcript. Lines starting with `:` are rdbench's own commands: `:instructions`, `:score`,
-`:submit`, `:edit PATH` (in $EDITOR on this machine), `:notepad TEXT`, `:status`, `:help`.
-Every score the env gives is timestamped in the transcript (`t`, and `elapsed_working_s`),
-so baseline curves (score against time spent) can be drawn from it.
+The person is briefed (the task's instructions, the working time, how to finish), then gets
+an interactive bash in the episode's sandbox, as the agent user in its home, with the same
+walls and limits as an AI agent's commands (TaskInfo.terminal, rdbench/sandbox/terminal.py).
+Their keys go there raw (rdbench/agents/terminal_session.py): editors, REPLs, job control and
+Ctrl-C work as in any terminal, and Ctrl-C interrupts the command, never the episode. The
+prompt shows the working time left, from the deadline the shell is given (RDBENCH_DEADLINE),
+or from DEADLINE_FILE once something that paused the working-time clock wrote a later one.
+
+A human episode is limited by working time (the task's time budget, or `rdbench run
+--max-time`), not by steps: the whole session is one action of the env. How it maps:
+- the person leaves the shell (`exit`, Ctrl-D), or their terminal goes away: the agent sends
+  `submit`; the episode ends terminated and the workspace is graded.
+- the working time runs out: the shell is closed and the agent sends one no-op command
+  (NO_OP, which runs `true`); the env then finds its time budget spent and ends the episode
+  truncated (limit: time), graded as for any agent.
+The session is recorded as `scaffold` events (`terminal_open`, then `terminal_closed` with how
+it ended, its exit code and its length in seconds); `on_output`, when set, receives every
+chunk of the session's output with its time (for a recorder).
 """
 
 from __future__ import annotations
 
 import os
-import re
-import shlex
-import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any, TextIO
 
-from rdbench.agents import observed
-from rdbench.agents.base import TaskInfo, Usage, agent
-from rdbench.tools import AGENT_HOME
+from rdbench.agents.base import AgentError, TaskInfo, Usage, agent
+from rdbench.agents.terminal_session import SessionEnd, SessionHook, run_session
+from rdbench.sandbox.base import AGENT_HOME
+from rdbench.sandbox.terminal import pty_size
 
-HELP = """\
-Type shell commands: they run in the task's sandbox (your home is the workspace).
-rdbench commands:
-  :instructions    show the task's instructions again
-  :score           grade the workspace on the validation split (timestamped)
-  :submit          end the episode; the workspace is graded on the hidden test split
-  :edit PATH       edit a file of the sandbox in $EDITOR (here: {editor})
-  :notepad TEXT    keep a note in the notepad tool (when the run has it)
-  :status          steps and time used, scores so far
-  :help            this help
-Ctrl-D submits too. Interactive programs (vim, top, a REPL) do not work at this prompt;
-use :edit for files."""
-CD_LINE = re.compile(r"^cd(?:\s+(.*))?$")
+SHELL = ["/bin/bash", "--norc", "-i"]
+SUBMIT: dict[str, Any] = {"tool": "submit", "input": {}}
+NO_OP: dict[str, Any] = {"tool": "bash", "input": {"command": "true  # working time is up"}}
+# Bash computes the time left before each prompt, from the deadline it was given (epoch s),
+# or the one in DEADLINE_FILE once that exists: whoever stops the working-time clock for a
+# while (a validation grading) writes the moved deadline there, as root.
+DEADLINE_FILE = "/tmp/.rdbench-deadline"
+# Terminal types the image's terminfo knows (Debian's ncurses-base); another is shown as
+# xterm-256color.
+KNOWN_TERMS = frozenset({
+    "ansi", "dumb", "linux", "rxvt-unicode", "rxvt-unicode-256color", "screen",
+    "screen-256color", "tmux", "tmux-256color", "vt100", "vt220", "xterm", "xterm-256color",
+    "xterm-color",
+})
+PROMPT_COMMAND = (
+    "__rdbench_d=${RDBENCH_DEADLINE:-0}; "
+    '[[ -r $RDBENCH_DEADLINE_FILE ]] && read -r __rdbench_d < "$RDBENCH_DEADLINE_FILE"; '
+    "__rdbench_s=$(( ${__rdbench_d:-0} - EPOCHSECONDS )); "
+    "(( __rdbench_s < 0 )) && __rdbench_s=0; "
+    "printf -v RDBENCH_LEFT '%d:%02d:%02d' $(( __rdbench_s / 3600 )) "
+    "$(( __rdbench_s % 3600 / 60 )) $(( __rdbench_s % 60 ))"
+)
+PS1 = r"[${RDBENCH_LEFT} left] \w\$ "
+BRIEFING = """\
+{instructions}
+
+----------------------------------------------------------------------------------------
+You work in a terminal inside the task's sandbox: bash, as the user `agent`, in your home
+{home}, which is the workspace that gets graded. Editors, REPLs, job control and Ctrl-C
+work as in any terminal (Ctrl-C interrupts the running command, not the episode).
+Working time: {working_time}. The prompt shows the time left; when it runs out the shell is
+closed and your workspace is graded.
+To finish earlier, leave the shell (`exit` or Ctrl-D): your workspace is then graded on
+the hidden test split.
+----------------------------------------------------------------------------------------
+"""
 
 
 @agent("human")
 class HumanAgent:
-    """A person at a terminal: a shell in the sandbox plus :score, :submit, :edit, ..."""
+    """A person at a terminal: an interactive shell in the sandbox until they leave it or
+    the working time runs out."""
 
     name = "human"
+    uses_terminal = True  # the episode gives it TaskInfo.terminal
 
-    def __init__(self, *, editor: str | None = None, confirm_submit: bool = True):
-        self.editor = editor or os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
-        self.confirm_submit = confirm_submit
+    def __init__(self) -> None:
         self._in: TextIO = sys.stdin
         self._out: TextIO = sys.stdout
         self._info: TaskInfo | None = None
-        self._briefing = ""
-        self._cwd = AGENT_HOME
-        self._steps = 0
-        self._started = 0.0
-        self._scores: list[str] = []
-        self._then: Callable[[str], dict[str, Any] | None] | None = None
-        self._first = True
+        self.session: SessionEnd | None = None  # how the last session ended
+        self.on_output: SessionHook | None = None  # a recorder's hook on the screen's bytes
 
     def reset(self, info: TaskInfo, observation: str) -> None:
-        """Show the briefing and the commands."""
+        """Brief the person: the task's instructions, the working time, how to finish."""
         self._info = info
-        self._briefing = observation
-        self._cwd = AGENT_HOME
-        self._steps = 0
-        self._started = time.monotonic()
-        self._scores = []
-        self._then = None
-        self._first = True
-        self._say(f"{observation}\n\n{HELP.format(editor=self.editor)}\n")
+        self.session = None
+        self._say(briefing(info))
 
     def act(self, observation: str) -> dict[str, Any]:
-        """Show what the last command did, then read lines until one makes an action."""
-        if not self._first:
-            follow_up, self._then = self._then, None
-            if follow_up is None:
-                self._show(observation)
-            elif (action := follow_up(observation)) is not None:
-                return self._count(action)
-        self._first = False
-        while True:
-            line = self._read_line()
-            if line is None:
-                self._say("\n(end of input: submitting)\n")
-                return self._count({"tool": "submit", "input": {}})
-            action = self._command(line.strip())
-            if action is not None:
-                return self._count(action)
+        """Run the person's session in the sandbox's terminal to its end; then submit (they
+        left) or send NO_OP (their time is up, which the env then finds)."""
+        if self._info is None:
+            raise AgentError("act() before reset(): the human agent has no task yet")
+        if self.session is not None:  # the env went on after the session: nothing is left
+            return SUBMIT
+        access = self._info.terminal
+        if access is None:
+            raise AgentError("This episode gives no terminal into its sandbox, which the "
+                             "human agent needs; run it with `rdbench run --agent human`")
+        left = access.time_left()
+        if left <= 0:
+            self.session = SessionEnd(ended="time", exit_code=None, seconds=0.0)
+            return NO_OP
+        deadline = int(time.time() + left)
+        try:
+            stdin_fd, stdout_fd = self._in.fileno(), self._out.fileno()
+        except (OSError, ValueError) as error:  # io.UnsupportedOperation among them
+            raise AgentError(f"The human agent needs the person's terminal as its stdin and "
+                             f"stdout, which have no file descriptor here ({error})") from error
+        size = pty_size(stdin_fd) or pty_size(stdout_fd) or (24, 80)
+        terminal = access.open(SHELL, env=shell_env(deadline, os.environ.get("TERM")),
+                               size=size, timeout=left)  # fmt: skip
+        self._record("terminal_open", f"an interactive shell, {left:.0f} s of working time "
+                     "left", {"time_left_s": round(left, 3), "rows": size[0], "cols": size[1]})
+        end = self.session = run_session(terminal, time_left=access.time_left,
+                                         stdin_fd=stdin_fd, stdout_fd=stdout_fd,
+                                         on_output=self.on_output)  # fmt: skip
+        self._record("terminal_closed", _ending_text(end),
+                     {"ended": end.ended, "exit_code": end.exit_code, "seconds": end.seconds})
+        if end.ended == "time":
+            self._say("\n[rdbench] Working time is up: the shell was closed. Grading your "
+                      "workspace on the hidden test split...\n")
+            return NO_OP
+        self._say("\n[rdbench] The shell ended: grading your workspace on the hidden test "
+                  "split...\n")
+        return SUBMIT
 
     def usage(self) -> Usage:
         """A person uses no model."""
         return Usage()
 
-    # --- the prompt ------------------------------------------------------------------
-
-    def _command(self, line: str) -> dict[str, Any] | None:
-        if not line:
-            return None
-        if not line.startswith(":"):
-            return self._shell(line)
-        name, _, rest = line[1:].partition(" ")
-        rest = rest.strip()
-        if name in ("help", "h", "?"):
-            self._say(HELP.format(editor=self.editor) + "\n")
-        elif name in ("instructions", "i"):
-            self._say(self._briefing + "\n")
-        elif name == "status":
-            self._say(self._status() + "\n")
-        elif name == "score":
-            if self._has_tool("score"):
-                self._then = self._after_score
-                return {"tool": "score", "input": {}}
-        elif name == "submit":
-            if not self.confirm_submit or self._ask("Submit and end the episode? [y/N] "):
-                return {"tool": "submit", "input": {}}
-        elif name == "edit" and rest:
-            self._then = lambda text: self._after_read(rest, text)
-            return {"tool": "read_file", "input": {"path": self._path(rest)}}
-        elif name == "notepad" and rest:
-            if self._has_tool("notepad"):
-                return {"tool": "notepad", "input": {"content": rest}}
-        else:
-            self._say(f"Unknown command {line!r}; :help lists them.\n")
-        return None
-
-    def _shell(self, line: str) -> dict[str, Any]:
-        cd = CD_LINE.match(line)
-        prefix = "" if self._cwd == AGENT_HOME else f"cd {shlex.quote(self._cwd)} && "
-        if cd:
-            self._then = self._after_cd
-            target = cd.group(1) or "~"
-            return {"tool": "bash", "input": {"command": f"{prefix}cd {target} && pwd"}}
-        return {"tool": "bash", "input": {"command": prefix + line}}
-
-    def _after_cd(self, observation: str) -> None:
-        printed = observed.stdout_of(observation).strip().splitlines()
-        if observed.exit_code(observation) == 0 and printed and printed[-1].startswith("/"):
-            self._cwd = printed[-1]
-        else:
-            self._show(observation)
-        return None
-
-    def _after_score(self, observation: str) -> None:
-        elapsed = time.monotonic() - self._started
-        self._scores.append(f"{_clock(elapsed)}  {observation.splitlines()[0]}")
-        self._show(observation)
-
-    def _after_read(self, path: str, observation: str) -> dict[str, Any] | None:
-        if observed.is_error(observation):
-            if "No such file" not in observation:
-                self._show(observation)
-                return None
-            observation = ""  # a new file
-        if observed.truncated(observation):
-            self._say(f"{path} is too large to edit here; change it with shell commands.\n")
-            return None
-        with tempfile.TemporaryDirectory() as folder:
-            local = Path(folder) / Path(path).name
-            local.write_text(observation, encoding="utf-8")
-            try:
-                subprocess.run([*shlex.split(self.editor), str(local)], check=False)
-            except OSError as error:
-                self._say(f"Cannot run the editor {self.editor!r}: {error}\n")
-                return None
-            edited = local.read_text(encoding="utf-8")
-        if edited == observation:
-            self._say(f"{path}: no change.\n")
-            return None
-        return {"tool": "write_file", "input": {"path": self._path(path), "content": edited}}
-
-    # --- helpers ---------------------------------------------------------------------
-
-    def _count(self, action: dict[str, Any]) -> dict[str, Any]:
-        self._steps += 1
-        return action
-
-    def _show(self, observation: str) -> None:
-        self._say(observation if observation.endswith("\n") else observation + "\n")
-
-    def _has_tool(self, name: str) -> bool:
-        tools = {tool["name"] for tool in self._info.tools} if self._info else set()
-        if name not in tools:
-            self._say(f"This run has no {name} tool.\n")
-        return name in tools
-
-    def _path(self, path: str) -> str:
-        return path if path.startswith("/") else f"{self._cwd}/{path}"
-
-    def _status(self) -> str:
-        budget = self._info.budget if self._info else {}
-        elapsed = time.monotonic() - self._started
-        lines = [f"steps {self._steps}/{budget.get('steps', '?')}, time "
-                 f"{_clock(elapsed)} of {_clock(float(budget.get('time_s') or 0))}"]
-        lines += self._scores or ["no scores yet"]
-        return "\n".join(lines)
-
-    def _prompt(self) -> str:
-        budget = self._info.budget if self._info else {}
-        where = "~" + self._cwd[len(AGENT_HOME):] if self._cwd.startswith(AGENT_HOME) else self._cwd
-        elapsed = _clock(time.monotonic() - self._started)
-        return f"[{self._steps}/{budget.get('steps', '?')} {elapsed}] {where}$ "
-
-    def _read_line(self, prompt: str | None = None) -> str | None:
-        while True:
-            try:
-                if self._in is sys.stdin and self._out is sys.stdout:
-                    return input(prompt or self._prompt())
-                self._say(prompt or self._prompt())
-                line = self._in.readline()
-                return line.rstrip("\n") if line else None
-            except EOFError:
-                return None
-            except KeyboardInterrupt:
-                self._say("\n(interrupted; :submit ends the episode)\n")
-
-    def _ask(self, question: str) -> bool:
-        answer = self._read_line(question)
-        return answer is not None and answer.strip().lower() in ("y", "yes")
+    def _record(self, action: str, text: str, details: dict[str, Any]) -> None:
+        assert self._info is not None
+        self._info.record("scaffold", {"action": action, "text": text, "details": details})
 
     def _say(self, text: str) -> None:
         self._out.write(text)
         self._out.flush()
 
 
-def _clock(seconds: float) -> str:
-    minutes, secs = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
+def briefing(info: TaskInfo) -> str:
+    """What the person reads before their shell opens."""
+    time_s = float(info.budget.get("time_s") or 0)
+    return BRIEFING.format(instructions=info.instructions.strip(), home=AGENT_HOME,
+                           working_time=_duration(time_s))  # fmt: skip
+
+
+def shell_env(deadline: int, term: str | None = None) -> dict[str, str]:
+    """The environment of the person's shell: a prompt showing the working time left until
+    `deadline` (epoch seconds; DEADLINE_FILE, once written, moves it), the person's terminal
+    type `term` where the image knows it, and a history kept out of the workspace."""
+    return {"RDBENCH_DEADLINE": str(deadline), "RDBENCH_DEADLINE_FILE": DEADLINE_FILE,
+            "PROMPT_COMMAND": PROMPT_COMMAND, "PS1": PS1, "HISTFILE": "/tmp/.bash_history",
+            "TERM": term if term in KNOWN_TERMS else "xterm-256color"}  # fmt: skip
+
+
+def _ending_text(end: SessionEnd) -> str:
+    how = {"exit": f"the shell exited ({end.exit_code})", "time": "the working time was up",
+           "closed": "the person's terminal closed"}[end.ended]  # fmt: skip
+    return f"terminal session over after {end.seconds:.0f} s: {how}"
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:.0f} minutes" if seconds >= 120 else f"{seconds:.0f} seconds"

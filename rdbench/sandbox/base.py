@@ -118,7 +118,11 @@ class Sandbox(Protocol):
 
     `user` is the one word for the identity a command runs as or a file belongs to: "agent"
     (the default) or "root". A sandbox is a context manager: `with make_sandbox(...) as
-    sandbox:` closes it on leaving."""
+    sandbox:` closes it on leaving.
+
+    Optional capability: `open_terminal(cmd, *, user, cwd, env, size, timeout) -> Terminal`,
+    `cmd` run with an interactive terminal, for a person (see rdbench/sandbox/terminal.py;
+    docker and bwrap have it)."""
 
     @property
     def id(self) -> str:

@@ -90,7 +90,7 @@ from rdbench.sandbox.base import (
 from rdbench.sandbox.cgroups import SandboxCgroups, remove_leftover_groups
 from rdbench.sandbox.disk import SandboxDisk, disk_problem, ready_disk
 from rdbench.sandbox.namespaces import NamespaceHolder
-from rdbench.sandbox.process import ProcessRunner, Run, limits_prelude, with_limits
+from rdbench.sandbox.process import ProcessRunner, Run, launch, limits_prelude, with_limits
 from rdbench.sandbox.rootfs import (
     METADATA,
     ensure_rootfs,
@@ -98,6 +98,7 @@ from rdbench.sandbox.rootfs import (
     image_env,
     rootfs_dir,
 )
+from rdbench.sandbox.terminal import PtyTerminal, open_pty_in, set_pty_size
 
 log = structlog.get_logger()
 
@@ -115,6 +116,7 @@ SHM_BYTES = 64 * 1024 * 1024  # /dev/shm, as Docker sizes it
 # What /sys shows (read-only): the CPUs, which libraries read to size their thread pools.
 SYS_SHOWN = ["/sys/devices/system/cpu"]
 CGROUP_SHOWN = "/sys/fs/cgroup/cpuacct"  # where the sandbox's CPU-accounting group is shown
+TTY_GID = 5  # the group `tty` of Debian images, which owns terminals (as on Docker)
 READ_ONLY_HINT = (
     "the bwrap sandbox is read-only outside /home/agent, /tmp, /var/tmp and /grader"
 )
@@ -341,6 +343,62 @@ class BwrapSandbox:
         if run.returncode != 0 and self._holder is not None and not self._holder.alive():
             raise SandboxUnavailable(f"The bwrap sandbox {self.id} has ended (see its log)")
         return run, oom_kills
+
+    def open_terminal(
+        self,
+        cmd: list[str],
+        *,
+        user: str | None = None,
+        cwd: str | None = None,
+        env: dict[str, str] | None = None,
+        size: tuple[int, int] = (24, 80),
+        timeout: float | None = None,
+    ) -> PtyTerminal:
+        """Start `cmd` inside with a terminal: a pseudo-terminal of the sandbox's own
+        /dev/pts (see open_pty_in), made by the host, whose slave end the command holds as
+        its controlling terminal (`setsid --ctty` from the image), joined to
+        the sandbox as every command is (nsenter, identity, seccomp, a cgroup leaf, rlimits
+        for `timeout`, default the exec timeout). Closing the terminal kills the command and
+        what is left in its leaf. See rdbench/sandbox/terminal.py."""
+        require_command(cmd, cwd=cwd, env=env)
+        if self._closed or self._holder is None:
+            raise SandboxUnavailable(f"The bwrap sandbox {self.id} is closed")
+        user = user or AGENT_USER
+        owner = _checked_owner(user)
+        caps = GRADING_CAPS if owner == "root" and self.config.grading else []
+        limit = timeout if timeout is not None else self.config.exec_timeout_s
+        self._pristine = False
+        argv, start_env = self._argv(
+            ["/usr/bin/setsid", "--ctty", *cmd], owner=owner,
+            cwd=posixpath.normpath(cwd or AGENT_HOME), env=self._command_env(user, env),
+            callers_env=bool(env), caps=caps, timeout=limit,
+        )  # fmt: skip
+        master, slave = open_pty_in(self._holder.root)
+        leaf = self.cgroups.exec_group() if self.cgroups is not None else None
+        try:
+            if owner == AGENT_USER:  # as Docker gives a container's user its terminal
+                os.fchown(slave, AGENT_UID, TTY_GID)
+            set_pty_size(slave, *size)
+            process = launch(
+                argv, confined=True, cgroup=leaf, pid_namespace=self._holder.pid_namespace,
+                stdin=slave, stdout=slave, stderr=slave, env=start_env,
+                pass_fds=self._holder.fds,
+            )  # fmt: skip
+        except OSError as error:
+            os.close(master)
+            if leaf is not None and self.cgroups is not None:
+                self.cgroups.release(leaf)
+            raise SandboxUnavailable(f"Could not start a terminal in {self.id}: {error}") from error
+        finally:
+            os.close(slave)
+
+        def end() -> None:
+            if leaf is not None and self.cgroups is not None:
+                leaf.kill()
+                self.cgroups.release(leaf)
+
+        log.info("sandbox.terminal", backend="bwrap", sandbox=self.id, user=owner)
+        return PtyTerminal(master, process, on_close=end)
 
     def _as_root(
         self, what: str, script: str, *args: str, input: bytes | None = None,

@@ -68,6 +68,7 @@ from rdbench.sandbox.base import (
     user_env,
 )
 from rdbench.sandbox.disk import SandboxDisk
+from rdbench.sandbox.terminal import SocketTerminal
 
 log = structlog.get_logger()
 
@@ -237,6 +238,51 @@ class DockerSandbox:
                 if START_FAILED.decode() not in str(error) or time.monotonic() > retry_until:
                     raise self._unavailable(error) from error
             time.sleep(EXEC_START_PAUSE_S)
+
+    def open_terminal(
+        self,
+        cmd: list[str],
+        *,
+        user: str | None = None,
+        cwd: str | None = None,
+        env: dict[str, str] | None = None,
+        size: tuple[int, int] = (24, 80),
+        timeout: float | None = None,
+    ) -> SocketTerminal:
+        """Start `cmd` inside with a TTY (Docker's exec with tty and stdin), as `user`, in
+        `cwd`, `size` (rows, columns): see rdbench/sandbox/terminal.py. Closing the terminal
+        kills every process the session started (its exec marker). `timeout` is not
+        enforced here: the caller ends the session on time (a container has no per-command
+        CPU-time limit)."""
+        require_command(cmd, cwd=cwd, env=env)
+        user = user or AGENT_USER
+        marker = uuid.uuid4().hex
+        environment = {**user_env(user), **(env or {}), EXEC_MARKER: marker}
+        api = self._client.api
+        try:
+            exec_id = str(api.exec_create(self.id, cmd, stdin=True, tty=True, user=user,
+                                          workdir=cwd or AGENT_HOME,
+                                          environment=environment)["Id"])  # fmt: skip
+            sock = api.exec_start(exec_id, tty=True, socket=True)
+        except docker.errors.APIError as error:
+            raise self._unavailable(error) from error
+
+        def resize(rows: int, cols: int) -> None:
+            api.exec_resize(exec_id, height=rows, width=cols)
+
+        def exit_code() -> int | None:
+            try:
+                state = api.exec_inspect(exec_id)
+            except docker.errors.NotFound:  # removed with its container: killed
+                return -9
+            code = state.get("ExitCode")
+            return None if state.get("Running") or code is None else int(code)
+
+        terminal = SocketTerminal(sock, resize=resize, exit_code=exit_code,
+                                  kill=lambda: self._kill_marked(marker, user))  # fmt: skip
+        terminal.resize(*size)
+        log.info("sandbox.terminal", backend="docker", container=self.id[:12], user=user)
+        return terminal
 
     def _new_oom_kills(self) -> bool:
         """True when the kernel killed something in the container for want of memory since

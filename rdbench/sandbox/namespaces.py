@@ -91,6 +91,12 @@ class NamespaceHolder:
         process.launch), as nsenter cannot move itself there."""
         return self._opened()["--pid"]
 
+    @property
+    def root(self) -> int:
+        """A descriptor of the sandbox's root folder, held open since it started (to open
+        a device of its own /dev from the host, as a terminal does)."""
+        return self._opened()["--root"]
+
     def enter_argv(self) -> list[str]:
         """nsenter into every other namespace of the sandbox, its root and its working folder
         (the agent's home), through descriptors held open since the sandbox started (so a pid
