@@ -83,6 +83,16 @@ def test_limits_are_set_on_the_sandbox_cgroups(sandbox: BwrapSandbox) -> None:
 
 
 @pytest.mark.bwrap
+@pytest.mark.parametrize("shell", ["sh", "bash", "/bin/bash", "dash"])
+def test_a_shell_command_has_the_same_file_size_limit(sandbox: BwrapSandbox, shell: str) -> None:
+    """The limits open a shell's own `-c` script, in that shell's `ulimit -f` unit (bash
+    counts 1024-byte blocks, sh 512-byte ones)."""
+    limits = sandbox.exec([shell, "-c", "cat /proc/self/limits"], timeout=20).stdout
+    file_size = next(line for line in limits.splitlines() if line.startswith("Max file size"))
+    assert file_size.split()[3:5] == [str(2 * 1024**3)] * 2, (shell, file_size)
+
+
+@pytest.mark.bwrap
 def test_background_processes_live_until_the_sandbox_closes(bwrap_rootfs: str) -> None:
     seconds = str(random.randint(100_000, 999_999))
     sleeper = f"sleep\0{seconds}\0".encode()

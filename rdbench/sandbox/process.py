@@ -307,13 +307,17 @@ def _communicate(
 
 
 SHELLS = {"sh", "bash", "dash"}
+ULIMIT_BLOCK_BYTES = {"bash": 1024}  # the unit of `ulimit -f` where it is not 512 bytes
 
 
-def limits_script(timeout: float, cpus: float) -> str:
+def limits_script(timeout: float, cpus: float, *, shell: str = "sh") -> str:
     """Shell that sets RLIMIT_FSIZE and RLIMIT_CPU (timeout x cpus plus a margin: SIGXCPU,
     then SIGKILL 5 s later), and exits with PRELUDE_FAILED when it cannot. Any user may
-    lower its own limits, so it can run as the command's final identity."""
-    steps = [f"ulimit -f {FILE_SIZE_LIMIT // 512}"]  # in 512-byte blocks
+    lower its own limits, so it can run as the command's final identity. `shell` is the
+    shell that runs it: bash counts `ulimit -f` in 1024-byte blocks, sh (and bash as sh)
+    in 512-byte ones."""
+    block = ULIMIT_BLOCK_BYTES.get(shell, 512)
+    steps = [f"ulimit -f {FILE_SIZE_LIMIT // block}"]
     if math.isfinite(timeout):
         cpu_s = math.ceil(timeout * max(cpus, 1.0)) + CPU_MARGIN_S
         steps += [f"ulimit -S -t {cpu_s}", f"ulimit -H -t {cpu_s + 5}"]
@@ -324,10 +328,10 @@ def with_limits(cmd: list[str], timeout: float, cpus: float) -> list[str]:
     """`cmd` made to set its rlimits (see limits_script) before it runs anything: a shell's
     `-c` script starts with them (on its first line, so line numbers stay), any other
     command runs behind a `/bin/sh -c` that sets them and execs it."""
-    limits = limits_script(timeout, cpus)
-    if len(cmd) >= 3 and posixpath.basename(cmd[0]) in SHELLS and cmd[1] == "-c":
-        return [cmd[0], "-c", f"{limits}; {cmd[2]}", *cmd[3:]]
-    return ["/bin/sh", "-c", f'{limits}; exec "$@"', "sh", *cmd]
+    shell = posixpath.basename(cmd[0]) if cmd else ""
+    if len(cmd) >= 3 and shell in SHELLS and cmd[1] == "-c":
+        return [cmd[0], "-c", f"{limits_script(timeout, cpus, shell=shell)}; {cmd[2]}", *cmd[3:]]
+    return ["/bin/sh", "-c", f'{limits_script(timeout, cpus)}; exec "$@"', "sh", *cmd]
 
 
 def limits_prelude(
