@@ -45,19 +45,20 @@ ENV VIRTUAL_ENV=/opt/rdbench-venv \
     PATH=/opt/rdbench-venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     LANG=C.UTF-8
 
-# procps (ps, pkill) is missing from slim bases; the bootstrapped base already has it, so apt
-# only runs where it is needed (and where a package mirror is reachable).
+# procps (ps, pkill) and an editor (vi, from vim-tiny: for people working in the sandbox's
+# terminal) are missing from slim bases; the bootstrapped base already has them, so apt only
+# runs where it is needed (and where a package mirror is reachable).
 RUN set -eu; \
-    if ! command -v ps >/dev/null || ! command -v pkill >/dev/null; then \
+    if ! command -v ps >/dev/null || ! command -v pkill >/dev/null || ! command -v vi >/dev/null; then \
         apt-get update; \
-        apt-get install -y --no-install-recommends procps; \
+        apt-get install -y --no-install-recommends procps vim-tiny; \
         rm -rf /var/lib/apt/lists/*; \
     fi; \
     groupadd --gid "$AGENT_UID" agent; \
     useradd --uid "$AGENT_UID" --gid "$AGENT_UID" --no-log-init --home-dir /home/agent \
         --create-home --shell /bin/bash agent; \
     install -d -m 700 -o root -g root /grader; \
-    for tool in bash sh tar ps pkill kill sleep timeout cp chmod; do \
+    for tool in bash sh tar ps pkill kill sleep timeout cp chmod vi; do \
         command -v "$tool" >/dev/null || { echo "BASE_IMAGE lacks '$tool'" >&2; exit 1; }; \
     done
 

@@ -45,7 +45,7 @@ DEBIAN_SUITE = "bookworm"
 BOOTSTRAP_RECIPE: dict[str, Any] = {
     "suite": DEBIAN_SUITE,
     "variant": "minbase",
-    "include": ["python3", "python3-venv", "ca-certificates", "procps"],
+    "include": ["python3", "python3-venv", "ca-certificates", "procps", "vim-tiny"],
     "changes": [
         "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         "ENV LANG=C.UTF-8",

@@ -303,18 +303,14 @@ def test_person_works_in_a_real_terminal_and_leaving_submits(
         tmux.type("~", enter=False)
         tmux.expect(PROMPT)
         tmux.run("cat answer.py; echo", r"^print\(4\)")
-        # vi, where the image has it (the minimal image has none: then the curses program
-        # above stands for a full-screen editor)
-        found = tmux.run("command -v vi >/dev/null && echo HAS-VI || echo NO-VI",
-                         r"^(HAS|NO)-VI")
-        if re.search(r"^HAS-VI$", found, re.MULTILINE):
-            tmux.type("vi notes.txt")
-            tmux.expect(r"^~", timeout=10)  # the empty buffer's lines
-            tmux.keys("i")
-            tmux.type("hello from vi", enter=False)
-            tmux.keys("Escape")
-            tmux.type(":wq")
-            tmux.run("cat notes.txt", r"^hello from vi")
+        # an editor: vi (the image's vim-tiny)
+        tmux.type("vi notes.txt")
+        tmux.expect(r"^~", timeout=10)  # the empty buffer's lines
+        tmux.keys("i")
+        tmux.type("hello from vi", enter=False)
+        tmux.keys("Escape")
+        tmux.type(":wq")
+        tmux.run("cat notes.txt", r"^hello from vi")
         # the terminal's size is followed
         tmux.resize(30, 100)
         tmux.run("stty size", r"^30 100")
