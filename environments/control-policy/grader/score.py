@@ -21,7 +21,7 @@ policy is what training produces: a network.
 The scale (task.toml [scoring]): the start anchor is not the untouched workspace (-102.57 on
 the test seeds) but the textbook one-line rule, torque along the lower link's swing (-83.0; as
 a network: one linear layer), which needs no training: it, and anything no better, normalizes
-to 0. tests/test_task_control_policy.py grades it.
+to 0. tests/test_control_policy.py grades it.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ The scale (task.toml [scoring]): the task measures repairing the trained model, 
 anchor is not the corrupted model.pt (raw 1.44) but what retraining from scratch gives, the
 shipped train.py run with its default arguments (raw -2.448). That shortcut, which needs no
 diagnosis and no repair, normalizes to 0, as does anything no better;
-tests/test_task_fix_embedding.py runs it and grades it.
+tests/test_fix_embedding.py runs it and grades it.
 """
 
 from __future__ import annotations
