@@ -42,6 +42,8 @@ OPERATIONS = ("score", "submit", "status", "help")
 MAX_REQUEST_BYTES = 4096
 MAX_CONNECTIONS = 4  # at once; more are refused (a person runs one command at a time)
 READ_TIMEOUT_S = 10.0  # for the request's line; the reply may take a grading's time
+DRAIN_S = 1.0  # after the reply, for the rest of what the client sent
+MAX_DRAIN_BYTES = 1024 * 1024
 COMMAND_SOURCE = Path(__file__).with_name("human_command.py")
 
 Reply = dict[str, Any]
@@ -160,7 +162,7 @@ class ChannelServer:
         try:
             request = parse_request(data)
         except ChannelRequestError as error:
-            log.warning("channel.refused", error=str(error))
+            log.info("channel.refused", error=str(error))
             return error_reply(str(error))
         if self._closed.is_set():
             return error_reply("The episode is over")
@@ -172,9 +174,16 @@ class ChannelServer:
             return error_reply(f"rdbench could not {request.op}: {type(error).__name__}: {error}")
 
     def _answer(self, connection: socket.socket, reply: Reply) -> None:
+        """Send `reply`, then drop what the client sent beyond its request (a little at
+        most), so that closing does not reset the connection before it read the reply."""
         with contextlib.suppress(OSError), connection:
             connection.settimeout(READ_TIMEOUT_S)
             connection.sendall(json.dumps(reply).encode() + b"\n")
+            connection.shutdown(socket.SHUT_WR)
+            connection.settimeout(DRAIN_S)
+            dropped = 0
+            while dropped < MAX_DRAIN_BYTES and (chunk := connection.recv(65536)):
+                dropped += len(chunk)
 
     def close(self) -> None:
         """Stop serving and remove the folder (the socket and commands with it)."""
