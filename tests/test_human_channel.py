@@ -5,8 +5,8 @@ the server's refusal of anything else, and no channel in any other episode."""
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import socket
 import stat
 import threading
@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 from helpers import BACKENDS, copy_toy_task
 from test_human_terminal import ANY_PROMPT, PROMPT, Tmux, _only_episode, _rdbench_run, _ready
+from typer.testing import CliRunner
 
+from rdbench.cli import app
 from rdbench.env import RDEnv
 from rdbench.human_channel import (
     MAX_REQUEST_BYTES,
@@ -156,13 +158,15 @@ def test_an_agents_episode_has_no_channel(
     try:
         env.reset(seed=0)
         probe = (f"test -e {CHANNEL_DIR} && echo CHANNEL-THERE || echo NO-CHANNEL; "
-                 "ls /run; python3 -c \"import socket; s = socket.socket(socket.AF_UNIX); "
+                 "echo RUN: $(ls -A /run); python3 -c \"import socket; "
+                 "s = socket.socket(socket.AF_UNIX); "
                  f"s.connect('{CHANNEL_DIR}/channel.sock')\" 2>&1 | tail -1")
         text, *_ = env.step({"tool": "bash", "input": {"command": probe}})
     finally:
         env.close()
     assert "NO-CHANNEL" in text and "CHANNEL-THERE" not in text
-    assert "rdbench" not in text.split("NO-CHANNEL", 1)[1].split("\n")[1:-2]
+    (listed,) = [line for line in text.splitlines() if line.startswith("RUN:")]
+    assert listed.split() == ["RUN:", "lock", "mount"]  # the image's /run, nothing added
     assert "FileNotFoundError" in text
 
 
@@ -220,3 +224,15 @@ def test_a_person_scores_sees_status_and_submits_from_the_shell(
     assert closed[0]["details"]["ended"] == "submit"
     assert any(event.get("action") == "channel_submit" for event in events)
     assert not list(Path("/var/tmp").glob(f"rdbench-channel-{os.getpid()}-*"))
+
+
+def test_people_with_parallel_episodes_are_refused(tmp_path: Path) -> None:
+    task = copy_toy_task(tmp_path / "tasks")
+    out = tmp_path / "runs"
+    result = CliRunner().invoke(app, ["run", "--task", str(task), "--agent", "human",
+                                      "--parallel", "2", "--runs", "2", "--sandbox", "docker",
+                                      "--out", str(out)])  # fmt: skip
+    assert result.exit_code == 1
+    said = " ".join(result.output.split())
+    assert "--parallel 2 with --agent human" in said and "--parallel 1" in said
+    assert not out.exists()  # nothing ran
