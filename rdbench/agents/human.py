@@ -9,10 +9,16 @@ Ctrl-C work as in any terminal, and Ctrl-C interrupts the command, never the epi
 prompt shows the working time left, from the deadline the shell is given (RDBENCH_DEADLINE),
 or from DEADLINE_FILE once something that paused the working-time clock wrote a later one.
 
+The shell has the episode's channel to the runner (rdbench/human_channel.py): rdbench-score,
+rdbench-submit, rdbench-status and rdbench-help on its PATH (the briefing names them); a
+score asked there is a step of the env (rdbench/human_desk.py).
+
 A human episode is limited by working time (the task's time budget, or `rdbench run
---max-time`), not by steps: the whole session is one action of the env. How it maps:
-- the person leaves the shell (`exit`, Ctrl-D), or their terminal goes away: the agent sends
-  `submit`; the episode ends terminated and the workspace is graded.
+--max-time`), not by steps: the whole session is one action of the env (and each
+rdbench-score one more). How it maps:
+- the person leaves the shell (`exit`, Ctrl-D), runs `rdbench-submit` (the session is then
+  closed), or their terminal goes away: the agent sends `submit`; the episode ends
+  terminated and the workspace is graded, its seconds shown on the person's screen.
 - the working time runs out: the shell is closed and the agent sends one no-op command
   (NO_OP, which runs `true`); the env then finds its time budget spent and ends the episode
   truncated (limit: time), graded as for any agent.
