@@ -231,9 +231,6 @@ def _act(
             control.check()
             action = agent.act(observation)
             episode.usage = _track_usage(agent, env, transcript, episode.usage, episode.step)
-            if desk is not None and desk.final is not None:  # ended by a score's step
-                _, _, episode.terminated, episode.truncated, info = desk.final
-                break
             if action is None:
                 episode.no_action = True
                 log.warning("episode.no_action")
@@ -241,8 +238,10 @@ def _act(
                     _, _, episode.terminated, episode.truncated, info = env.end_early(
                         "the agent stopped acting without submitting")
                 break
-            with env_calls:
-                text, _, episode.terminated, episode.truncated, info = env.step(action)
+            step = _step(env, action, desk)
+            text, _, episode.terminated, episode.truncated, info = step
+            if desk is not None and step is desk.final:
+                break  # a score asked in the sandbox ended the episode (counted there)
             episode.step += 1
             _note_validation(episode, info)
             observation = Observation.from_info(text, info)
@@ -273,6 +272,17 @@ def _terminal_access(
         return None
     return TerminalAccess(open=env.open_terminal, time_left=lambda: env.time_left_s,
                           **({"submitted": desk.submitted} if desk is not None else {}))
+
+
+def _step(
+    env: RDEnv, action: Any, desk: HumanDesk | None
+) -> tuple[str, Any, bool, bool, dict[str, Any]]:
+    """env.step(action); with a person's desk, under its lock, or, when a score asked in the
+    sandbox has ended the episode meanwhile, that score's final step."""
+    if desk is None:
+        return env.step(action)
+    with desk.lock:
+        return desk.final if desk.final is not None else env.step(action)
 
 
 def _desk_reply(desk: HumanDesk | None, request: Request) -> dict[str, Any]:

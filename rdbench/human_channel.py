@@ -191,6 +191,8 @@ class ChannelServer:
             return
         self._closed.set()
         with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the accept in progress
+        with contextlib.suppress(OSError):
             self._listener.close()
         self._thread.join(5.0)
         hostdirs.remove(self.folder)

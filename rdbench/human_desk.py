@@ -11,8 +11,10 @@ channel (rdbench/human_channel.py serves it).
 - help: the commands.
 
 Every env call of the episode goes through `lock` (the episode's own steps too), so a score
-asked from the shell and the episode's steps never meet. A score step that ends the episode
-(its step budget spent) leaves its result in `final`, and the session ends as on submit.
+asked from the shell and the episode's steps never meet. A score is refused when it would
+take the episode's last step (which its end needs) or the working time is up; a score step
+that ends the episode all the same (a budget running out meanwhile) leaves its result in
+`final`, and the session ends as on submit.
 """
 
 from __future__ import annotations
@@ -93,6 +95,12 @@ class HumanDesk:
                 return error_reply("The episode is over: your workspace is being graded")
             if self._env.time_left_s < MIN_TIME_LEFT_S:
                 return error_reply("Your working time is up")
+            steps = self._env.budget.steps
+            if self._env.steps + 2 > steps:  # one is kept for the end of the session
+                return error_reply(f"No steps left for a score: this episode has {steps} "
+                                   f"steps, {self._env.steps} used by scores, and its end "
+                                   "takes the last one; rdbench-submit grades your "
+                                   "workspace on the test split")
             asked = self._env.elapsed_s
             step = self._env.step(SCORE)
             text, _, terminated, truncated, info = step

@@ -4,12 +4,15 @@ the server's refusal of anything else, and no channel in any other episode."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
+import select
 import socket
 import stat
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +20,7 @@ from helpers import BACKENDS, copy_toy_task
 from test_human_terminal import ANY_PROMPT, PROMPT, Tmux, _only_episode, _rdbench_run, _ready
 from typer.testing import CliRunner
 
+from rdbench.agents.grading_ticker import TEXT, GradingTicker
 from rdbench.cli import app
 from rdbench.env import RDEnv
 from rdbench.human_channel import (
@@ -206,7 +210,8 @@ def test_a_person_scores_sees_status_and_submits_from_the_shell(
         tmux.expect(r"for final grading\? \[y/N\] ?$")
         tmux.type("y")
         tmux.expect(r"You submitted \(rdbench-submit\)", timeout=30)
-        tmux.expect(r"RUN-EXIT=0", timeout=90)
+        screen = tmux.expect(r"RUN-EXIT=0", timeout=90)
+        assert re.search(r"grading on the hidden test split\.\.\. \d+ s, done", screen)
     finally:
         tmux.kill()
     folder = _only_episode(out)
@@ -236,3 +241,53 @@ def test_people_with_parallel_episodes_are_refused(tmp_path: Path) -> None:
     said = " ".join(result.output.split())
     assert "--parallel 2 with --agent human" in said and "--parallel 1" in said
     assert not out.exists()  # nothing ran
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_score_is_refused_when_it_would_take_the_last_step(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    _ready(backend, request)
+    task = copy_toy_task(tmp_path / "tasks")
+    out = tmp_path / "runs"
+    tmux = Tmux(_rdbench_run(task, out, backend, "--max-steps", "1"), cwd=tmp_path)
+    try:
+        tmux.expect(PROMPT, timeout=90)
+        tmux.type("echo 'print(2)' > answer.py")
+        tmux.expect(PROMPT)
+        tmux.run("rdbench-score 2>&1; echo CODE=$?", r"CODE=1")
+        screen = " ".join(tmux.screen().split())
+        assert "rdbench-score: No steps left for a score: this episode has 1 steps" in screen
+        tmux.type("exit")
+        tmux.expect(r"RUN-EXIT=0", timeout=90)
+    finally:
+        tmux.kill()
+    result = load_result(_only_episode(out))
+    assert result.outcome == "submitted" and result.raw_score == 2.0 and result.steps == 1
+    types = [event["type"] for event in read_transcript(_only_episode(out))]
+    assert "score" not in types and types.count("grade") == 1
+
+
+def test_the_grading_ticker_counts_seconds_on_a_terminal_and_ends_its_line() -> None:
+    master, slave = os.openpty()
+    with os.fdopen(slave, "w") as out:
+        ticker = GradingTicker(tick_s=0.05)
+        ticker.start(out)
+        time.sleep(0.3)
+        ticker.stop()
+        ticker.stop()  # once
+    shown = ""
+    while select.select([master], [], [], 1.0)[0] and not shown.endswith("\n"):
+        shown += os.read(master, 65536).decode()
+    os.close(master)
+    assert shown.count(f"\r{TEXT} 0 s") >= 3
+    assert shown.endswith(f"\r{TEXT} 0 s, done\r\n")  # the terminal's newline
+
+
+def test_the_grading_ticker_writes_nothing_but_to_a_terminal() -> None:
+    out = io.StringIO()
+    ticker = GradingTicker(tick_s=0.01)
+    ticker.start(out)
+    time.sleep(0.05)
+    ticker.stop()
+    assert out.getvalue() == ""
