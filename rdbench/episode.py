@@ -9,6 +9,11 @@ After each action it reads the agent's usage, records it when it changed and han
 env, which checks the token and dollar budgets and leaves API retry waits out of working
 time. An agent that fails (raises) ends its episode: the workspace is still graded, the
 transcript holds an `error` event and result.json says what happened (outcome agent_error).
+
+An episode of a person (an agent with `uses_terminal`) gives their sandbox a channel to the
+runner (rdbench/human_channel.py) whose operations its desk carries out
+(rdbench/human_desk.py): a score asked there is a step of the env, in this episode's
+bookkeeping as the agent's own steps are.
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ from test_human_terminal import ANY_PROMPT, PROMPT, Tmux, _only_episode, _rdbenc
 from typer.testing import CliRunner
 
 from rdbench.agents.grading_ticker import TEXT, GradingTicker
+from rdbench.agents.human import DEADLINE_FILE
 from rdbench.cli import app
 from rdbench.env import RDEnv
 from rdbench.human_channel import (
@@ -192,6 +193,8 @@ def test_a_person_scores_sees_status_and_submits_from_the_shell(
         tmux.run("rdbench-score", r"Validation score: 3\.50 \(answer.py printed 3\.00 "
                  r"\(validation split\)\)", timeout=60)
         assert "grading on the validation split..." in tmux.screen()
+        # the prompt's deadline moved by the grading's time, written by root
+        tmux.run(f"stat -c %U {DEADLINE_FILE}", r"^root")
         tmux.run("rdbench-status", r"  at 0:\d\d:\d\d: Validation score: 3\.50 .*")
         assert "Steps: 1 of 20" in tmux.screen()
         # nothing else is reachable: a raw request for a step or a command is refused
