@@ -559,6 +559,12 @@ def _run_suite(config: Any, out: Path) -> None:
         run_id_for,
     )
 
+    people = sorted({choice.name for choice in config.agents
+                     if choice.name in INTERACTIVE_AGENTS})  # fmt: skip
+    if people and config.parallel > 1:
+        raise _fail(f"--parallel {config.parallel} with --agent {people[0]}: a person works "
+                    "in one terminal, so their episodes run one at a time; run with "
+                    "--parallel 1 (the default)")
     _check_sandbox(config.sandbox)
     run_id = run_id_for(out)
     specs = expand(config, run_id)

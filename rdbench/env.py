@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, SupportsFloat
 
@@ -87,6 +88,9 @@ class RDEnv(gym.Env[str, Any]):
     The time budget counts working time: wall-clock time since reset, less the agent's waits
     before API retries (`report_usage`) and less the time `score` calls spend grading.
 
+    `channel_dir`, a host folder, is shown read-only in the episode's sandbox at
+    /run/rdbench: a person's channel to the runner (rdbench/human_channel.py).
+
     `tools` entries may carry a tool variant (rdbench/tool_variants.py), e.g.
     `bash(max_output=500)` or `score(off)`: `tools` holds the names of the tools offered,
     `tool_set` every entry in its canonical text (what identity and records hold), and
@@ -107,6 +111,7 @@ class RDEnv(gym.Env[str, Any]):
         labels: dict[str, str] | None = None,
         max_observation_chars: int = MAX_OBSERVATION_CHARS,
         render_mode: str | None = None,
+        channel_dir: str | Path | None = None,
     ):
         self.task = task if isinstance(task, TaskSpec) else get_task(task)
         if max_observation_chars <= 0:
@@ -129,6 +134,8 @@ class RDEnv(gym.Env[str, Any]):
         self.budget = Budget.model_validate({**self.task.budget.model_dump(), **(budget or {})})
         self.transcript = transcript
         self.labels = dict(labels or {})
+        # a person's channel to the runner (rdbench/human_channel.py), shown in the sandbox
+        self.channel_dir = None if channel_dir is None else str(channel_dir)
         self.render_mode = render_mode
         self.max_observation_chars = max_observation_chars
         self.observation_space = AnyText(max_observation_chars)
@@ -251,6 +258,8 @@ class RDEnv(gym.Env[str, Any]):
         self.labels.setdefault("rdbench.episode", uuid.uuid4().hex[:12])
         prepare_task_image(self.task)  # a task with its own packages: its layer, if missing
         config = self.task.sandbox_config(labels={"rdbench.role": "agent", **self.labels})
+        if self.channel_dir is not None:
+            config = replace(config, channel_dir=self.channel_dir)
         self.sandbox = self._factory(config)
         self.sandbox_used = getattr(self.sandbox, "backend", self.sandbox_name)
         with starting_workspace(self.task) as folder:  # workspace/ + [workspace] from_grader
@@ -370,6 +379,7 @@ class RDEnv(gym.Env[str, Any]):
     def _score(self, info: dict[str, Any]) -> ToolResult:
         """The `score` tool: grade the workspace on the validation split, with working time
         paused for as long as the grading takes."""
+        asked_s = self.elapsed_s  # the working time used when the score was asked
         started = self._grading_since = time.monotonic()
         self._scored_at = self.steps
         try:
@@ -389,7 +399,7 @@ class RDEnv(gym.Env[str, Any]):
         self._record("score", raw_score=grade.raw_score,
                      normalized_score=grade.normalized_score, valid=grade.valid,
                      message=grade.message, grading_s=round(grading_s, 3),
-                     elapsed_working_s=round(self.elapsed_s, 3))
+                     elapsed_working_s=round(self.elapsed_s, 3), working_s=round(asked_s, 3))
         if grade.raw_score is None:
             return ToolResult(f"Validation score: none, not valid ({grade.message})")
         # rounded: a score at full precision is an oracle for the hidden labels

@@ -9,10 +9,16 @@ After each action it reads the agent's usage, records it when it changed and han
 env, which checks the token and dollar budgets and leaves API retry waits out of working
 time. An agent that fails (raises) ends its episode: the workspace is still graded, the
 transcript holds an `error` event and result.json says what happened (outcome agent_error).
+
+An episode of a person (an agent with `uses_terminal`) gives their sandbox a channel to the
+runner (rdbench/human_channel.py) whose operations its desk carries out
+(rdbench/human_desk.py): a score asked there is a step of the env, in this episode's
+bookkeeping as the agent's own steps are.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -27,6 +33,8 @@ from rdbench.agents.base import TeamSeat, TerminalAccess
 from rdbench.agents.scaffold import load_scaffold
 from rdbench.env import RDEnv
 from rdbench.grading import default_factory, grade_archive
+from rdbench.human_channel import ChannelServer, Request, error_reply
+from rdbench.human_desk import HumanDesk
 from rdbench.infrastructure import (
     InfrastructureFailure,
     backoff_s,
@@ -136,9 +144,22 @@ def play_agent(
     transcript = Transcript(folder)
     labels = {"rdbench.run": spec.run_id, "rdbench.episode": spec.episode_id}
     labels.update(labels_extra or {})
-    env = RDEnv(spec.task, sandbox=spec.backend, tools=spec.tools, budget=spec.budget,
-                transcript=transcript, labels=labels)
     episode = EpisodeState()
+    desk: HumanDesk | None = None
+    # a person's sandbox gets a channel to the runner: rdbench-score, rdbench-submit, ...
+    channel = (ChannelServer(lambda request: _desk_reply(desk, request))
+               if getattr(agent, "uses_terminal", False) else None)  # fmt: skip
+    try:
+        env = RDEnv(spec.task, sandbox=spec.backend, tools=spec.tools, budget=spec.budget,
+                    transcript=transcript, labels=labels,
+                    channel_dir=None if channel is None else channel.folder)  # fmt: skip
+    except BaseException:
+        if channel is not None:
+            channel.close()
+        raise
+    if channel is not None:
+        desk = HumanDesk(env, record=_model_event_recorder(transcript, episode),
+                         on_step=lambda info: _desk_step(spec, episode, observer, info))
     (folder / HANDOFF).unlink(missing_ok=True)  # an unfinished attempt's notes
     try:
         try:
@@ -161,7 +182,7 @@ def play_agent(
             log.info("episode.start", agent=spec.agent, sandbox=reset_info["sandbox"])
             info = _act(agent, env, spec, Observation.from_info(observation, reset_info),
                         reset_info, transcript, episode, control, observer,
-                        handoff=handoff, seat=seat)
+                        handoff=handoff, seat=seat, desk=desk)
             control.check()  # an interrupted episode may have failed on its removed sandbox
             final = info
             archive = final["workspace_archive"]
@@ -171,6 +192,8 @@ def play_agent(
             control.untrack(env)
             _close(agent)
             env.close()
+            if channel is not None:
+                channel.close()
         grade = _final_grade(spec, final, folder, transcript, episode, control)
         transcript.write("usage", episode.step, **episode.usage.to_dict())
     finally:
@@ -191,18 +214,22 @@ def _act(
     *,
     handoff: str | None = None,
     seat: TeamSeat | None = None,
+    desk: HumanDesk | None = None,
 ) -> dict[str, Any]:
     """The agent acts until the episode ends; the final step's info. An agent that fails
     (raises) or stops acting (returns None) ends the episode early, graded as it is. An
-    agent that did not fail is then asked for notes for its successor (`end`)."""
+    agent that did not fail is then asked for notes for its successor (`end`). With a
+    person's `desk` (their channel), every env call holds its lock, and a score asked from
+    the sandbox that ended the episode gives the final info."""
     info: dict[str, Any] = {}
+    env_calls = desk.lock if desk is not None else contextlib.nullcontext()
     try:
         agent.reset(
             TaskInfo(spec.task, reset_info["instructions"], reset_info["tools"],
                      reset_info["budget"], seed=spec.seed,
                      record=_model_event_recorder(
                          transcript, episode, None if seat is None else seat.index),
-                     handoff=handoff, seat=seat, terminal=_terminal_access(agent, env)),
+                     handoff=handoff, seat=seat, terminal=_terminal_access(agent, env, desk)),
             observation,
         )
         while not (episode.terminated or episode.truncated):
@@ -212,10 +239,14 @@ def _act(
             if action is None:
                 episode.no_action = True
                 log.warning("episode.no_action")
-                _, _, episode.terminated, episode.truncated, info = env.end_early(
-                    "the agent stopped acting without submitting")
+                with env_calls:
+                    _, _, episode.terminated, episode.truncated, info = env.end_early(
+                        "the agent stopped acting without submitting")
                 break
-            text, _, episode.terminated, episode.truncated, info = env.step(action)
+            step = _step(env, action, desk)
+            text, _, episode.terminated, episode.truncated, info = step
+            if desk is not None and step is desk.final:
+                break  # a score asked in the sandbox ended the episode (counted there)
             episode.step += 1
             _note_validation(episode, info)
             observation = Observation.from_info(text, info)
@@ -225,19 +256,55 @@ def _act(
         episode.agent_error = describe(error)
         log.warning("episode.agent_error", error=episode.agent_error)
         episode.usage = _track_usage(agent, env, transcript, episode.usage, episode.step)
-        _, _, episode.terminated, episode.truncated, info = env.end_early(
-            f"agent error: {episode.agent_error}")
+        with env_calls:
+            if desk is not None and desk.final is not None:
+                _, _, episode.terminated, episode.truncated, info = desk.final
+            else:
+                _, _, episode.terminated, episode.truncated, info = env.end_early(
+                    f"agent error: {episode.agent_error}")
     if episode.agent_error is None:
         _hand_off(agent, env, transcript, episode, _end_reason(episode, info))
     return info
 
 
-def _terminal_access(agent: Agent, env: RDEnv) -> TerminalAccess | None:
+def _terminal_access(
+    agent: Agent, env: RDEnv, desk: HumanDesk | None = None
+) -> TerminalAccess | None:
     """A terminal into the env's sandbox for an agent of a person (`uses_terminal`), else
-    None: other agents act only through the env's recorded tools."""
+    None: other agents act only through the env's recorded tools. With the person's `desk`,
+    it tells when they submitted from the sandbox."""
     if not getattr(agent, "uses_terminal", False):
         return None
-    return TerminalAccess(open=env.open_terminal, time_left=lambda: env.time_left_s)
+    return TerminalAccess(open=env.open_terminal, time_left=lambda: env.time_left_s,
+                          **({"submitted": desk.submitted} if desk is not None else {}))
+
+
+def _step(
+    env: RDEnv, action: Any, desk: HumanDesk | None
+) -> tuple[str, Any, bool, bool, dict[str, Any]]:
+    """env.step(action); with a person's desk, under its lock, or, when a score asked in the
+    sandbox has ended the episode meanwhile, that score's final step."""
+    if desk is None:
+        return env.step(action)
+    with desk.lock:
+        return desk.final if desk.final is not None else env.step(action)
+
+
+def _desk_reply(desk: HumanDesk | None, request: Request) -> dict[str, Any]:
+    """The channel's reply: the desk's, once the episode has one."""
+    if desk is None:
+        return error_reply("The episode is starting; try again in a moment")
+    return desk.handle(request)
+
+
+def _desk_step(
+    spec: EpisodeSpec, episode: EpisodeState, observer: RunObserver, info: dict[str, Any]
+) -> None:
+    """A step the person's desk made (a score asked from the sandbox), in the episode's
+    bookkeeping as the agent's own steps are."""
+    episode.step += 1
+    _note_validation(episode, info)
+    tell(observer.episode_progress, _progress(spec, episode, info))
 
 
 def _end_reason(episode: EpisodeState, info: dict[str, Any]) -> str:

@@ -200,6 +200,9 @@ class ScoreEvent(EventBase):
     elapsed_working_s: float | None = Field(
         default=None, description="the agent's working time when the grade came back"
     )
+    working_s: float | None = Field(
+        default=None, description="the agent's working time used when it asked for the score"
+    )
 
 
 class UsageEvent(EventBase, UsageRecord):

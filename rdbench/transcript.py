@@ -7,6 +7,7 @@ import errno
 import json
 import os
 import shutil
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -36,6 +37,7 @@ class Transcript:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.path = self.folder / TRANSCRIPT
         self._file = self.path.open("a", encoding="utf-8")
+        self._lock = threading.Lock()  # whole lines, from any thread (a person's channel)
 
     def write(self, event_type: EventType, step: int, **fields: Any) -> Event:
         """Append one event of `event_type` (stamped with the time now) and return it.
@@ -50,9 +52,10 @@ class Transcript:
     def append(self, event: Event) -> None:
         """Append an event made elsewhere (it keeps its own time) and flush it to disk."""
         line = event.model_dump_json(fallback=str)
-        self._file.write(line + "\n")
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        with self._lock:
+            self._file.write(line + "\n")
+            self._file.flush()
+            os.fsync(self._file.fileno())
 
     def close(self) -> None:
         """Close the file; safe to call more than once."""

@@ -197,11 +197,13 @@ def human_info(tmp_path: Path) -> TaskInfo:
                     {"steps": 20, "time_s": 1800})
 
 
-def test_briefing_names_the_shell_and_time_not_the_tools(tmp_path: Path) -> None:
+def test_briefing_names_the_shell_time_and_commands_not_the_tools(tmp_path: Path) -> None:
     text = briefing(human_info(tmp_path))
     assert "Make `answer.py` print a bigger number" in text
     assert "30 minutes" in text and "exit" in text
-    assert "score tool" not in text and "submit" not in text
+    assert "score tool" not in text and "call submit" not in text.lower()
+    for command in ("rdbench-score", "rdbench-submit", "rdbench-status", "rdbench-help"):
+        assert f"  {command}  " in text
 
 
 def test_human_agent_without_a_terminal_says_what_is_missing(tmp_path: Path) -> None:

@@ -50,11 +50,15 @@ class TerminalAccess:
     `open(cmd, *, env, size, timeout)` starts `cmd` as the agent user in its home with an
     interactive terminal (rdbench.sandbox.terminal.Terminal), under the same walls and limits
     as the agent's tools; `time_left()` is the episode's working time left in seconds (the
-    env's clock, which stops while the workspace is graded). What the person does there
-    reaches the records through the agent's own actions and events."""
+    env's clock, which stops while the workspace is graded); `submitted()` turns true once
+    the person submitted from inside the sandbox (`rdbench-submit`, over the episode's
+    channel: rdbench/human_channel.py), when the session is to end and the agent submit.
+    What the person does there reaches the records through the agent's own actions and
+    events."""
 
     open: Callable[..., Terminal]
     time_left: Callable[[], float]
+    submitted: Callable[[], bool] = field(default=lambda: False)
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,16 @@ Ctrl-C work as in any terminal, and Ctrl-C interrupts the command, never the epi
 prompt shows the working time left, from the deadline the shell is given (RDBENCH_DEADLINE),
 or from DEADLINE_FILE once something that paused the working-time clock wrote a later one.
 
+The shell has the episode's channel to the runner (rdbench/human_channel.py): rdbench-score,
+rdbench-submit, rdbench-status and rdbench-help on its PATH (the briefing names them); a
+score asked there is a step of the env (rdbench/human_desk.py).
+
 A human episode is limited by working time (the task's time budget, or `rdbench run
---max-time`), not by steps: the whole session is one action of the env. How it maps:
-- the person leaves the shell (`exit`, Ctrl-D), or their terminal goes away: the agent sends
-  `submit`; the episode ends terminated and the workspace is graded.
+--max-time`), not by steps: the whole session is one action of the env (and each
+rdbench-score one more). How it maps:
+- the person leaves the shell (`exit`, Ctrl-D), runs `rdbench-submit` (the session is then
+  closed), or their terminal goes away: the agent sends `submit`; the episode ends
+  terminated and the workspace is graded, its seconds shown on the person's screen.
 - the working time runs out: the shell is closed and the agent sends one no-op command
   (NO_OP, which runs `true`); the env then finds its time budget spent and ends the episode
   truncated (limit: time), graded as for any agent.
@@ -29,8 +35,9 @@ import time
 from typing import Any, TextIO
 
 from rdbench.agents.base import AgentError, TaskInfo, Usage, agent
+from rdbench.agents.grading_ticker import GradingTicker
 from rdbench.agents.terminal_session import SessionEnd, SessionHook, run_session
-from rdbench.sandbox.base import AGENT_HOME
+from rdbench.sandbox.base import AGENT_HOME, BASE_ENV, CHANNEL_DIR
 from rdbench.sandbox.terminal import pty_size
 
 SHELL = ["/bin/bash", "--norc", "-i"]
@@ -65,8 +72,13 @@ You work in a terminal inside the task's sandbox: bash, as the user `agent`, in 
 work as in any terminal (Ctrl-C interrupts the running command, not the episode).
 Working time: {working_time}. The prompt shows the time left; when it runs out the shell is
 closed and your workspace is graded.
-To finish earlier, leave the shell (`exit` or Ctrl-D): your workspace is then graded on
-the hidden test split.
+Commands in that shell:
+  rdbench-score   grade your workspace on the validation split and show the score
+                  (working time stops while it grades)
+  rdbench-submit  finish: your workspace is graded on the hidden test split (asks first)
+  rdbench-status  working time left, your scores so far
+  rdbench-help    these commands
+Leaving the shell (`exit` or Ctrl-D) finishes too, as rdbench-submit does.
 ----------------------------------------------------------------------------------------
 """
 
@@ -85,6 +97,7 @@ class HumanAgent:
         self._info: TaskInfo | None = None
         self.session: SessionEnd | None = None  # how the last session ended
         self.on_output: SessionHook | None = None  # a recorder's hook on the screen's bytes
+        self._ticker = GradingTicker()  # the final grading's seconds, on the person's screen
 
     def reset(self, info: TaskInfo, observation: str) -> None:
         """Brief the person: the task's instructions, the working time, how to finish."""
@@ -118,18 +131,36 @@ class HumanAgent:
                                size=size, timeout=left)  # fmt: skip
         self._record("terminal_open", f"an interactive shell, {left:.0f} s of working time "
                      "left", {"time_left_s": round(left, 3), "rows": size[0], "cols": size[1]})
-        end = self.session = run_session(terminal, time_left=access.time_left,
+        def session_left() -> float:  # none once the person submitted from the shell
+            return 0.0 if access.submitted() else access.time_left()
+
+        end = self.session = run_session(terminal, time_left=session_left,
                                          stdin_fd=stdin_fd, stdout_fd=stdout_fd,
                                          on_output=self.on_output)  # fmt: skip
-        self._record("terminal_closed", _ending_text(end),
-                     {"ended": end.ended, "exit_code": end.exit_code, "seconds": end.seconds})
-        if end.ended == "time":
+        ended = "submit" if end.ended == "time" and access.submitted() else end.ended
+        self._record("terminal_closed", _ending_text(end, ended),
+                     {"ended": ended, "exit_code": end.exit_code, "seconds": end.seconds})
+        if ended == "time":
             self._say("\n[rdbench] Working time is up: the shell was closed. Grading your "
                       "workspace on the hidden test split...\n")
+            self._ticker.start(self._out)
             return NO_OP
-        self._say("\n[rdbench] The shell ended: grading your workspace on the hidden test "
-                  "split...\n")
+        if ended == "submit":
+            self._say("\n[rdbench] You submitted (rdbench-submit): grading your workspace on "
+                      "the hidden test split...\n")
+        else:
+            self._say("\n[rdbench] The shell ended: grading your workspace on the hidden test "
+                      "split...\n")
+        self._ticker.start(self._out)
         return SUBMIT
+
+    def end(self, reason: str) -> None:
+        """The episode is over and graded: stop showing the grading's progress."""
+        self._ticker.stop()
+
+    def close(self) -> None:
+        """Stop showing the grading's progress (however the episode ended)."""
+        self._ticker.stop()
 
     def usage(self) -> Usage:
         """A person uses no model."""
@@ -154,15 +185,18 @@ def briefing(info: TaskInfo) -> str:
 def shell_env(deadline: int, term: str | None = None) -> dict[str, str]:
     """The environment of the person's shell: a prompt showing the working time left until
     `deadline` (epoch seconds; DEADLINE_FILE, once written, moves it), the person's terminal
-    type `term` where the image knows it, and a history kept out of the workspace."""
+    type `term` where the image knows it, a history kept out of the workspace, and the
+    channel's commands (rdbench-score, ...) on the PATH."""
     return {"RDBENCH_DEADLINE": str(deadline), "RDBENCH_DEADLINE_FILE": DEADLINE_FILE,
+            "PATH": f"{BASE_ENV['PATH']}:{CHANNEL_DIR}/bin",  # rdbench-score and the others
             "PROMPT_COMMAND": PROMPT_COMMAND, "PS1": PS1, "HISTFILE": "/tmp/.bash_history",
             "TERM": term if term in KNOWN_TERMS else "xterm-256color"}  # fmt: skip
 
 
-def _ending_text(end: SessionEnd) -> str:
+def _ending_text(end: SessionEnd, ended: str) -> str:
     how = {"exit": f"the shell exited ({end.exit_code})", "time": "the working time was up",
-           "closed": "the person's terminal closed"}[end.ended]  # fmt: skip
+           "closed": "the person's terminal closed",
+           "submit": "the person submitted (rdbench-submit)"}[ended]  # fmt: skip
     return f"terminal session over after {end.seconds:.0f} s: {how}"
 
 

@@ -16,6 +16,9 @@ AGENT_USER = "agent"
 AGENT_UID = 61000
 AGENT_HOME = "/home/agent"
 GRADER_DIR = "/grader"
+# Where a person's sandbox shows its channel to the runner (SandboxConfig.channel_dir),
+# read-only; no other sandbox has this path.
+CHANNEL_DIR = "/run/rdbench"
 DEFAULT_OUTPUT_LIMIT = 1_000_000  # bytes kept of each of stdout and stderr
 # The environment every command starts with (before the user's HOME and USER and its own env).
 BASE_ENV = {
@@ -110,6 +113,9 @@ class SandboxConfig:
     labels: dict[str, str] = field(default_factory=dict)
     grading: bool = False  # a grading sandbox: root may switch to the agent user
     disk_mb: int = 4096  # size of the disk holding every writable place (home, /tmp, ...)
+    # A host folder shown read-only at CHANNEL_DIR: a person's channel to the runner
+    # (rdbench/human_channel.py); None (every other sandbox): the path does not exist.
+    channel_dir: str | None = None
 
 
 @runtime_checkable

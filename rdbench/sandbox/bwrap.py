@@ -70,6 +70,7 @@ from rdbench.sandbox.base import (
     AGENT_UID,
     AGENT_USER,
     BASE_ENV,
+    CHANNEL_DIR,
     GRADER_DIR,
     GRADING_CAPS,
     ArchiveError,
@@ -231,7 +232,20 @@ class BwrapSandbox:
             *(arg for path in SYS_SHOWN for arg in ("--ro-bind-try", path, path)),
             *self._cgroup_mounts(),
             "--remount-ro", "/sys",
+            *self._channel_mounts(),
         ]  # fmt: skip
+
+    def _channel_mounts(self) -> list[str]:
+        """A person's channel folder (config.channel_dir), read-only at CHANNEL_DIR. The
+        image's /run (the read-only root) has no such folder, so /run is a read-only tmpfs
+        here holding the image's (empty) /run/lock and /run/mount and the channel."""
+        if self.config.channel_dir is None:
+            return []
+        return ["--perms", "0755", "--tmpfs", "/run",
+                "--perms", "1777", "--dir", "/run/lock",
+                "--perms", "0755", "--dir", "/run/mount",
+                "--ro-bind", self.config.channel_dir, CHANNEL_DIR,
+                "--remount-ro", "/run"]  # fmt: skip
 
     def _cgroup_mounts(self) -> list[str]:
         """The sandbox's CPU-accounting group (see cgroups.py), read-only at CGROUP_SHOWN, as a

@@ -49,6 +49,7 @@ from rdbench.sandbox.base import (
     AGENT_HOME,
     AGENT_USER,
     BASE_ENV,
+    CHANNEL_DIR,
     FILE_SIZE_LIMIT,
     GRADER_DIR,
     GRADING_CAPS,
@@ -145,7 +146,7 @@ class DockerSandbox:
                 environment=BASE_ENV,
                 # With a disk, only its folders are writable: the rest is read-only.
                 read_only=self.disk is not None,
-                volumes=_disk_volumes(self.disk),
+                volumes={**_disk_volumes(self.disk), **_channel_volume(config)},
             )
         except docker.errors.ImageNotFound as error:
             self._remove_disk()
@@ -585,6 +586,13 @@ def _disk_volumes(disk: SandboxDisk | None) -> dict[str, dict[str, str]]:
         return {}
     return {str(disk.folder / name): {"bind": inside, "mode": "rw"}
             for name, inside in DISK_FOLDERS.items()}  # fmt: skip
+
+
+def _channel_volume(config: SandboxConfig) -> dict[str, dict[str, str]]:
+    """A person's channel folder (config.channel_dir), bound read-only at CHANNEL_DIR."""
+    if config.channel_dir is None:
+        return {}
+    return {config.channel_dir: {"bind": CHANNEL_DIR, "mode": "ro"}}
 
 
 def _default_image(client: docker.DockerClient) -> str:
