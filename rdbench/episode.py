@@ -9,6 +9,11 @@ After each action it reads the agent's usage, records it when it changed and han
 env, which checks the token and dollar budgets and leaves API retry waits out of working
 time. An agent that fails (raises) ends its episode: the workspace is still graded, the
 transcript holds an `error` event and result.json says what happened (outcome agent_error).
+
+An agent of a person (`uses_terminal`) is given a terminal into the sandbox and the episode's
+cast file to record the session to (rdbench.cast, `session.cast`); result.json names the
+cast (`recording`) and, when the agent says the person left mid-episode (its `ended_by`),
+records that (`ended_by: person_left`): their workspace is graded as they left it.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from rdbench import __version__, infrastructure
 from rdbench.agents import Agent, TaskInfo, Usage, make_agent
 from rdbench.agents.base import TeamSeat, TerminalAccess
 from rdbench.agents.scaffold import load_scaffold
+from rdbench.cast import CAST
 from rdbench.env import RDEnv
 from rdbench.grading import default_factory, grade_archive
 from rdbench.infrastructure import (
@@ -70,6 +76,8 @@ class EpisodeState:
     retries: int = 0  # infrastructure retries
     terminated: bool = False
     truncated: bool = False
+    ended_by: str | None = None  # the agent's word on who ended it (person_left)
+    recording: str | None = None  # the terminal session's cast, in the episode folder
 
 
 @dataclass(frozen=True)
@@ -196,13 +204,14 @@ def _act(
     (raises) or stops acting (returns None) ends the episode early, graded as it is. An
     agent that did not fail is then asked for notes for its successor (`end`)."""
     info: dict[str, Any] = {}
+    terminal = _terminal_access(agent, env, transcript.folder / CAST)
     try:
         agent.reset(
             TaskInfo(spec.task, reset_info["instructions"], reset_info["tools"],
                      reset_info["budget"], seed=spec.seed,
                      record=_model_event_recorder(
                          transcript, episode, None if seat is None else seat.index),
-                     handoff=handoff, seat=seat, terminal=_terminal_access(agent, env)),
+                     handoff=handoff, seat=seat, terminal=terminal),
             observation,
         )
         while not (episode.terminated or episode.truncated):
@@ -227,17 +236,30 @@ def _act(
         episode.usage = _track_usage(agent, env, transcript, episode.usage, episode.step)
         _, _, episode.terminated, episode.truncated, info = env.end_early(
             f"agent error: {episode.agent_error}")
+    if terminal is not None:
+        _note_person(agent, terminal, episode)
     if episode.agent_error is None:
         _hand_off(agent, env, transcript, episode, _end_reason(episode, info))
     return info
 
 
-def _terminal_access(agent: Agent, env: RDEnv) -> TerminalAccess | None:
-    """A terminal into the env's sandbox for an agent of a person (`uses_terminal`), else
-    None: other agents act only through the env's recorded tools."""
+def _terminal_access(agent: Agent, env: RDEnv, cast: Path | None = None) -> TerminalAccess | None:
+    """A terminal into the env's sandbox for an agent of a person (`uses_terminal`), with
+    the file to record the session to (`cast`), else None: other agents act only through
+    the env's recorded tools."""
     if not getattr(agent, "uses_terminal", False):
         return None
-    return TerminalAccess(open=env.open_terminal, time_left=lambda: env.time_left_s)
+    return TerminalAccess(open=env.open_terminal, time_left=lambda: env.time_left_s, cast=cast)
+
+
+def _note_person(agent: Agent, terminal: TerminalAccess, episode: EpisodeState) -> None:
+    """Keep what a person's episode adds to its result: the cast it recorded, and whether
+    the person left mid-episode (the agent's `ended_by`)."""
+    if terminal.cast is not None and terminal.cast.is_file():
+        episode.recording = terminal.cast.name
+    ended_by = getattr(agent, "ended_by", None)
+    if ended_by == "person_left":
+        episode.ended_by = ended_by
 
 
 def _end_reason(episode: EpisodeState, info: dict[str, Any]) -> str:
@@ -475,6 +497,8 @@ def _record(spec: EpisodeSpec, episode: EpisodeState, **fields: Any) -> EpisodeR
         finished_at=now_iso(),
         rdbench_version=__version__,
         infrastructure_retries=episode.retries,
+        ended_by=episode.ended_by,
+        recording=episode.recording,
         **fields,
     )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from rdbench.sandbox.terminal import Terminal
@@ -51,10 +52,12 @@ class TerminalAccess:
     interactive terminal (rdbench.sandbox.terminal.Terminal), under the same walls and limits
     as the agent's tools; `time_left()` is the episode's working time left in seconds (the
     env's clock, which stops while the workspace is graded). What the person does there
-    reaches the records through the agent's own actions and events."""
+    reaches the records through the agent's own actions and events, and the session itself
+    through the asciinema cast the agent writes to `cast` (rdbench.cast; None: unrecorded)."""
 
     open: Callable[..., Terminal]
     time_left: Callable[[], float]
+    cast: Path | None = None
 
 
 @dataclass(frozen=True)

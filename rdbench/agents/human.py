@@ -17,19 +17,29 @@ A human episode is limited by working time (the task's time budget, or `rdbench 
   (NO_OP, which runs `true`); the env then finds its time budget spent and ends the episode
   truncated (limit: time), graded as for any agent.
 The session is recorded as `scaffold` events (`terminal_open`, then `terminal_closed` with how
-it ended, its exit code and its length in seconds); `on_output`, when set, receives every
-chunk of the session's output with its time (for a recorder).
+it ended, its exit code and its length in seconds), and whole, from the briefing on, as an
+asciinema v2 cast (rdbench.cast) where the episode asks for one (TerminalAccess.cast): what
+the screen showed, and what was typed only where the person opted in (`record_keys`:
+`rdbench run --agent 'human record_keys=true'`). `on_output`, when set, receives every chunk
+of the session's output with its time (for another recorder).
+
+A person whose terminal closes mid-episode (a closed window, a killed tmux session) left: the
+workspace is graded as they left it, and `ended_by` says "person_left". Nothing is written to
+their terminal once it is gone.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
-from typing import Any, TextIO
+from collections.abc import Callable
+from typing import Any, Literal, TextIO
 
 from rdbench.agents.base import AgentError, TaskInfo, Usage, agent
 from rdbench.agents.terminal_session import SessionEnd, SessionHook, run_session
+from rdbench.cast import CastWriter
 from rdbench.sandbox.base import AGENT_HOME
 from rdbench.sandbox.terminal import pty_size
 
@@ -79,17 +89,27 @@ class HumanAgent:
     name = "human"
     uses_terminal = True  # the episode gives it TaskInfo.terminal
 
-    def __init__(self) -> None:
+    def __init__(self, record_keys: bool = False) -> None:
         self._in: TextIO = sys.stdin
         self._out: TextIO = sys.stdout
         self._info: TaskInfo | None = None
+        self.record_keys = record_keys  # the person opted in to their keys being recorded
         self.session: SessionEnd | None = None  # how the last session ended
         self.on_output: SessionHook | None = None  # a recorder's hook on the screen's bytes
+        self._cast: CastWriter | None = None
+
+    @property
+    def ended_by(self) -> Literal["person_left"] | None:
+        """"person_left" when the person's terminal closed mid-episode, else None."""
+        return "person_left" if self.session is not None and self.session.ended == "closed" \
+            else None
 
     def reset(self, info: TaskInfo, observation: str) -> None:
-        """Brief the person: the task's instructions, the working time, how to finish."""
+        """Brief the person: the task's instructions, the working time, how to finish (and
+        start the session's recording with it, where the episode asks for one)."""
         self._info = info
         self.session = None
+        self._start_cast(info)
         self._say(briefing(info))
 
     def act(self, observation: str) -> dict[str, Any]:
@@ -116,20 +136,38 @@ class HumanAgent:
         size = pty_size(stdin_fd) or pty_size(stdout_fd) or (24, 80)
         terminal = access.open(SHELL, env=shell_env(deadline, os.environ.get("TERM")),
                                size=size, timeout=left)  # fmt: skip
+        opened: dict[str, Any] = {"time_left_s": round(left, 3), "rows": size[0],
+                                  "cols": size[1]}
+        if self._cast is not None:
+            opened.update(cast=self._cast.path.name, keys_recorded=self.record_keys)
+            self._cast.resize(*size)
         self._record("terminal_open", f"an interactive shell, {left:.0f} s of working time "
-                     "left", {"time_left_s": round(left, 3), "rows": size[0], "cols": size[1]})
-        end = self.session = run_session(terminal, time_left=access.time_left,
-                                         stdin_fd=stdin_fd, stdout_fd=stdout_fd,
-                                         on_output=self.on_output)  # fmt: skip
+                     "left", opened)
+        cast = self._cast
+        end = self.session = run_session(
+            terminal, time_left=access.time_left, stdin_fd=stdin_fd, stdout_fd=stdout_fd,
+            on_output=_tee(self.on_output, _hook(cast.output) if cast is not None else None),
+            on_input=_hook(cast.input) if cast is not None and self.record_keys else None,
+        )
         self._record("terminal_closed", _ending_text(end),
                      {"ended": end.ended, "exit_code": end.exit_code, "seconds": end.seconds})
         if end.ended == "time":
             self._say("\n[rdbench] Working time is up: the shell was closed. Grading your "
                       "workspace on the hidden test split...\n")
+            self._stop_cast()
             return NO_OP
-        self._say("\n[rdbench] The shell ended: grading your workspace on the hidden test "
-                  "split...\n")
+        if end.ended == "closed":
+            self._say("\n[rdbench] Your terminal closed: you left. Grading your workspace "
+                      "as you left it, on the hidden test split...\n")
+        else:
+            self._say("\n[rdbench] The shell ended: grading your workspace on the hidden "
+                      "test split...\n")
+        self._stop_cast()
         return SUBMIT
+
+    def close(self) -> None:
+        """End the session's recording (the episode is over)."""
+        self._stop_cast()
 
     def usage(self) -> Usage:
         """A person uses no model."""
@@ -140,8 +178,28 @@ class HumanAgent:
         self._info.record("scaffold", {"action": action, "text": text, "details": details})
 
     def _say(self, text: str) -> None:
-        self._out.write(text)
-        self._out.flush()
+        """Show `text` to the person (and record it); nothing when their terminal is gone."""
+        if self._cast is not None:
+            self._cast.output(text.replace("\n", "\r\n").encode())
+        with contextlib.suppress(OSError, ValueError):  # EIO/EPIPE: it closed; or stdout did
+            self._out.write(text)
+            self._out.flush()
+
+    def _start_cast(self, info: TaskInfo) -> None:
+        """Start recording to the file the episode names (TerminalAccess.cast), if any."""
+        self._stop_cast()
+        path = info.terminal.cast if info.terminal is not None else None
+        if path is None:
+            return
+        rows, cols = _screen_size(self._out)
+        self._cast = CastWriter(path, width=cols, height=rows,
+                                title=f"rdbench {info.task.id}: a person's terminal session",
+                                env={"TERM": shell_env(0, os.environ.get("TERM"))["TERM"],
+                                     "SHELL": SHELL[0]})  # fmt: skip
+
+    def _stop_cast(self) -> None:
+        if self._cast is not None:
+            self._cast.close()
 
 
 def briefing(info: TaskInfo) -> str:
@@ -160,9 +218,40 @@ def shell_env(deadline: int, term: str | None = None) -> dict[str, str]:
             "TERM": term if term in KNOWN_TERMS else "xterm-256color"}  # fmt: skip
 
 
+def _tee(*hooks: SessionHook | None) -> SessionHook | None:
+    """One hook calling each of `hooks` that is set (None when none is)."""
+    chosen = [hook for hook in hooks if hook is not None]
+    if not chosen:
+        return None
+
+    def tee(seconds: float, data: bytes) -> None:
+        for hook in chosen:
+            hook(seconds, data)
+
+    return tee
+
+
+def _hook(record: Callable[[bytes], None]) -> SessionHook:
+    """A session hook giving each chunk to `record` (a cast, which keeps its own clock:
+    its time 0 is the briefing)."""
+
+    def hook(seconds: float, data: bytes) -> None:
+        record(data)
+
+    return hook
+
+
+def _screen_size(out: TextIO) -> tuple[int, int]:
+    """The rows and columns of the person's terminal (24 x 80 when it has no size)."""
+    try:
+        return pty_size(out.fileno()) or (24, 80)
+    except (OSError, ValueError):  # no file descriptor (io.UnsupportedOperation among them)
+        return (24, 80)
+
+
 def _ending_text(end: SessionEnd) -> str:
     how = {"exit": f"the shell exited ({end.exit_code})", "time": "the working time was up",
-           "closed": "the person's terminal closed"}[end.ended]  # fmt: skip
+           "closed": "the person's terminal closed: they left"}[end.ended]  # fmt: skip
     return f"terminal session over after {end.seconds:.0f} s: {how}"
 
 
