@@ -112,11 +112,21 @@ def _raise_stop(signum: int, frame: object) -> None:
 
 
 @contextlib.contextmanager
-def signals_stop_the_run() -> Iterator[None]:
+def signals_stop_the_run(*, person_at_terminal: bool = False) -> Iterator[None]:
     """Within this block, SIGTERM and SIGHUP raise RunStopped (a KeyboardInterrupt) in the
     main thread, so `run_many` removes every sandbox of the run as it does for Ctrl-C.
-    Does nothing outside the main thread (Python delivers signals only there)."""
-    with _handling(STOP_SIGNALS, _raise_stop):
+    Does nothing outside the main thread (Python delivers signals only there).
+
+    With `person_at_terminal` (a person works in the run's terminal: the human agent),
+    SIGHUP does not stop the run: it means their terminal closed, and their episode ends
+    as they left it, graded and recorded (rdbench.hangup)."""
+    if not person_at_terminal:
+        with _handling(STOP_SIGNALS, _raise_stop):
+            yield
+        return
+    from rdbench.hangup import on_hangup
+
+    with _handling((signal.SIGTERM,), _raise_stop), _handling((signal.SIGHUP,), on_hangup):
         yield
 
 

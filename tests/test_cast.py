@@ -123,3 +123,22 @@ def test_replay_refuses_a_speed_that_is_not_positive(tmp_path: Path) -> None:
     _writer(tmp_path / "s.cast", FakeClock()).close()
     with pytest.raises(ValueError, match="speed > 0"):
         play(read_cast(tmp_path / "s.cast"), print, speed=0)
+
+
+def test_rdbench_transcript_play_replays_the_cast_of_an_episode(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from rdbench.cli import app
+
+    clock = FakeClock()
+    writer = _writer(tmp_path / "session.cast", clock)
+    writer.output(b"[0:09:58 left] ~$ ")
+    clock.now += 30.0  # a long pause: capped
+    writer.output("echo hé\r\nhé\r\n".encode())
+    writer.close()
+    played = CliRunner().invoke(app, ["transcript", str(tmp_path), "--play", "--speed", "100"])
+    assert played.exit_code == 0, played.output
+    assert played.stdout_bytes == "[0:09:58 left] ~$ echo hé\r\nhé\r\n".encode()
+    (tmp_path / "agent-episode").mkdir()
+    missing = CliRunner().invoke(app, ["transcript", str(tmp_path / "agent-episode"), "--play"])
+    assert missing.exit_code != 0 and "No terminal recording" in missing.output
