@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 import structlog
 
+from rdbench.cast import CAST
 from rdbench.episode import play, tell
 from rdbench.identity import episode_configuration, identity_hash
 from rdbench.records import EpisodeResult, RecordError, load_result
@@ -248,7 +249,7 @@ def run_episode(
         tell(watcher.episode_finished, done, True)
         return done
     folder.mkdir(parents=True, exist_ok=True)
-    for stale in ("transcript.jsonl", WORKSPACE, RESULT):  # an unfinished attempt restarts
+    for stale in ("transcript.jsonl", WORKSPACE, RESULT, CAST):  # an unfinished attempt restarts
         (folder / stale).unlink(missing_ok=True)
     with structlog.contextvars.bound_contextvars(
         run=spec.run_id, episode=spec.episode_id, task=spec.task.id

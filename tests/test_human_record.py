@@ -6,6 +6,8 @@ leaving, and none of the run's sandboxes."""
 
 from __future__ import annotations
 
+import errno
+import io
 import json
 import os
 import shlex
@@ -16,11 +18,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import BACKENDS, copy_toy_task
+from helpers import BACKENDS, TOY_TASK, copy_toy_task
 from test_human_terminal import PROMPT, Tmux
 
+from rdbench.agents import TaskInfo, make_agent
+from rdbench.agents.base import TerminalAccess
 from rdbench.cast import CAST, read_cast
 from rdbench.records import load_result
+from rdbench.task import load_task
+from rdbench.tools import tool_definitions
 from rdbench.transcript import read_transcript
 
 CLI = [sys.executable, "-c", "from rdbench.cli import app; app()"]
@@ -167,3 +173,27 @@ def test_closing_the_terminal_mid_episode_grades_it_as_the_person_left(
     cast = _check_cast(folder / CAST)
     assert "echo typed-keys-$((6 * 7))" in cast.typed  # keystrokes, opted in
     assert "typed-keys-42\r\n" in cast.output
+
+
+class GoneTerminal(io.StringIO):
+    """The person's stdout once their terminal closed: every write fails with EIO."""
+
+    def write(self, text: str) -> int:
+        raise OSError(errno.EIO, "Input/output error")
+
+
+def test_the_briefing_is_recorded_and_a_gone_terminal_is_no_error(tmp_path: Path) -> None:
+    task = load_task(TOY_TASK)
+    access = TerminalAccess(open=lambda *a, **k: None, time_left=lambda: 60.0,
+                            cast=tmp_path / CAST)
+    agent = make_agent("human")
+    agent._out = GoneTerminal()  # type: ignore[attr-defined]
+    agent.reset(TaskInfo(task, task.instructions, tool_definitions(["bash", "submit"]),
+                         {"time_s": 600}, terminal=access), "")
+    agent.close()  # type: ignore[attr-defined]
+    cast = read_cast(tmp_path / CAST)
+    assert cast.header["version"] == 2 and (cast.header["height"], cast.header["width"]) == (
+        24, 80)  # no terminal to measure
+    assert "Make `answer.py` print a bigger number" in cast.output
+    assert "\r\n" in cast.output and "\n" not in cast.output.replace("\r\n", "")
+    assert agent.ended_by is None  # type: ignore[attr-defined]
