@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import structlog
 
@@ -76,7 +76,7 @@ class EpisodeState:
     retries: int = 0  # infrastructure retries
     terminated: bool = False
     truncated: bool = False
-    ended_by: str | None = None  # the agent's word on who ended it (person_left)
+    ended_by: Literal["person_left"] | None = None  # the agent's word: the person left
     recording: str | None = None  # the terminal session's cast, in the episode folder
 
 
@@ -257,9 +257,8 @@ def _note_person(agent: Agent, terminal: TerminalAccess, episode: EpisodeState) 
     the person left mid-episode (the agent's `ended_by`)."""
     if terminal.cast is not None and terminal.cast.is_file():
         episode.recording = terminal.cast.name
-    ended_by = getattr(agent, "ended_by", None)
-    if ended_by == "person_left":
-        episode.ended_by = ended_by
+    if getattr(agent, "ended_by", None) == "person_left":
+        episode.ended_by = "person_left"
 
 
 def _end_reason(episode: EpisodeState, info: dict[str, Any]) -> str:

@@ -11,7 +11,8 @@ backoff (rdbench.infrastructure); if they keep failing, result.json records an
 infrastructure error, never a score, and a later run tries the episode again.
 
 rdbench.episode plays each episode; this module decides which run, in parallel threads, and
-stops them all on Ctrl-C, SIGTERM or SIGHUP.
+stops them all on Ctrl-C, SIGTERM or SIGHUP (but SIGHUP in a person's run, which means they
+left: rdbench.hangup).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import structlog
 
 from rdbench.cast import CAST
 from rdbench.episode import play, tell
+from rdbench.hangup import on_hangup
 from rdbench.identity import episode_configuration, identity_hash
 from rdbench.records import EpisodeResult, RecordError, load_result
 from rdbench.run_observer import NullObserver, RunObserver
@@ -125,8 +127,6 @@ def signals_stop_the_run(*, person_at_terminal: bool = False) -> Iterator[None]:
         with _handling(STOP_SIGNALS, _raise_stop):
             yield
         return
-    from rdbench.hangup import on_hangup
-
     with _handling((signal.SIGTERM,), _raise_stop), _handling((signal.SIGHUP,), on_hangup):
         yield
 
