@@ -281,12 +281,14 @@ def test_episodes_of_the_human_agent_make_a_human_row(
 @pytest.fixture(scope="module")
 def people(runs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A run of a person: the scorer's episode (two validation scores, then a submit) as the
-    human agent's (only the agent's name differs from a real human episode's result)."""
+    human agent's, who left mid-episode, their session recorded (the result's fields as a
+    real human episode's)."""
     run = tmp_path_factory.mktemp("human") / "people"
     shutil.copytree(runs["scorer"], run)
     for result_file in run.glob("*/result.json"):
         data = json.loads(result_file.read_text())
-        result_file.write_text(json.dumps({**data, "agent": "human"}))
+        result_file.write_text(json.dumps({**data, "agent": "human", "ended_by": "person_left",
+                                           "recording": "session.cast"}))
     return run
 
 
@@ -319,6 +321,9 @@ def test_the_site_draws_each_human_episodes_validation_scores_as_a_curve(
     ((curve),) = human["curves"]
     assert curve["points"] == expected and curve["task_id"] == "toy-a"
     assert by_kind["agent"]["curves"] == []  # only people's runs are drawn as curves
+    (page,) = (out / "episodes").glob(f"{human['row']}/*.html")
+    shown = page.read_text(encoding="utf-8")
+    assert "the person leaving" in shown and "session.cast" in shown
     # the PNG draws them: without the curves it is another picture
     board = aggregate(load_inputs([runs["stranger"], people]))
     (row,) = [row for row in board.all_rows if row.kind == "human"]
