@@ -45,6 +45,7 @@ class CastWriter:
         clock: Callable[[], float] = time.monotonic,
     ):
         self.path = Path(path)
+        self.size = (int(height), int(width))  # rows, columns: the last size recorded
         self._clock = clock
         self._started = clock()
         self._decoders = {code: codecs.getincrementaldecoder("utf-8")(errors="replace")
@@ -65,6 +66,7 @@ class CastWriter:
     def resize(self, rows: int, cols: int) -> None:
         """Record that the terminal now has `rows` x `cols`."""
         if not self.closed:
+            self.size = (int(rows), int(cols))
             self._line([self._now(), "r", f"{int(cols)}x{int(rows)}"])
 
     @property

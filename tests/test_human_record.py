@@ -115,6 +115,8 @@ def test_the_session_is_a_cast_that_rdbench_transcript_replays(
     try:
         tmux.expect(PROMPT, timeout=90)
         tmux.run("echo recorded-$((6 * 7))", r"^recorded-42")
+        tmux.resize(30, 100)
+        tmux.run("stty size", r"^30 100")
         tmux.type("exit")
         tmux.expect(r"RUN-EXIT=0", timeout=90)
     finally:
@@ -128,6 +130,10 @@ def test_the_session_is_a_cast_that_rdbench_transcript_replays(
     assert "Make `answer.py` print a bigger number" in shown  # the briefing
     assert "recorded-42\r\n" in shown and "The shell ended" in shown
     assert cast.typed == "" and all(code != "i" for _, code, _ in cast.events)
+    resized = [index for index, (_, code, text) in enumerate(cast.events)
+               if code == "r" and text == "100x30"]
+    assert resized and "30 100" in "".join(text for _, code, text in cast.events[resized[0]:]
+                                           if code == "o")  # fmt: skip
     opened = [e for e in read_transcript(folder) if e.get("action") == "terminal_open"]
     assert opened[0]["details"]["cast"] == CAST
     assert opened[0]["details"]["keys_recorded"] is False

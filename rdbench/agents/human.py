@@ -140,13 +140,15 @@ class HumanAgent:
                                   "cols": size[1]}
         if self._cast is not None:
             opened.update(cast=self._cast.path.name, keys_recorded=self.record_keys)
-            self._cast.resize(*size)
+            if size != self._cast.size:
+                self._cast.resize(*size)
         self._record("terminal_open", f"an interactive shell, {left:.0f} s of working time "
                      "left", opened)
         cast = self._cast
         end = self.session = run_session(
             terminal, time_left=access.time_left, stdin_fd=stdin_fd, stdout_fd=stdout_fd,
-            on_output=_tee(self.on_output, _hook(cast.output) if cast is not None else None),
+            on_output=_tee(self.on_output, None if cast is None
+                           else _screen_recorder(cast, stdout_fd, size)),
             on_input=_hook(cast.input) if cast is not None and self.record_keys else None,
         )
         self._record("terminal_closed", _ending_text(end),
@@ -237,6 +239,23 @@ def _hook(record: Callable[[bytes], None]) -> SessionHook:
 
     def hook(seconds: float, data: bytes) -> None:
         record(data)
+
+    return hook
+
+
+def _screen_recorder(cast: CastWriter, fd: int, size: tuple[int, int]) -> SessionHook:
+    """A session hook recording each chunk of the screen to `cast`, after a resize event
+    when the person's terminal `fd` changed its size since (the program redraws after a
+    resize, so the size is looked at before each chunk is recorded)."""
+    shown = size
+
+    def hook(seconds: float, data: bytes) -> None:
+        nonlocal shown
+        now = pty_size(fd)
+        if now is not None and now != shown:
+            shown = now
+            cast.resize(*now)
+        cast.output(data)
 
     return hook
 
