@@ -37,11 +37,15 @@ import time
 from collections.abc import Callable
 from typing import Any, Literal, TextIO
 
+import structlog
+
 from rdbench.agents.base import AgentError, TaskInfo, Usage, agent
 from rdbench.agents.terminal_session import SessionEnd, SessionHook, run_session
 from rdbench.cast import CastWriter
 from rdbench.sandbox.base import AGENT_HOME
 from rdbench.sandbox.terminal import pty_size
+
+log = structlog.get_logger()
 
 SHELL = ["/bin/bash", "--norc", "-i"]
 SUBMIT: dict[str, Any] = {"tool": "submit", "input": {}}
@@ -182,7 +186,13 @@ class HumanAgent:
     def _say(self, text: str) -> None:
         """Show `text` to the person (and record it); nothing when their terminal is gone."""
         if self._cast is not None:
-            self._cast.output(text.replace("\n", "\r\n").encode())
+            try:
+                self._cast.output(text.replace("\n", "\r\n").encode())
+            except OSError as error:  # a recording that fails never fails the episode
+                log.warning("human.cast_failed", error=str(error))
+                with contextlib.suppress(OSError):
+                    self._cast.close()
+                self._cast = None
         with contextlib.suppress(OSError, ValueError):  # EIO/EPIPE: it closed; or stdout did
             self._out.write(text)
             self._out.flush()
