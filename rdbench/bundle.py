@@ -2,9 +2,10 @@
 safely for reading (`open_bundle`).
 
 The layout is submission.py's: `manifest.json` and, per episode, `episodes/<episode_id>/`
-with `result.json`, `transcript.jsonl`, `workspace.tar.gz` (when the episode left one) and
-`handoff.md` (a relay's notes, when it left them); a team episode's workers under
-`workers/<i>/` (`WORKER_FILES`, i from 0 to the team's size - 1).
+with `result.json`, `transcript.jsonl`, `workspace.tar.gz` (when the episode left one),
+`handoff.md` (a relay's notes, when it left them) and `session.cast` (a person's terminal
+session, rdbench.cast); a team episode's workers under `workers/<i>/` (`WORKER_FILES`, i
+from 0 to the team's size - 1).
 The tar is deterministic for a given manifest: members sorted by name, regular files only,
 fixed owner, mode and mtime, and a gzip header without a time or name, so the same files
 always give the same bytes (and the same SHA-256).
@@ -33,6 +34,7 @@ from typing import IO, Any
 
 import structlog
 
+from rdbench.cast import CAST
 from rdbench.records import EpisodeResult, RecordError, load_result
 from rdbench.relay import HANDOFF
 from rdbench.submission import (
@@ -48,9 +50,9 @@ from rdbench.transcript import RESULT, TRANSCRIPT, WORKSPACE
 
 log = structlog.get_logger()
 
-EPISODE_FILES = (RESULT, TRANSCRIPT, WORKSPACE, HANDOFF)
-"""The files an episode folder of a bundle may hold (the workspace and the relay's notes only
-when the episode left them)."""
+EPISODE_FILES = (RESULT, TRANSCRIPT, WORKSPACE, HANDOFF, CAST)
+"""The files an episode folder of a bundle may hold (the workspace, the relay's notes and a
+person's terminal recording only when the episode left them)."""
 WORKER_FILES = (TRANSCRIPT, WORKSPACE, HANDOFF)
 """The files a team worker's folder (`workers/<i>/`) of a bundle may hold."""
 MAX_MEMBERS = 50_000

@@ -417,7 +417,9 @@ def run(
     run's folder; the same command again, or --resume FOLDER, finishes an interrupted run.
 
     SIGINT (Ctrl-C), SIGTERM and SIGHUP stop the run: every sandbox of the run is removed,
-    unfinished episodes leave no result.json (a repeated run resumes them), exit 128+signal."""
+    unfinished episodes leave no result.json (a repeated run resumes them), exit 128+signal.
+    In a person's run (--agent human) SIGHUP, their terminal closing, means they left: their
+    workspace is graded and recorded as they left it (ended_by person_left)."""
     from rdbench.calls import split_top_level
     from rdbench.suite import RunConfig, RunConfigError
     from rdbench.tool_variants import parse_tool_set
@@ -593,7 +595,8 @@ def _run_suite(config: Any, out: Path) -> None:
             return pool.run(specs, out, observer)
 
     try:
-        report = _run_stoppable(work, out, made_out, SandboxUnavailable)
+        report = _run_stoppable(work, out, made_out, SandboxUnavailable,
+                                person_at_terminal=interactive)
     except (RunConfigError, RequestTooLarge) as error:
         raise _fail(str(error)) from error
     console.print(_results_table(report.results))
@@ -684,14 +687,16 @@ def _print_effects(folder: Path) -> None:
 
 
 def _run_stoppable(
-    work: Any, out: Path, made_out: bool, unavailable: type[Exception]
+    work: Any, out: Path, made_out: bool, unavailable: type[Exception],
+    person_at_terminal: bool = False,
 ) -> Any:
-    """Run `work()` with SIGTERM and SIGHUP stopping it like Ctrl-C; a stop is one line on
-    stderr and exit 128+signal, a backend that cannot run a one-line error."""
+    """Run `work()` with SIGTERM and SIGHUP stopping it like Ctrl-C (SIGHUP only the person's
+    leaving where a person works in this terminal); a stop is one line on stderr and exit
+    128+signal, a backend that cannot run a one-line error."""
     from rdbench.runner import RunStopped, signals_stop_the_run
 
     try:
-        with signals_stop_the_run():
+        with signals_stop_the_run(person_at_terminal=person_at_terminal):
             return work()
     except unavailable as error:
         if made_out:
@@ -899,16 +904,60 @@ def transcript(
     episode: Annotated[Path, typer.Argument(
         help="An episode's folder, runs/NAME/<episode> (or its transcript.jsonl).")],
     full: Annotated[bool, typer.Option(help="Show long texts whole, not folded.")] = False,
+    play: Annotated[bool, typer.Option(
+        "--play", "--cast", help="Replay the terminal session of a person's episode (its "
+        "session.cast) on this terminal, with its timing.")] = False,
+    speed: Annotated[float, typer.Option(help="--play this many times faster.")] = 1.0,
+    max_idle: Annotated[float, typer.Option(
+        help="--play: the longest pause (s of the recording) kept.")] = 2.0,
 ) -> None:
     """Replay an episode's transcript: instructions, actions and observations, the model's
-    messages, validation scores with their times, usage, errors and the final grade."""
+    messages, validation scores with their times, usage, errors and the final grade; with
+    --play, the terminal session a person's episode recorded."""
+    from rdbench.cast import CAST, CastError, read_cast
     from rdbench.records import RecordError
     from rdbench.replay import replay
 
+    _check_positive("--speed", speed, "times")
+    _check_positive("--max-idle", max_idle, "seconds")
+    folder = episode if episode.is_dir() else episode.parent
+    if play:
+        _play_cast(folder / CAST, speed, max_idle)
+        return
     try:
         replay(episode, console, full=full)
     except RecordError as error:
         raise _fail(str(error)) from error
+    if (folder / CAST).is_file():
+        try:
+            length = f"{read_cast(folder / CAST).seconds:.0f} s"
+        except CastError as error:
+            length = f"unreadable: {error}"
+        console.print(f"terminal session recorded: {folder / CAST} ({length}); replay it "
+                      f"with `rdbench transcript {episode} --play`", soft_wrap=True)
+
+
+def _play_cast(path: Path, speed: float, max_idle: float) -> None:
+    """Replay the cast in `path` on stdout, `speed` times faster, pauses capped at
+    `max_idle` s."""
+    import sys
+
+    from rdbench.cast import CastError, read_cast
+    from rdbench.cast import play as play_cast
+
+    if not path.is_file():
+        raise _fail(f"No terminal recording at {path}: only a person's episode (--agent "
+                    "human) records its session; give such an episode's folder")
+    try:
+        cast = read_cast(path)
+    except CastError as error:
+        raise _fail(str(error)) from error
+
+    def write(text: str) -> None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+    play_cast(cast, write, speed=speed, max_idle=max_idle)
 
 
 @export_app.command("inspect")

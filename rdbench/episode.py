@@ -14,6 +14,10 @@ An episode of a person (an agent with `uses_terminal`) gives their sandbox a cha
 runner (rdbench/human_channel.py) whose operations its desk carries out
 (rdbench/human_desk.py): a score asked there is a step of the env, in this episode's
 bookkeeping as the agent's own steps are.
+An agent of a person is given the episode's cast file to record the session to (rdbench.cast,
+`session.cast`); result.json names the cast (`recording`) and, when the agent says the person
+left mid-episode (its `ended_by`), records that (`ended_by: person_left`): their workspace is
+graded as they left it.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import structlog
 
@@ -31,6 +35,7 @@ from rdbench import __version__, infrastructure
 from rdbench.agents import Agent, TaskInfo, Usage, make_agent
 from rdbench.agents.base import TeamSeat, TerminalAccess
 from rdbench.agents.scaffold import load_scaffold
+from rdbench.cast import CAST
 from rdbench.env import RDEnv
 from rdbench.grading import default_factory, grade_archive
 from rdbench.human_channel import ChannelServer, Request, error_reply
@@ -78,6 +83,8 @@ class EpisodeState:
     retries: int = 0  # infrastructure retries
     terminated: bool = False
     truncated: bool = False
+    ended_by: Literal["person_left"] | None = None  # the agent's word: the person left
+    recording: str | None = None  # the terminal session's cast, in the episode folder
 
 
 @dataclass(frozen=True)
@@ -223,13 +230,14 @@ def _act(
     the sandbox that ended the episode gives the final info."""
     info: dict[str, Any] = {}
     env_calls = desk.lock if desk is not None else contextlib.nullcontext()
+    terminal = _terminal_access(agent, env, desk, transcript.folder / CAST)
     try:
         agent.reset(
             TaskInfo(spec.task, reset_info["instructions"], reset_info["tools"],
                      reset_info["budget"], seed=spec.seed,
                      record=_model_event_recorder(
                          transcript, episode, None if seat is None else seat.index),
-                     handoff=handoff, seat=seat, terminal=_terminal_access(agent, env, desk)),
+                     handoff=handoff, seat=seat, terminal=terminal),
             observation,
         )
         while not (episode.terminated or episode.truncated):
@@ -262,20 +270,23 @@ def _act(
             else:
                 _, _, episode.terminated, episode.truncated, info = env.end_early(
                     f"agent error: {episode.agent_error}")
+    if terminal is not None:
+        _note_person(agent, terminal, episode)
     if episode.agent_error is None:
         _hand_off(agent, env, transcript, episode, _end_reason(episode, info))
     return info
 
 
 def _terminal_access(
-    agent: Agent, env: RDEnv, desk: HumanDesk | None = None
+    agent: Agent, env: RDEnv, desk: HumanDesk | None = None, cast: Path | None = None
 ) -> TerminalAccess | None:
-    """A terminal into the env's sandbox for an agent of a person (`uses_terminal`), else
-    None: other agents act only through the env's recorded tools. With the person's `desk`,
-    it tells when they submitted from the sandbox."""
+    """A terminal into the env's sandbox for an agent of a person (`uses_terminal`), with
+    the file to record the session to (`cast`), else None: other agents act only through
+    the env's recorded tools. With the person's `desk`, it tells when they submitted from
+    the sandbox."""
     if not getattr(agent, "uses_terminal", False):
         return None
-    return TerminalAccess(open=env.open_terminal, time_left=lambda: env.time_left_s,
+    return TerminalAccess(open=env.open_terminal, time_left=lambda: env.time_left_s, cast=cast,
                           **({"submitted": desk.submitted} if desk is not None else {}))
 
 
@@ -305,6 +316,15 @@ def _desk_step(
     episode.step += 1
     _note_validation(episode, info)
     tell(observer.episode_progress, _progress(spec, episode, info))
+
+
+def _note_person(agent: Agent, terminal: TerminalAccess, episode: EpisodeState) -> None:
+    """Keep what a person's episode adds to its result: the cast it recorded, and whether
+    the person left mid-episode (the agent's `ended_by`)."""
+    if terminal.cast is not None and terminal.cast.is_file():
+        episode.recording = terminal.cast.name
+    if getattr(agent, "ended_by", None) == "person_left":
+        episode.ended_by = "person_left"
 
 
 def _end_reason(episode: EpisodeState, info: dict[str, Any]) -> str:
@@ -542,6 +562,8 @@ def _record(spec: EpisodeSpec, episode: EpisodeState, **fields: Any) -> EpisodeR
         finished_at=now_iso(),
         rdbench_version=__version__,
         infrastructure_retries=episode.retries,
+        ended_by=episode.ended_by,
+        recording=episode.recording,
         **fields,
     )
 

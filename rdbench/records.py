@@ -103,6 +103,13 @@ class EpisodeResult(Record):
     infrastructure_retries: int = Field(
         0, description="sandbox starts and final gradings retried after an infrastructure fault"
     )
+    ended_by: Literal["person_left"] | None = Field(
+        None, description="who ended the episode where `outcome` does not say it: "
+        "person_left (a person's terminal closed mid-episode; their workspace was graded as "
+        "they left it)")
+    recording: str | None = Field(
+        None, description="the terminal session's asciinema v2 cast in the episode folder "
+        "(a person's episode), e.g. session.cast")
 
     @property
     def scored(self) -> bool:

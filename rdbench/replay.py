@@ -368,6 +368,8 @@ def replay(folder: str | Path, console: Console, *, full: bool = False) -> None:
         line = Text("result: ", style="bold")
         line.append(f"{result.outcome}, normalized score {score}, {result.steps} steps, "
                     f"working {result.working_s:.1f}s, cost ${result.usage.cost_usd:.4f}")
+        if result.ended_by == "person_left":
+            line.append(" (ended by the person leaving: their terminal closed)")
         console.print(Rule(), line)
     elif path.is_dir():
         console.print(Rule(), Text("no result.json: the episode did not finish",

@@ -11,7 +11,8 @@ backoff (rdbench.infrastructure); if they keep failing, result.json records an
 infrastructure error, never a score, and a later run tries the episode again.
 
 rdbench.episode plays each episode; this module decides which run, in parallel threads, and
-stops them all on Ctrl-C, SIGTERM or SIGHUP.
+stops them all on Ctrl-C, SIGTERM or SIGHUP (but SIGHUP in a person's run, which means they
+left: rdbench.hangup).
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ from typing import Any, Protocol
 
 import structlog
 
+from rdbench.cast import CAST
 from rdbench.episode import play, tell
+from rdbench.hangup import on_hangup
 from rdbench.identity import episode_configuration, identity_hash
 from rdbench.records import EpisodeResult, RecordError, load_result
 from rdbench.run_observer import NullObserver, RunObserver
@@ -112,11 +115,19 @@ def _raise_stop(signum: int, frame: object) -> None:
 
 
 @contextlib.contextmanager
-def signals_stop_the_run() -> Iterator[None]:
+def signals_stop_the_run(*, person_at_terminal: bool = False) -> Iterator[None]:
     """Within this block, SIGTERM and SIGHUP raise RunStopped (a KeyboardInterrupt) in the
     main thread, so `run_many` removes every sandbox of the run as it does for Ctrl-C.
-    Does nothing outside the main thread (Python delivers signals only there)."""
-    with _handling(STOP_SIGNALS, _raise_stop):
+    Does nothing outside the main thread (Python delivers signals only there).
+
+    With `person_at_terminal` (a person works in the run's terminal: the human agent),
+    SIGHUP does not stop the run: it means their terminal closed, and their episode ends
+    as they left it, graded and recorded (rdbench.hangup)."""
+    if not person_at_terminal:
+        with _handling(STOP_SIGNALS, _raise_stop):
+            yield
+        return
+    with _handling((signal.SIGTERM,), _raise_stop), _handling((signal.SIGHUP,), on_hangup):
         yield
 
 
@@ -238,7 +249,7 @@ def run_episode(
         tell(watcher.episode_finished, done, True)
         return done
     folder.mkdir(parents=True, exist_ok=True)
-    for stale in ("transcript.jsonl", WORKSPACE, RESULT):  # an unfinished attempt restarts
+    for stale in ("transcript.jsonl", WORKSPACE, RESULT, CAST):  # an unfinished attempt restarts
         (folder / stale).unlink(missing_ok=True)
     with structlog.contextvars.bound_contextvars(
         run=spec.run_id, episode=spec.episode_id, task=spec.task.id

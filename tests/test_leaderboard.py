@@ -278,6 +278,79 @@ def test_episodes_of_the_human_agent_make_a_human_row(
         ("human", "human", "unverified")]
 
 
+@pytest.fixture(scope="module")
+def people(runs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run of a person: the scorer's episode (two validation scores, then a submit) as the
+    human agent's, who left mid-episode, their session recorded (the result's fields as a
+    real human episode's)."""
+    run = tmp_path_factory.mktemp("human") / "people"
+    shutil.copytree(runs["scorer"], run)
+    for result_file in run.glob("*/result.json"):
+        data = json.loads(result_file.read_text())
+        result_file.write_text(json.dumps({**data, "agent": "human", "ended_by": "person_left",
+                                           "recording": "session.cast"}))
+    return run
+
+
+def _validation_scores(run: Path) -> list[list[float]]:
+    """The (working s, normalized score) of the run's one episode's score events, read here
+    as plain JSON."""
+    (transcript,) = run.glob("*/transcript.jsonl")
+    events = [json.loads(line) for line in transcript.read_text().splitlines()]
+    return [[round(e["elapsed_working_s"], 3), e["normalized_score"]]
+            for e in events if e["type"] == "score"]
+
+
+@pytest.mark.docker
+def test_the_site_draws_each_human_episodes_validation_scores_as_a_curve(
+    runs: dict[str, Path], people: Path, tmp_path: Path
+) -> None:
+    expected = _validation_scores(people)
+    assert len(expected) == 2 and expected[0][0] < expected[1][0]
+    out = tmp_path / "site"
+    made = CliRunner().invoke(app, ["leaderboard", str(runs["stranger"]), str(people),
+                                    "-o", str(out)])
+    assert made.exit_code == 0, made.output
+    html = (out / "index.html").read_text(encoding="utf-8")
+    start = html.index('<script type="application/json" id="data-score-vs-time">')
+    embedded = json.loads(html[html.index(">", start) + 1:html.index("</script>", start)])
+    assert embedded == json.loads((out / "plots" / "score-vs-time.json").read_text())
+    by_kind = {entry["kind"]: entry for entry in embedded}
+    human = by_kind["human"]
+    assert human["label"].endswith("people: human [unverified]")
+    ((curve),) = human["curves"]
+    assert curve["points"] == expected and curve["task_id"] == "toy-a"
+    assert by_kind["agent"]["curves"] == []  # only people's runs are drawn as curves
+    (page,) = (out / "episodes").glob(f"{human['row']}/*.html")
+    shown = page.read_text(encoding="utf-8")
+    assert "the person leaving" in shown and "session.cast" in shown
+    # the PNG draws them: without the curves it is another picture
+    board = aggregate(load_inputs([runs["stranger"], people]))
+    (row,) = [row for row in board.all_rows if row.kind == "human"]
+    with_curve = score_vs_time(board)
+    row.curves = []
+    assert score_vs_time(board) != with_curve
+
+
+def test_a_human_curve_without_working_times_uses_the_time_since_reset() -> None:
+    from rdbench.leaderboard.aggregate import score_curve
+    from rdbench.leaderboard.inputs import SubmissionEpisode
+    from rdbench.records import ResetEvent, ScoreEvent
+
+    events = [
+        ResetEvent(t="2026-01-01T00:00:00.000+00:00", step=0, task_id="toy", seed=0,
+                   tools=[]),
+        ScoreEvent(t="2026-01-01T00:01:30.000+00:00", step=1, raw_score=2.0,
+                   normalized_score=0.25, valid=True),
+        ScoreEvent(t="2026-01-01T00:00:40.000+00:00", step=1, raw_score=None, valid=False),
+        ScoreEvent(t="2026-01-01T00:02:00.000+00:00", step=1, raw_score=3.0,
+                   normalized_score=0.5, valid=True, elapsed_working_s=100.0),
+    ]
+    result = type("Result", (), {"task_id": "toy"})()
+    curve = score_curve(SubmissionEpisode(episode_id="e", result=result, events=events))  # type: ignore[arg-type]
+    assert curve.points == ((40.0, 0.0), (90.0, 0.25), (100.0, 0.5))
+
+
 def test_a_path_that_is_no_input_is_refused_with_what_to_give(tmp_path: Path) -> None:
     odd = tmp_path / "notes.txt"
     odd.write_text("hello")

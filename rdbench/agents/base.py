@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from rdbench.sandbox.terminal import Terminal
@@ -54,11 +55,13 @@ class TerminalAccess:
     the person submitted from inside the sandbox (`rdbench-submit`, over the episode's
     channel: rdbench/human_channel.py), when the session is to end and the agent submit.
     What the person does there reaches the records through the agent's own actions and
-    events."""
+    events, and the session itself through the asciinema cast the agent writes to `cast`
+    (rdbench.cast; None: unrecorded)."""
 
     open: Callable[..., Terminal]
     time_left: Callable[[], float]
     submitted: Callable[[], bool] = field(default=lambda: False)
+    cast: Path | None = None
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,9 @@ Per row (a submission's agent, the reference solution, recorded human runs) and 
 mean normalized score with its 95% bootstrap interval (rdbench.report's bootstrap), mean cost
 and working time; score@k for k = 1, 2, 4; the overall score (the mean over tasks of the
 per-task means, with a bootstrap interval that resamples each task's runs on its own).
+A human row also keeps each episode's validation scores over its working time (`curves`):
+the score-against-working-time plot draws them as curves beside the agents' (RE-Bench's
+figure).
 
 score@k follows RE-Bench: an agent's score with a total working-time budget is the best of
 the runs it could make in that time. For each task the budget of score@k is k times the
@@ -19,9 +22,11 @@ import re
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Literal
 
 from rdbench.leaderboard.inputs import Submission, SubmissionEpisode
+from rdbench.records import ResetEvent, ScoreEvent
 from rdbench.report import agent_label, bootstrap_interval, stratified_bootstrap_interval
 
 KS = (1, 2, 4)
@@ -58,6 +63,16 @@ class AtK:
     capped: bool = False
 
 
+@dataclass(frozen=True)
+class ScoreCurve:
+    """One episode's validation scores (its `score` events) against its working time: a
+    human baseline's curve in the score-against-working-time plot."""
+
+    episode_id: str
+    task_id: str
+    points: tuple[tuple[float, float], ...]  # (working seconds, normalized score), in time order
+
+
 @dataclass
 class BoardRow:
     """A line of the leaderboard."""
@@ -75,6 +90,7 @@ class BoardRow:
     mean_cost_usd: float | None = None
     mean_working_s: float | None = None
     origin: int | None = None  # the index of its submission in Board.submissions
+    curves: list[ScoreCurve] = field(default_factory=list)  # human rows: validation scores
 
     def score_at(self, k: int, tasks: Sequence[str]) -> float | None:
         """score@k over all `tasks` (their mean), None when some task lacks it."""
@@ -194,6 +210,33 @@ def _fill(row: BoardRow, submission: Submission, episodes: list[SubmissionEpisod
     if counted:
         row.mean_cost_usd = statistics.fmean(e.result.usage.cost_usd for e, _ in counted)
         row.mean_working_s = statistics.fmean(e.result.working_s for e, _ in counted)
+    if row.kind == "human":
+        row.curves = [curve for e, _ in counted if (curve := score_curve(e)).points]
+
+
+def score_curve(episode: SubmissionEpisode) -> ScoreCurve:
+    """The episode's validation scores against its working time. The working time is the
+    score event's own (`working_s`, else `elapsed_working_s`), else its time since the
+    episode's reset; an invalid submission counts 0, as on the scale."""
+    start = next((_time(e.t) for e in episode.events if isinstance(e, ResetEvent)), None)
+    points = []
+    for event in episode.events:
+        if not isinstance(event, ScoreEvent):
+            continue
+        working = getattr(event, "working_s", None)
+        if working is None:
+            working = event.elapsed_working_s
+        if working is None and start is not None:
+            working = (_time(event.t) - start).total_seconds()
+        score = event.normalized_score if event.valid else 0.0
+        if working is not None and score is not None:
+            points.append((round(float(working), 3), float(score)))
+    return ScoreCurve(episode_id=episode.episode_id, task_id=episode.result.task_id,
+                      points=tuple(sorted(points)))
+
+
+def _time(iso: str) -> datetime:
+    return datetime.fromisoformat(iso)
 
 
 def _overall(row: BoardRow, tasks: list[str]) -> None:

@@ -62,6 +62,11 @@ def _summary(submission: Submission, episode: SubmissionEpisode) -> str:
             ("cost", f"${result.usage.cost_usd:.4f}"),
             ("tokens", str(result.usage.total_tokens)),
             ("started", result.started_at), ("finished", result.finished_at)]
+    if result.ended_by == "person_left":
+        rows.insert(4, ("ended by", "the person leaving (their terminal closed mid-episode)"))
+    if result.recording is not None:
+        rows.append(("terminal session", f"recorded in {result.recording} (asciinema v2): "
+                     f"rdbench transcript <episode folder> --play"))
     body = "".join(f'<tr><th class="name">{escape(name)}</th><td class="name">'
                    f"{escape(value)}</td></tr>" for name, value in rows)
     return f'<table id="summary">{body}</table>'

@@ -1,9 +1,13 @@
 """The leaderboard's plots as PNG images (matplotlib's Agg backend; no display, no pyplot
-state): per-task bars with their intervals, and score against working time per row."""
+state): per-task bars with their intervals, and score against working time per row, where
+each human episode's validation scores are a step curve beside the agents' dots and
+score@k lines (RE-Bench's figure). The numbers the score-against-time plot draws are
+`score_time_series`, which the site also publishes as JSON."""
 
 from __future__ import annotations
 
 import io
+from typing import Any
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -12,6 +16,7 @@ from rdbench.leaderboard.aggregate import KS, Board, BoardRow
 
 TASK_BARS = "task-bars.png"
 SCORE_TIME = "score-vs-time.png"
+SCORE_TIME_DATA = "score-vs-time.json"
 
 
 def png(figure: Figure) -> bytes:
@@ -63,24 +68,48 @@ def task_bars(board: Board) -> bytes:
     return png(figure)
 
 
-def score_vs_time(board: Board) -> bytes:
-    """Per row: each episode's score against its working time (dots), and score@k over all
-    tasks against the k runs' total working time (a line through k = 1, 2, 4)."""
-    figure = Figure(figsize=(7.5, 4.2))
-    axes = figure.add_subplot()
+def score_time_series(board: Board) -> list[dict[str, Any]]:
+    """What the score-against-working-time plot draws, per row but the reference: its
+    episodes as (working s, score) dots, score@k as a line through k = 1, 2, 4 (total
+    working time, score), and a human row's episodes' validation scores as curves."""
+    series = []
     for row in board.all_rows:
         if row.kind == "reference":
             continue
-        times = [t for cell in row.tasks.values() for t in cell.working_s]
-        scores = [s for cell in row.tasks.values() for s in cell.scores]
-        dots = axes.scatter(times, scores, s=18, alpha=0.6, label=_label(row))
+        dots = [[t, s] for cell in row.tasks.values()
+                for t, s in zip(cell.working_s, cell.scores, strict=True)]
         curve = [(row.working_at(k, board.tasks), row.score_at(k, board.tasks)) for k in KS]
-        points = [(t, s) for t, s in curve if t is not None and s is not None]
-        if points:
-            axes.plot([t for t, _ in points], [s for _, s in points], marker="s",
-                      color=dots.get_facecolor()[0], linewidth=1)
+        series.append({
+            "row": row.key, "label": _label(row), "kind": row.kind, "dots": dots,
+            "score_at_k": [[t, s] for t, s in curve if t is not None and s is not None],
+            "curves": [{"episode_id": c.episode_id, "task_id": c.task_id,
+                        "points": [list(point) for point in c.points]} for c in row.curves],
+        })
+    return series
+
+
+def score_vs_time(board: Board) -> bytes:
+    """Per row: each episode's score against its working time (dots), and score@k over all
+    tasks against the k runs' total working time (a line through k = 1, 2, 4); per human
+    episode, its validation scores over its working time (a dashed step curve)."""
+    figure = Figure(figsize=(7.5, 4.2))
+    axes = figure.add_subplot()
+    for entry in score_time_series(board):
+        dots = axes.scatter([t for t, _ in entry["dots"]], [s for _, s in entry["dots"]],
+                            s=18, alpha=0.6, label=entry["label"],
+                            marker="D" if entry["kind"] == "human" else "o")
+        color = dots.get_facecolor()[0]
+        if entry["score_at_k"]:
+            axes.plot([t for t, _ in entry["score_at_k"]], [s for _, s in entry["score_at_k"]],
+                      marker="s", color=color, linewidth=1)
+        for index, curve in enumerate(entry["curves"]):
+            axes.plot([t for t, _ in curve["points"]], [s for _, s in curve["points"]],
+                      drawstyle="steps-post", linestyle="--", marker=".", color=color,
+                      linewidth=1.2, alpha=0.9,
+                      label=f"{entry['label']}: validation scores" if index == 0 else None)
     axes.axhline(1.0, color="grey", linewidth=0.8, linestyle="--", label="reference")
-    axes.set_xlabel("working time (s): one episode (dots), k runs of score@k (line)")
+    axes.set_xlabel("working time (s): one episode (dots), k runs of score@k (line), a "
+                    "person's validation scores (dashed)", fontsize="small")
     axes.set_ylabel("normalized score")
     axes.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
     figure.tight_layout()

@@ -1,11 +1,13 @@
 """The static site: `index.html` (the sortable table, the plots inline, the unverified apart,
 the per-task details, the submissions and their findings), one page per episode under
-`episodes/`, the plots as PNG files under `plots/` and the Markdown table
-`leaderboard.md`. No page loads anything from elsewhere."""
+`episodes/`, the plots as PNG files under `plots/` (with the numbers of the score-against-
+time plot as JSON, also embedded in index.html) and the Markdown table `leaderboard.md`.
+No page loads anything from elsewhere."""
 
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Sequence
 from html import escape
 from pathlib import Path
@@ -16,7 +18,13 @@ from rdbench.leaderboard.aggregate import KS, Board, BoardRow, slug
 from rdbench.leaderboard.episode_page import episode_page
 from rdbench.leaderboard.markdown import MARKDOWN, markdown_table
 from rdbench.leaderboard.page import cell, frame, number, status_badge
-from rdbench.leaderboard.plots import PLOTS, SCORE_TIME, TASK_BARS
+from rdbench.leaderboard.plots import (
+    PLOTS,
+    SCORE_TIME,
+    SCORE_TIME_DATA,
+    TASK_BARS,
+    score_time_series,
+)
 
 log = structlog.get_logger()
 
@@ -40,10 +48,12 @@ def write_site(board: Board, out: Path, experiments: Sequence[str] = ()) -> Path
     for name, draw in PLOTS.items():
         images[name] = draw(board)
         (out / PLOTS_DIR / name).write_bytes(images[name])
+    series = json.dumps(score_time_series(board), indent=1)
+    (out / PLOTS_DIR / SCORE_TIME_DATA).write_text(series, encoding="utf-8")
     _write_episodes(board, out)
     (out / MARKDOWN).write_text(markdown_table(board), encoding="utf-8")
     index = out / INDEX
-    body = _index_body(board, images, experiments)
+    body = _index_body(board, images, experiments, series)
     index.write_text(frame("rdbench leaderboard", body), encoding="utf-8")
     log.info("leaderboard.site_written", out=str(out), rows=len(board.all_rows))
     return index
@@ -68,7 +78,8 @@ def _ordered(rows: list[BoardRow]) -> list[BoardRow]:
     return sorted(rows, key=lambda row: (row.overall is None, -(row.overall or 0.0)))
 
 
-def _index_body(board: Board, images: dict[str, bytes], experiments: Sequence[str] = ()) -> str:
+def _index_body(board: Board, images: dict[str, bytes], experiments: Sequence[str] = (),
+                series: str = "[]") -> str:
     parts = [
         "<h1>rdbench leaderboard</h1>",
         f"<p>{len(board.submissions)} submission(s) on {len(board.tasks)} task(s). Scores are "
@@ -93,7 +104,10 @@ def _index_body(board: Board, images: dict[str, bytes], experiments: Sequence[st
         "<h2>Plots</h2>",
         _image(TASK_BARS, images[TASK_BARS], "Mean normalized score per task with 95% "
                "bootstrap intervals"),
-        _image(SCORE_TIME, images[SCORE_TIME], "Score against working time"),
+        _image(SCORE_TIME, images[SCORE_TIME], "Score against working time (dashed: each "
+               "human episode's validation scores)"),
+        '<script type="application/json" id="data-score-vs-time">'
+        + _script_safe(series) + "</script>",
         "<h2>Per task</h2>",
         _details(board),
         "<h2>Submissions</h2>",
@@ -103,6 +117,11 @@ def _index_body(board: Board, images: dict[str, bytes], experiments: Sequence[st
         _method(),
     ]
     return "\n".join(parts)
+
+
+def _script_safe(text: str) -> str:
+    """JSON `text` safe inside a <script> element (no `</` can close it)."""
+    return text.replace("</", "<\\/")
 
 
 def _image(name: str, data: bytes, caption: str) -> str:
