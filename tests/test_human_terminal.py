@@ -254,9 +254,12 @@ def _only_episode(out: Path) -> Path:
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_person_works_in_a_real_terminal_and_leaving_submits(
+def test_person_works_in_a_real_terminal_scores_and_submits(
     backend: str, tmp_path: Path, toy_task_with_editor: Path, request: pytest.FixtureRequest
 ) -> None:
+    """Issue 16's session, end to end: a person edits with vi, uses python3, cds into a
+    folder and back, interrupts sleep 30, scores and submits from the shell; the episode
+    ends graded, with the session's cast and the timed score in the transcript."""
     _ready(backend, request)
     out = tmp_path / "runs"
     tmux = Tmux(_rdbench_run(toy_task_with_editor, out, backend), cwd=tmp_path)
@@ -314,8 +317,11 @@ def test_person_works_in_a_real_terminal_and_leaving_submits(
         # the terminal's size is followed
         tmux.resize(30, 100)
         tmux.run("stty size", r"^30 100")
-        # leaving the shell ends the episode, graded
-        tmux.type("exit")
+        # a validation score from the shell, then submit
+        tmux.run("rdbench-score", r"Validation score: 4\.50 ", timeout=60)
+        tmux.type("rdbench-submit")
+        tmux.expect(r"for final grading\? \[y/N\] ?$")
+        tmux.type("y")
         tmux.expect(r"RUN-EXIT=0", timeout=90)
     finally:
         tmux.kill()
@@ -324,13 +330,22 @@ def test_person_works_in_a_real_terminal_and_leaving_submits(
     assert result.agent == "human" and result.outcome == "submitted"
     assert result.sandbox == backend
     assert result.raw_score == 4.0 and result.normalized_score == pytest.approx(0.75)
-    assert result.steps == 1  # the whole session is one action
+    assert result.steps == 2  # the score, then the whole session as one action
     events = read_transcript(folder)
-    sessions = [event for event in events if event["type"] == "scaffold"]
+    sessions = [event for event in events
+                if event["type"] == "scaffold" and event["action"].startswith("terminal_")]
     assert [event["action"] for event in sessions] == ["terminal_open", "terminal_closed"]
-    assert sessions[1]["details"]["ended"] == "exit"
-    assert sessions[1]["details"]["exit_code"] == 0
+    assert sessions[1]["details"]["ended"] == "submit"
     assert sessions[1]["details"]["seconds"] > 1
+    (score,) = [event for event in events if event["type"] == "score"]
+    assert score["t"] and score["normalized_score"] == pytest.approx(0.875)
+    assert 1 < score["working_s"] <= score["elapsed_working_s"]
+    assert result.recording == "session.cast"
+    cast = (folder / "session.cast").read_text(encoding="utf-8").splitlines()
+    assert json.loads(cast[0])["version"] == 2
+    shown = "".join(event[2] for event in map(json.loads, cast[1:]) if event[1] == "o")
+    for seen in ("hello from vi", ">>> 2+3", "still-here-42", "Validation score: 4.50"):
+        assert seen in shown, seen
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
