@@ -450,51 +450,48 @@ def _check_targets(
                 )
 
 
+def _check_copies(
+    entries: list[str], table: str, source_dir: Path, target_dir: Path, *,
+    copied_in: dict[str, Path] | None = None,
+) -> None:  # fmt: skip
+    """TaskSpecError unless every entry of `table` (e.g. "[lab] from_workspace", in
+    task.toml) copies a regular file of `source_dir` (or one the folder gets copied in,
+    `copied_in`) to a new path inside `target_dir`, declared once."""
+    where: dict[PurePosixPath, str] = {}
+    for entry in entries:
+        at = f"{table} entry {entry!r}"
+        source, target = _check_entry(entry, at)
+        if source.as_posix() not in (copied_in or {}):
+            _check_source(source_dir, source, at,
+                          f"name a file of {source_dir.name}/, relative to it")
+        if target in where:
+            raise TaskSpecError(f"{at}: the target {target.as_posix()!r} is declared twice; "
+                                "every path may come from one file only")
+        where[target] = at
+    _check_targets(list(where), target_dir, where, target_dir.name)
+
+
 def _check_from_grader(spec: TaskSpec, toml_path: Path) -> None:
     """TaskSpecError unless every [workspace] from_grader entry copies a regular file of
     grader/ to a new path inside the workspace."""
-    where: dict[PurePosixPath, str] = {}
-    for entry in spec.workspace.from_grader:
-        at = f"{toml_path}: [workspace] from_grader entry {entry!r}"
-        source, target = _check_entry(entry, at)
-        _check_source(spec.grader_dir, source, at, "name a file of grader/, relative to it")
-        if target in where:
-            raise TaskSpecError(f"{at}: the target {target.as_posix()!r} is declared twice; "
-                                "every workspace path may come from one file only")
-        where[target] = at
-    _check_targets(list(where), spec.workspace_dir, where, "workspace")
+    _check_copies(spec.workspace.from_grader, f"{toml_path}: [workspace] from_grader",
+                  spec.grader_dir, spec.workspace_dir)
 
 
 def _check_lab_files(spec: TaskSpec, toml_path: Path) -> None:
     """TaskSpecError unless every [lab] from_workspace entry copies a file of the starting
-    workspace to a new path inside lab/."""
+    workspace (workspace/ or a declared grader file) to a new path inside lab/."""
     if spec.lab.from_workspace and not spec.lab_dir.is_dir():
         raise TaskSpecError(f"{spec.lab_dir}/: missing; [lab] from_workspace copies into it")
-    where: dict[PurePosixPath, str] = {}
-    for entry in spec.lab.from_workspace:
-        at = f"{toml_path}: [lab] from_workspace entry {entry!r}"
-        source, target = _check_entry(entry, at)
-        if source.as_posix() not in spec.from_grader:
-            _check_source(spec.workspace_dir, source, at,
-                          "name a file of the workspace, relative to it")
-        if target in where:
-            raise TaskSpecError(f"{at}: the target {target.as_posix()!r} is declared twice")
-        where[target] = at
-    _check_targets(list(where), spec.lab_dir, where, "lab")
+    _check_copies(spec.lab.from_workspace, f"{toml_path}: [lab] from_workspace",
+                  spec.workspace_dir, spec.lab_dir, copied_in=spec.from_grader)
 
 
 def _check_grader_files(spec: TaskSpec, toml_path: Path) -> None:
     """TaskSpecError unless every [grader] from_solution entry copies a regular file of
     solution/ to a new path inside grader/."""
-    where: dict[PurePosixPath, str] = {}
-    for entry in spec.grader.from_solution:
-        at = f"{toml_path}: [grader] from_solution entry {entry!r}"
-        source, target = _check_entry(entry, at)
-        _check_source(spec.solution_dir, source, at, "name a file of solution/, relative to it")
-        if target in where:
-            raise TaskSpecError(f"{at}: the target {target.as_posix()!r} is declared twice")
-        where[target] = at
-    _check_targets(list(where), spec.grader_dir, where, "grader")
+    _check_copies(spec.grader.from_solution, f"{toml_path}: [grader] from_solution",
+                  spec.solution_dir, spec.grader_dir)
 
 
 def _check_lab_tools(spec: TaskSpec, toml_path: Path) -> None:
